@@ -1,0 +1,5 @@
+def membership(request):
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    return {"membership": getattr(user, "membership", None)}

@@ -1,0 +1,38 @@
+"""Access checks shared by every page: a user sees only their team's objects."""
+
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+
+from .models import Membership
+
+
+def get_membership(request) -> Membership:
+    membership = getattr(request.user, "membership", None)
+    if membership is None:
+        # A user without a team (e.g. a bare superuser) may use no page.
+        raise PermissionDenied("You are not a member of any team.")
+    return membership
+
+
+def team_required(capability: str | None = None):
+    """Require login and a team; with ``capability`` (e.g. "can_edit_releases"), that too (403).
+
+    The view receives ``request.membership``.
+    """
+
+    def decorator(view):
+        @login_required
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            membership = get_membership(request)
+            if capability and not getattr(membership, capability):
+                raise PermissionDenied("Your role does not allow this.")
+            request.membership = membership
+            request.team = membership.team
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator

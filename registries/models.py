@@ -1,0 +1,1 @@
+"""External registries linked by a team (see issue 3)."""

@@ -1,0 +1,116 @@
+"""Shared fixtures: the personas of STYLE.md and the walkthrough's sample app.
+
+alice (Admin) · bob (Developer on alice's team) · sam (Support, read only) · mallory (another team).
+"""
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from portal.models import Membership, Role, Team
+from releases.models import App, Customer, Release
+
+PASSWORD = "correct horse battery staple"
+
+NGINX_DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: nginx
+  labels:
+    app: nginx
+spec:
+  selector:
+    matchLabels:
+      app: nginx
+  template:
+    metadata:
+      labels:
+        app: nginx
+    spec:
+      containers:
+        - name: nginx
+          image: nginx
+          envFrom:
+            - configMapRef:
+                name: nginx-config
+                optional: true
+          resources:
+            limits:
+              memory: '256Mi'
+              cpu: '500m'
+"""
+
+NGINX_SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata:
+  name: nginx
+  labels:
+    app: nginx
+spec:
+  type: ClusterIP
+  ports:
+    - port: 80
+  selector:
+    app: nginx
+"""
+
+
+def make_user(username: str, team: Team, role: str):
+    user = get_user_model().objects.create_user(username, f"{username}@example.com", PASSWORD)
+    Membership.objects.create(user=user, team=team, role=role)
+    return user
+
+
+@pytest.fixture
+def team(db):
+    return Team.objects.create(name="Acme")
+
+
+@pytest.fixture
+def other_team(db):
+    return Team.objects.create(name="Evil Corp")
+
+
+@pytest.fixture
+def alice(team):
+    return make_user("alice", team, Role.ADMIN)
+
+
+@pytest.fixture
+def bob(team):
+    return make_user("bob", team, Role.DEVELOPER)
+
+
+@pytest.fixture
+def sam(team):
+    return make_user("sam", team, Role.SUPPORT)
+
+
+@pytest.fixture
+def mallory(other_team):
+    return make_user("mallory", other_team, Role.ADMIN)
+
+
+@pytest.fixture
+def sample_app(team, alice):
+    """MySampleECRApp with the default nginx release (1) promoted to Unstable."""
+    app = App.create_with_channels(team=team, name="MySampleECRApp", slug="mysampleecrapp")
+    release = Release.create_next(
+        app=app, user=alice, files=[("deployment.yaml", NGINX_DEPLOYMENT), ("service.yaml", NGINX_SERVICE)]
+    )
+    release.promote_to(app.channels.get(name="Unstable"), user=alice, version_label="0.0.1")
+    return app
+
+
+@pytest.fixture
+def customer(sample_app):
+    return Customer.objects.create(
+        app=sample_app, channel=sample_app.channels.get(name="Unstable"), name="Big Bank",
+        email="ops@bigbank.example",
+    )
+
+
+def login(client, user):
+    client.force_login(user)
+    return client
