@@ -3,11 +3,16 @@
 alice (Admin) · bob (Developer on alice's team) · sam (Support, read only) · mallory (another team).
 """
 
+import os
+
 import pytest
 from django.contrib.auth import get_user_model
 
 from portal.models import Membership, Role, Team
 from releases.models import App, Customer, Release
+
+# Playwright's sync API keeps an event loop running in the test thread.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 PASSWORD = "correct horse battery staple"
 
@@ -114,3 +119,19 @@ def customer(sample_app):
 def login(client, user):
     client.force_login(user)
     return client
+
+
+# Playwright drives Debian's Chromium (no browser download). Flags keep it off the network.
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": [
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        ],
+    }
