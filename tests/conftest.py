@@ -9,57 +9,13 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from portal.models import Membership, Role, Team
+from releases.demo import NGINX_DEPLOYMENT, NGINX_SERVICE  # noqa: F401 (tests import them from here)
 from releases.models import App, Customer, Release
 
 # Playwright's sync API keeps an event loop running in the test thread.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 PASSWORD = "correct horse battery staple"
-
-NGINX_DEPLOYMENT = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: nginx
-  labels:
-    app: nginx
-spec:
-  selector:
-    matchLabels:
-      app: nginx
-  template:
-    metadata:
-      labels:
-        app: nginx
-    spec:
-      containers:
-        - name: nginx
-          image: nginx
-          envFrom:
-            - configMapRef:
-                name: nginx-config
-                optional: true
-          resources:
-            limits:
-              memory: '256Mi'
-              cpu: '500m'
-"""
-
-NGINX_SERVICE = """\
-apiVersion: v1
-kind: Service
-metadata:
-  name: nginx
-  labels:
-    app: nginx
-spec:
-  type: ClusterIP
-  ports:
-    - port: 80
-  selector:
-    app: nginx
-"""
-
 
 def make_user(username: str, team: Team, role: str):
     user = get_user_model().objects.create_user(username, f"{username}@example.com", PASSWORD)
