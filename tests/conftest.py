@@ -17,6 +17,12 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 PASSWORD = "correct horse battery staple"
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Hash passwords cheaply in tests; the real hasher costs ~0.5 s per password here."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def make_user(username: str, team: Team, role: str):
     user = get_user_model().objects.create_user(username, f"{username}@example.com", PASSWORD)
     Membership.objects.create(user=user, team=team, role=role)
