@@ -257,3 +257,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"axes": {"level": "WARNING"}},
 }
+
+# Registries (issue 3)
+# Connect to loopback/private/link-local registry addresses (tests, on-premises registries).
+PORTAL_ALLOW_PRIVATE_REGISTRIES = envbool("PORTAL_ALLOW_PRIVATE_REGISTRIES", "false")
+# "host=http(s)://address[:port],…": send a registry host to another address (tests, mirrors).
+PORTAL_REGISTRY_HOST_MAP = os.environ.get("PORTAL_REGISTRY_HOST_MAP", "")
