@@ -1,0 +1,225 @@
+"""Loopback HTTP proxies that misbehave on purpose, in front of a real registry (issue 4 tests).
+
+- `FaultProxy`: forwards to the registry, but the first request of each kind (method + path, upload
+  ids folded) fails: alternately a 500, a dropped connection, or (blob downloads) a body cut
+  short. Every later request of that kind passes, so a copier that retries must finish.
+- `RedirectProxy`: forwards to the registry, but answers blob GETs with a 307 to a second port
+  (like ECR sending blobs to S3); that "S3" asserts no Authorization header arrives and serves
+  the blob with its own access to the registry.
+Both buffer bodies: test images are a few MB.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+
+HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "te",
+       "upgrade", "proxy-authorization", "accept-encoding"}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class Proxy:
+    """Forward everything to `upstream`; subclasses override `intercept`."""
+
+    def __init__(self, upstream: str):
+        self.upstream = upstream.rstrip("/")
+        self.http = httpx.Client(timeout=60)
+        self.lock = threading.Lock()
+        self.log: list[tuple[str, str, int | str]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if self.headers.get("transfer-encoding", "").lower() == "chunked":
+                    body = _read_chunked(self.rfile)
+                if proxy.intercept(self, body):
+                    return
+                proxy.forward(self, body)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
+
+        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.http.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def record(self, handler, outcome):
+        with self.lock:
+            self.log.append((handler.command, handler.path, outcome))
+
+    def intercept(self, handler, body: bytes) -> bool:
+        return False
+
+    def forward(self, handler, body: bytes, *, truncate: bool = False) -> None:
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in HOP}
+        headers["Host"] = self.host  # the registry builds Location URLs from it: keep them on us
+        response = self.http.request(handler.command, self.upstream + handler.path,
+                                     headers=headers, content=body)
+        self.record(handler, response.status_code)
+        handler.send_response(response.status_code)
+        for key, value in response.headers.multi_items():
+            if key.lower() not in HOP:
+                handler.send_header(key, value)
+        data = response.content
+        if handler.command == "HEAD":
+            handler.send_header("Content-Length", response.headers.get("content-length", "0"))
+            handler.end_headers()
+            return
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        if truncate and len(data) > 1:
+            handler.wfile.write(data[: len(data) // 2])
+            handler.wfile.flush()
+            _drop(handler)
+            return
+        handler.wfile.write(data)
+
+
+def _read_chunked(rfile) -> bytes:
+    out = bytearray()
+    while True:
+        size = int(rfile.readline().split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            rfile.readline()
+            return bytes(out)
+        out += rfile.read(size)
+        rfile.readline()
+
+
+def _drop(handler) -> None:
+    """Close the client's connection abruptly (RST), without an HTTP answer."""
+    handler.close_connection = True
+    try:
+        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        handler.connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+UPLOAD_ID = re.compile(r"/blobs/uploads/[^/?]+")
+
+
+class FaultProxy(Proxy):
+    """The first request of each kind fails (500, dropped connection, or a truncated blob)."""
+
+    def __init__(self, upstream: str, *, skip_ping: bool = True):
+        super().__init__(upstream)
+        self.seen: set[tuple[str, str]] = set()
+        self.faults = 0
+        self.skip_ping = skip_ping
+
+    def intercept(self, handler, body: bytes) -> bool:
+        path = UPLOAD_ID.sub("/blobs/uploads/ID", handler.path.split("?")[0])
+        key = (handler.command, path)
+        if self.skip_ping and path == "/v2/":
+            return False
+        with self.lock:
+            first = key not in self.seen
+            self.seen.add(key)
+            if first:
+                self.faults += 1
+                kind = self.faults % 3
+        if not first:
+            return False
+        if kind == 0 and handler.command == "GET" and "/blobs/" in path:
+            self.record(handler, "truncated")
+            self.forward(handler, body, truncate=True)
+        elif kind == 1:
+            self.record(handler, "dropped")
+            _drop(handler)
+        else:
+            self.record(handler, 500)
+            payload = b'{"errors":[{"code":"UNKNOWN","message":"injected fault"}]}'
+            handler.send_response(500)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
+        return True
+
+
+class BlobStore(Proxy):
+    """The 'S3' a redirect points to: serves /blob/<repo>/<digest> from the registry itself."""
+
+    def __init__(self, upstream: str, auth: tuple[str, str]):
+        super().__init__(upstream)
+        self.auth = auth
+        self.authorization_seen: list[str] = []
+        self.served = 0
+
+    def intercept(self, handler, body: bytes) -> bool:
+        if handler.headers.get("authorization"):
+            self.authorization_seen.append(handler.path)
+            handler.send_response(400)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return True
+        repo, digest = handler.path.split("?")[0].removeprefix("/blob/").rsplit("/", 1)
+        response = self.http.get(f"{self.upstream}/v2/{repo}/blobs/{digest}", auth=self.auth,
+                                 follow_redirects=True)
+        self.served += 1
+        handler.send_response(response.status_code)
+        handler.send_header("Content-Type", "application/octet-stream")
+        handler.send_header("Content-Length", str(len(response.content)))
+        handler.end_headers()
+        handler.wfile.write(response.content)
+        return True
+
+
+BLOB_GET = re.compile(r"^/v2/(?P<repo>.+)/blobs/(?P<digest>sha256:[0-9a-f]{64})$")
+
+
+class RedirectProxy(Proxy):
+    """Blob GETs answered with 307 to `store` (another port), like ECR -> S3."""
+
+    def __init__(self, upstream: str, store: BlobStore):
+        super().__init__(upstream)
+        self.store = store
+        self.redirects = 0
+
+    def intercept(self, handler, body: bytes) -> bool:
+        match = BLOB_GET.match(handler.path)
+        if handler.command != "GET" or not match:
+            return False
+        self.redirects += 1
+        self.record(handler, 307)
+        handler.send_response(307)
+        handler.send_header("Location", f"http://{self.store.host}/blob/{match['repo']}/"
+                                        f"{match['digest']}?X-Amz-Signature=test")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+        return True
