@@ -5,9 +5,14 @@ from . import health, views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="releases-app-list", permanent=False)),
+    # Before Django's auth URLs: the same route, audited.
+    path("accounts/password_change/", views.PasswordChangeView.as_view(), name="password_change"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", health.healthz, name="portal-healthz"),
     path("team/", views.team, name="portal-team"),
+    path("team/add/", views.team_add, name="portal-team-add"),
+    path("team/<int:pk>/role/", views.team_role, name="portal-team-role"),
+    path("team/<int:pk>/remove/", views.team_remove, name="portal-team-remove"),
     path("audit/", views.audit, name="portal-audit"),
     path("", include("releases.urls")),
     path("", include("registries.urls")),

@@ -1,0 +1,177 @@
+"""Customers: list, create, edit, archive, regenerate the license ID, download the license.
+
+Everyone on the team reads customers; only Admins change them or see license IDs (the
+customer's credential). Another team's customer is a 404.
+"""
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.db.models import Q
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from portal.audit import audit_log
+from portal.roles import team_required
+
+from .customer_forms import CustomerForm, CustomerSearchForm
+from .licenses import license_filename, license_yaml
+from .models import App, Customer
+
+PAGE_SIZE = 25
+
+
+def _get_customer(request, pk, *, for_update=False) -> Customer:
+    """The team's customer ``pk``, or 404 (another team's customer does not exist for you)."""
+    queryset = Customer.objects.select_related("app", "channel").filter(app__team=request.team)
+    if for_update:
+        queryset = queryset.select_for_update(of=("self",))
+    return get_object_or_404(queryset, pk=pk)
+
+
+@team_required()
+def customer_list(request):
+    form = CustomerSearchForm(request.GET or None, team=request.team)
+    customers = Customer.objects.filter(app__team=request.team).select_related("app", "channel")
+    query = ""
+    if form.is_valid():
+        query = form.cleaned_data["q"].strip()
+        if query:
+            customers = customers.filter(Q(name__icontains=query) | Q(email__icontains=query))
+        if form.cleaned_data["app"]:
+            customers = customers.filter(app=form.cleaned_data["app"])
+        if not form.cleaned_data["archived"]:
+            customers = customers.filter(archived_at__isnull=True)
+    else:
+        customers = customers.filter(archived_at__isnull=True)
+    page = Paginator(customers.order_by("name", "id"), PAGE_SIZE).get_page(request.GET.get("page"))
+    params = request.GET.copy()
+    params.pop("page", None)
+    context = {
+        "nav": "customers",
+        "form": form,
+        "page": page,
+        "query": query,
+        "params": params.urlencode(),
+        "has_apps": App.objects.filter(team=request.team, archived_at__isnull=True).exists(),
+    }
+    template = "releases/customer_list.html"
+    if request.htmx and request.htmx.target == "customer-results":
+        template += "#results"
+    return render(request, template, context)
+
+
+@team_required("can_manage_customers")
+def customer_create(request):
+    initial = {"app": request.GET.get("app")} if request.GET.get("app") else None
+    if request.method == "POST":
+        form = CustomerForm(request.POST, team=request.team)
+        if form.is_valid():
+            customer = form.save()
+            audit_log(request=request, team=request.team, action="create", obj=customer,
+                      detail=_public_fields(customer))
+            messages.success(request, f"Customer {customer.name} created on {customer.channel.name}.")
+            return redirect("releases-customer-detail", pk=customer.pk)
+    else:
+        form = CustomerForm(team=request.team, initial=initial)
+    if request.htmx and request.htmx.target == "channel-field":
+        # The app changed: offer that app's channels.
+        return render(request, "releases/customer_form.html#channel-field", {"form": form})
+    return render(request, "releases/customer_form.html", {"nav": "customers", "form": form, "customer": None})
+
+
+@team_required()
+def customer_detail(request, pk):
+    customer = _get_customer(request, pk)
+    return render(request, "releases/customer_detail.html", {"nav": "customers", "customer": customer})
+
+
+@team_required("can_manage_customers")
+def customer_edit(request, pk):
+    customer = _get_customer(request, pk)
+    if request.method == "POST":
+        form = CustomerForm(request.POST, instance=customer, team=request.team)
+        if form.is_valid():
+            before = _public_fields(Customer.objects.select_related("channel").get(pk=customer.pk))
+            customer = form.save()
+            after = _public_fields(customer)
+            changes = {k: [before[k], after[k]] for k in after if before.get(k) != after[k]}
+            if changes:
+                audit_log(request=request, team=request.team, action="update", obj=customer,
+                          detail={"changes": changes})
+                messages.success(request, f"Customer {customer.name} saved.")
+            else:
+                messages.info(request, "Nothing changed.")
+            return redirect("releases-customer-detail", pk=customer.pk)
+    else:
+        form = CustomerForm(instance=customer, team=request.team)
+    return render(request, "releases/customer_form.html", {"nav": "customers", "form": form, "customer": customer})
+
+
+@require_POST
+@team_required("can_manage_customers")
+def customer_archive(request, pk):
+    with transaction.atomic():
+        customer = _get_customer(request, pk, for_update=True)
+        if customer.archived_at is None:
+            customer.archived_at = timezone.now()
+            customer.save(update_fields=["archived_at", "updated_at"])
+            audit_log(request=request, team=request.team, action="archive", obj=customer)
+            messages.success(request, f"Customer {customer.name} archived: the license no longer works.")
+    return redirect("releases-customer-detail", pk=customer.pk)
+
+
+@require_POST
+@team_required("can_manage_customers")
+def customer_unarchive(request, pk):
+    with transaction.atomic():
+        customer = _get_customer(request, pk, for_update=True)
+        if customer.archived_at is not None:
+            customer.archived_at = None
+            customer.save(update_fields=["archived_at", "updated_at"])
+            audit_log(request=request, team=request.team, action="unarchive", obj=customer)
+            messages.success(request, f"Customer {customer.name} restored.")
+    return redirect("releases-customer-detail", pk=customer.pk)
+
+
+@team_required("can_manage_customers")
+def customer_regenerate(request, pk):
+    """GET asks for confirmation; POST replaces the license ID (the old one stops at once)."""
+    if request.method != "POST":
+        customer = _get_customer(request, pk)
+        return render(request, "releases/customer_regenerate.html", {"nav": "customers", "customer": customer})
+    with transaction.atomic():
+        customer = _get_customer(request, pk, for_update=True)
+        customer.regenerate_license_id()
+        audit_log(request=request, team=request.team, action="regenerate_license", obj=customer,
+                  detail={"license_sequence": customer.license_sequence})
+    messages.success(request, f"New license ID for {customer.name}. The old one no longer works: "
+                              "send the customer the new license file.")
+    return redirect("releases-customer-detail", pk=customer.pk)
+
+
+@team_required("can_manage_customers")
+def customer_license(request, pk):
+    customer = _get_customer(request, pk)
+    response = HttpResponse(license_yaml(customer), content_type="application/yaml; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{license_filename(customer)}"'
+    # The file holds the customer's credential: keep it out of caches.
+    response["Cache-Control"] = "no-store"
+    audit_log(request=request, team=request.team, action="download_license", obj=customer,
+              detail={"license_sequence": customer.license_sequence})
+    return response
+
+
+def _public_fields(customer: Customer) -> dict:
+    """What the audit may say about a customer: everything but the license ID."""
+    return {
+        "name": customer.name,
+        "email": customer.email,
+        "app": customer.app.slug,
+        "channel": customer.channel.name,
+        "license_type": customer.license_type,
+        "expires_at": customer.expires_at.isoformat() if customer.expires_at else None,
+    }
+

@@ -1,0 +1,182 @@
+"""License files: build, sign and verify the KOTS-shaped YAML a customer installs with.
+
+The file is ``apiVersion: kots.io/v1beta1``, ``kind: License`` (kots
+``pkg/license/testdata/valid.yaml``). Its ``spec.signature`` is an Ed25519 signature (base64)
+over the canonical JSON of the spec without ``signature``: ``json.dumps(sort_keys=True,
+separators=(",", ":"))``. The private key is ``settings.PORTAL_LICENSE_SIGNING_KEY`` (PEM);
+installers verify with the public key printed by ``manage.py license_public_key``.
+
+The license ID is the customer's credential: it appears in the file and on Admins' pages,
+never in a log line or an audit entry.
+"""
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import UTC
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+import yaml
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from django.conf import settings
+from django.utils.text import slugify
+
+API_VERSION = "kots.io/v1beta1"
+KIND = "License"
+
+
+class LicenseError(Exception):
+    """A license file that cannot be trusted; the message says why."""
+
+
+@lru_cache(maxsize=4)
+def _private_key(pem: str) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError("PORTAL_LICENSE_SIGNING_KEY must be an Ed25519 private key")
+    return key
+
+
+def signing_key() -> Ed25519PrivateKey:
+    return _private_key(settings.PORTAL_LICENSE_SIGNING_KEY)
+
+
+def public_key_pem() -> str:
+    """The public half of the signing key, as PEM (SubjectPublicKeyInfo)."""
+    return (
+        signing_key()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def canonical_json(spec: dict) -> bytes:
+    """The bytes that are signed: the spec without ``signature``, sorted keys, no spaces."""
+    unsigned = {k: v for k, v in spec.items() if k != "signature"}
+    return json.dumps(unsigned, sort_keys=True, separators=(",", ":")).encode()
+
+
+def sign_spec(spec: dict) -> str:
+    return base64.b64encode(signing_key().sign(canonical_json(spec))).decode()
+
+
+def proxy_domain() -> str:
+    """host[:port] customers pull images from: PORTAL_PROXY_HOST, else PORTAL_URL's."""
+    configured = getattr(settings, "PORTAL_PROXY_HOST", "")
+    return configured or urlsplit(settings.PORTAL_URL).netloc
+
+
+def rfc3339(value) -> str:
+    """``2026-01-31T00:00:00Z``, as KOTS writes ``expires_at``; "" for no expiry."""
+    if value is None:
+        return ""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def customer_slug(customer) -> str:
+    return slugify(customer.name)[:60].strip("-") or f"customer-{customer.pk}"
+
+
+def license_spec(customer) -> dict:
+    """The signed spec of ``customer``'s license (needs ``customer.app`` and ``customer.channel``)."""
+    entitlements = dict(customer.entitlements or {})
+    entitlements["expires_at"] = {
+        "title": "Expiration",
+        "description": "License Expiration",
+        "value": rfc3339(customer.expires_at),
+        "valueType": "String",
+    }
+    spec = {
+        "licenseID": customer.license_id,
+        "appSlug": customer.app.slug,
+        "channelID": str(customer.channel.pk),
+        "channelName": customer.channel.name,
+        "customerName": str(customer.name),
+        "customerEmail": str(customer.email),
+        "licenseType": str(customer.license_type),
+        "licenseSequence": customer.license_sequence,
+        "endpoint": settings.PORTAL_URL,
+        "replicatedProxyDomain": proxy_domain(),
+        "entitlements": entitlements,
+    }
+    spec["signature"] = sign_spec(spec)
+    return spec
+
+
+def license_document(customer) -> dict:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": customer_slug(customer)},
+        "spec": license_spec(customer),
+    }
+
+
+def license_yaml(customer) -> str:
+    return yaml.safe_dump(license_document(customer), sort_keys=False, allow_unicode=True)
+
+
+def license_filename(customer) -> str:
+    return f"{customer.app.slug}-{customer_slug(customer)}-license.yaml"
+
+
+@dataclass(frozen=True)
+class VerifiedLicense:
+    customer_name: str
+    app_slug: str
+    channel_name: str
+    license_type: str
+    license_sequence: int
+    expires_at: str
+
+
+def verify_license_text(text: str, public_key: Ed25519PublicKey | None = None) -> VerifiedLicense:
+    """Check a license file's shape and signature; raise LicenseError saying what is wrong."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise LicenseError(f"not valid YAML{where}") from None
+    if not isinstance(document, dict):
+        raise LicenseError("not a license file: expected a YAML mapping")
+    if document.get("apiVersion") != API_VERSION:
+        raise LicenseError(f"wrong apiVersion {document.get('apiVersion')!r}, expected {API_VERSION!r}")
+    if document.get("kind") != KIND:
+        raise LicenseError(f"wrong kind {document.get('kind')!r}, expected {KIND!r}")
+    spec = document.get("spec")
+    if not isinstance(spec, dict):
+        raise LicenseError("no spec")
+    missing = [k for k in ("licenseID", "appSlug", "channelName", "customerName", "signature") if not spec.get(k)]
+    if missing:
+        raise LicenseError(f"spec lacks {', '.join(missing)}")
+    try:
+        signature = base64.b64decode(str(spec["signature"]), validate=True)
+    except (binascii.Error, ValueError):
+        raise LicenseError("the signature is not base64") from None
+    key = public_key or signing_key().public_key()
+    try:
+        key.verify(signature, canonical_json(spec))
+    except InvalidSignature:
+        raise LicenseError("the signature does not match: the file was changed or signed by another key") from None
+    expires = (spec.get("entitlements") or {}).get("expires_at") or {}
+    return VerifiedLicense(
+        customer_name=str(spec["customerName"]),
+        app_slug=str(spec["appSlug"]),
+        channel_name=str(spec["channelName"]),
+        license_type=str(spec.get("licenseType", "")),
+        license_sequence=int(spec.get("licenseSequence") or 0),
+        expires_at=str(expires.get("value") or ""),
+    )
+
+
+def load_public_key(pem: str) -> Ed25519PublicKey:
+    key = serialization.load_pem_public_key(pem.encode())
+    if not isinstance(key, Ed25519PublicKey):
+        raise LicenseError("the public key is not an Ed25519 key")
+    return key

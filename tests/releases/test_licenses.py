@@ -1,0 +1,156 @@
+import base64
+import json
+from datetime import UTC, datetime
+
+import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+from django.core.management import call_command
+
+from releases.licenses import (
+    LicenseError,
+    canonical_json,
+    license_yaml,
+    public_key_pem,
+    verify_license_text,
+)
+from tests.conftest import login
+
+
+@pytest.fixture
+def license_text(customer):
+    return license_yaml(customer)
+
+
+def test_the_license_is_shaped_as_kots_expects(customer, settings):
+    settings.PORTAL_URL = "https://portal.example.com:8443"
+    customer.expires_at = datetime(2030, 1, 31, tzinfo=UTC)
+    document = yaml.safe_load(license_yaml(customer))
+    assert document["apiVersion"] == "kots.io/v1beta1"
+    assert document["kind"] == "License"
+    assert document["metadata"]["name"] == "big-bank"
+    spec = document["spec"]
+    assert spec["licenseID"] == customer.license_id
+    assert spec["appSlug"] == "mysampleecrapp"
+    assert spec["channelID"] == str(customer.channel.pk)
+    assert spec["channelName"] == "Unstable"
+    assert spec["customerName"] == "Big Bank"
+    assert spec["customerEmail"] == "ops@bigbank.example"
+    assert spec["licenseType"] == "dev"
+    assert spec["licenseSequence"] == 1
+    assert spec["endpoint"] == "https://portal.example.com:8443"
+    assert spec["replicatedProxyDomain"] == "portal.example.com:8443"
+    assert spec["entitlements"]["expires_at"] == {
+        "title": "Expiration", "description": "License Expiration",
+        "value": "2030-01-31T00:00:00Z", "valueType": "String",
+    }
+
+
+def test_no_expiry_is_an_empty_expires_at(license_text):
+    assert yaml.safe_load(license_text)["spec"]["entitlements"]["expires_at"]["value"] == ""
+
+
+def test_the_proxy_domain_can_be_configured(customer, settings):
+    settings.PORTAL_PROXY_HOST = "proxy.example.com"
+    assert yaml.safe_load(license_yaml(customer))["spec"]["replicatedProxyDomain"] == "proxy.example.com"
+
+
+def test_the_signature_is_ed25519_over_the_canonical_json_of_the_spec(license_text):
+    spec = yaml.safe_load(license_text)["spec"]
+    unsigned = {k: v for k, v in spec.items() if k != "signature"}
+    message = json.dumps(unsigned, sort_keys=True, separators=(",", ":")).encode()
+    assert canonical_json(spec) == message
+    public_key = serialization.load_pem_public_key(public_key_pem().encode())
+    public_key.verify(base64.b64decode(spec["signature"]), message)  # raises if wrong
+
+
+def test_it_verifies_a_good_license(license_text):
+    result = verify_license_text(license_text)
+    assert (result.customer_name, result.app_slug, result.channel_name) == ("Big Bank", "mysampleecrapp", "Unstable")
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda t: t + "\n  : [", "not valid YAML"),
+        (lambda t: t.replace("kind: License", "kind: Secret"), "wrong kind"),
+        (lambda t: t.replace("apiVersion: kots.io/v1beta1", "apiVersion: v1"), "wrong apiVersion"),
+        (lambda t: t.replace("channelName: Unstable", "channelName: Stable"), "signature does not match"),
+        (lambda t: t.replace("licenseType: dev", "licenseType: paid"), "signature does not match"),
+        (lambda t: "- a list\n", "expected a YAML mapping"),
+    ],
+)
+def test_it_rejects_bad_or_tampered_licenses(license_text, mutate, message):
+    with pytest.raises(LicenseError, match=message):
+        verify_license_text(mutate(license_text))
+
+
+def test_verify_license_command_says_ok(license_text, tmp_path, capsys):
+    path = tmp_path / "license.yaml"
+    path.write_text(license_text)
+    call_command("verify_license", str(path))
+    out = capsys.readouterr().out
+    assert "OK" in out and "Big Bank" in out and "mysampleecrapp" in out and "Unstable" in out
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("a: [", "not valid YAML"),
+        ("apiVersion: kots.io/v1beta1\nkind: Secret\n", "wrong kind"),
+    ],
+)
+def test_verify_license_command_fails_with_exit_1(tmp_path, capsys, db, content, message):
+    path = tmp_path / "license.yaml"
+    path.write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("verify_license", str(path))
+    assert exit_info.value.code == 1
+    assert message in capsys.readouterr().err
+
+
+def test_verify_license_command_fails_on_tampering(license_text, tmp_path, capsys):
+    path = tmp_path / "license.yaml"
+    path.write_text(license_text.replace("customerName: Big Bank", "customerName: Small Bank"))
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("verify_license", str(path))
+    assert exit_info.value.code == 1
+    assert "signature does not match" in capsys.readouterr().err
+
+
+def test_verify_license_command_takes_a_public_key(license_text, tmp_path, capsys):
+    (tmp_path / "license.yaml").write_text(license_text)
+    call_command("license_public_key")
+    pem = capsys.readouterr().out
+    assert pem.startswith("-----BEGIN PUBLIC KEY-----")
+    (tmp_path / "key.pem").write_text(pem)
+    call_command("verify_license", str(tmp_path / "license.yaml"), public_key=str(tmp_path / "key.pem"))
+    assert "OK" in capsys.readouterr().out
+
+
+def test_a_license_signed_by_another_key_is_rejected(license_text, settings):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    settings.PORTAL_LICENSE_SIGNING_KEY = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    with pytest.raises(LicenseError, match="signature does not match"):
+        verify_license_text(license_text)
+
+
+def test_admins_download_the_license_file(client, alice, customer):
+    response = login(client, alice).get(f"/customers/{customer.pk}/license/")
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == 'attachment; filename="mysampleecrapp-big-bank-license.yaml"'
+    assert response["Cache-Control"] == "no-store"
+    assert verify_license_text(response.content.decode()).customer_name == "Big Bank"
+
+
+def test_the_license_follows_the_customer(client, alice, customer):
+    """A new channel or a regenerated ID shows in the next download, with a higher sequence."""
+    login(client, alice)
+    client.post(f"/customers/{customer.pk}/regenerate/")
+    customer.refresh_from_db()
+    spec = yaml.safe_load(client.get(f"/customers/{customer.pk}/license/").content)["spec"]
+    assert spec["licenseID"] == customer.license_id
+    assert spec["licenseSequence"] == 2
