@@ -1,0 +1,54 @@
+# The two commands: `make run` (the portal with demo data) and `make test` (the whole suite).
+# Works on a fresh Debian machine with Python 3.11 and make; see README.md.
+
+PYTHON ?= python3
+VENV ?= .venv
+HOST ?= 127.0.0.1
+PORT ?= 8000
+BIN := $(VENV)/bin
+export HOST PORT CI PYTHON VENV
+
+.PHONY: run test test-sqlite test-postgres lint bench screenshots venv test-deps clean
+
+# Deps are reinstalled only when pyproject.toml or the constraints change (stamp files).
+$(BIN)/python:
+	scripts/bootstrap-venv.sh
+
+$(VENV)/.installed-run: pyproject.toml requirements/constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml requirements/constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[test]'
+	touch $@ $(VENV)/.installed-run
+
+venv: $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run
+	$(BIN)/python manage.py runportal
+
+test-deps: $(VENV)/.installed-test
+	scripts/install-test-deps.sh
+	scripts/start-postgres.sh
+
+# The whole suite on SQLite, then the tests where the database matters on PostgreSQL.
+# pytest's exit 5 ("no tests collected") in the second run is not a failure.
+test: test-deps
+	$(BIN)/pytest
+	$(MAKE) --no-print-directory test-postgres
+
+test-postgres:
+	DATABASE_URL="$$(cat var/test-database-url)" $(BIN)/pytest -m postgres; \
+	  rc=$$?; if [ $$rc -eq 5 ]; then echo "No postgres-marked tests."; exit 0; fi; exit $$rc
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/pages.py
+
+screenshots: $(VENV)/.installed-test
+	$(BIN)/python scripts/screenshots.py
+
+clean:
+	rm -rf $(VENV) staticfiles test-results

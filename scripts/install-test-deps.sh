@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Install the programs the tests start, through apt, when they are missing.
+# As root: one `apt-get update`, then only the missing packages. Otherwise print the command;
+# with CI=true a missing program is an error (the tests would fail anyway).
+set -euo pipefail
+
+# package:program-that-shows-it-is-installed
+wanted=(
+    "redis-server:redis-server"
+    "docker-registry:docker-registry"
+    "skopeo:skopeo"
+    "apache2-utils:htpasswd"
+    "chromium:chromium"
+    "postgresql:pg_ctlcluster"
+)
+
+missing=()
+for entry in "${wanted[@]}"; do
+    package="${entry%%:*}"
+    program="${entry#*:}"
+    if ! command -v "$program" >/dev/null 2>&1 && [ ! -x "/usr/bin/$program" ] && [ ! -x "/usr/sbin/$program" ]; then
+        missing+=("$package")
+    fi
+done
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && [[ ! " ${missing[*]} " == *" postgresql "* ]]; then
+    missing+=("postgresql")
+fi
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "Test programs: all installed."
+    exit 0
+fi
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing through apt: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # Debian starts services on install; the tests start their own on free ports.
+    for service in redis-server docker-registry; do
+        if [[ " ${missing[*]} " == *" $service "* ]] && command -v service >/dev/null 2>&1; then
+            service "$service" stop >/dev/null 2>&1 || true
+        fi
+    done
+else
+    echo "Missing test programs: ${missing[*]}. Install them with:" >&2
+    echo "    sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    case "${CI:-}" in
+        1|true|TRUE|True|yes|on) exit 1 ;;
+    esac
+    echo "(continuing: tests that need them are skipped)" >&2
+fi
