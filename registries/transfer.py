@@ -267,10 +267,13 @@ class Copier:
     def _start_upload(self, digest: str) -> tuple[str, bool]:
         """Start an upload, trying a mount first on the same registry: (location, mounted)."""
         path = f"{self.target_repo}/blobs/uploads/"
+        extra = {}
         if self.same_registry and self.source_repo != self.target_repo:
             path = _with_query(path, mount=digest, **{"from": self.source_repo})
+            # A token registry mounts only with pull rights on the source repository too.
+            extra = {"extra_scopes": [f"repository:{self.source_repo}:pull"]}
         response = self.target.request("POST", path, repository=self.target_repo,
-                                       actions="pull,push")
+                                       actions="pull,push", **extra)
         _expect(response, (201, 202), registry=_name(self.target),
                 what=f"starting the upload of {digest[:19]} to {self.target_repo}")
         return response.headers.get("location", ""), response.status_code == 201

@@ -142,37 +142,9 @@ def target_registry(registry_factory):
     return registry_factory(username="pusher", password="pusher-secret-pw")
 
 
-class BasicClient:
-    """Stand-in with RegistryClient.request's contract (Basic auth, plain HTTP) used only while
-    registries/oci.py does not exist yet; `make_client` prefers the real client."""
-
-    def __init__(self, endpoint: str, *, username: str = "", password: str = "",
-                 insecure: bool = True, timeout: float = 30.0):
-        self.endpoint = endpoint
-        self._http = httpx.Client(base_url=f"http://{endpoint}",
-                                  auth=(username, password) if username else None,
-                                  timeout=timeout, limits=httpx.Limits(max_connections=32))
-
-    def request(self, method, path, *, repository, actions="pull", headers=None, content=None,
-                stream=False, follow_redirects=True):
-        from registries.errors import RegistryError
-
-        req = self._http.build_request(method, "/v2/" + path, headers=headers, content=content)
-        try:
-            return self._http.send(req, stream=stream, follow_redirects=follow_redirects)
-        except httpx.TimeoutException as e:
-            raise RegistryError(f"{self.endpoint} timed out.", permanent=False, code="timeout") from e
-        except httpx.TransportError as e:
-            raise RegistryError(f"{self.endpoint}: {type(e).__name__}.", permanent=False,
-                                code="refused") from e
-
-    def close(self):
-        self._http.close()
-
 
 def make_client(host: str, username: str = "", password: str = ""):
-    try:
-        from registries.oci import RegistryClient
-    except ImportError:
-        return BasicClient(host, username=username, password=password)
+    """A RegistryClient for a loopback registry (tests set PORTAL_ALLOW_PRIVATE_REGISTRIES)."""
+    from registries.oci import RegistryClient
+
     return RegistryClient(host, username=username, password=password, insecure=True, timeout=30)
