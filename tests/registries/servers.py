@@ -1,0 +1,558 @@
+"""Loopback servers for the registry tests (issue 3): moto, distribution registries, a token server.
+
+Fixtures (tests/registries/conftest.py imports them):
+
+- ``moto_server``: ``python -m moto.server`` on a free 127.0.0.1 port. IAM authentication is
+  switched on after setup (``POST /moto-api/reset-auth`` with ``0``: from then on every request
+  must be signed by a known IAM user and allowed by its policies). Sets AWS_ENDPOINT_URL_ECR /
+  _STS / _IAM for this process; ``moto_server.env`` holds them for worker subprocesses.
+- ``aws_users``: keys of a read-only ECR user (``reader``), a user without ECR permissions
+  (``no_ecr``), an unknown key id and a wrong secret, and the password moto's ECR token decodes
+  to (``registry_password``).
+- ``distribution_factory(users={"name": "pw"})``: Debian's ``docker-registry`` (htpasswd, bcrypt) on
+  a free port with storage in a tmp dir; ``distribution_registry`` is one with user ``tester``.
+- ``ecr_registry``: a distribution registry with user ``AWS`` and moto's token password, reached
+  at ``ECR_HOST`` through ``PORTAL_REGISTRY_HOST_MAP`` (``ecr_registry.host_map``; the ``ecr_env``
+  fixture sets it and PORTAL_ALLOW_PRIVATE_REGISTRIES in Django settings).
+- ``bearer_registry``: ``docker-registry`` with its own ``auth: token`` config, trusting a
+  certificate generated here, and a Python token server that checks Basic credentials and signs
+  JWTs (ES256 with an ``x5c`` header), as Docker Hub's auth.docker.io does.
+- ``redirecting_registry``: a Python stand-in registry (Basic auth) that answers manifest and blob
+  GETs with 307 to another host name (``localhost`` instead of ``127.0.0.1``), where a storage
+  server records the headers it received: Authorization must never arrive there.
+- ``push_test_image(registry, repo, tag)``: uploads a tiny image (config, layer, Docker v2
+  manifest) over the distribution API with httpx; returns its manifest digest.
+
+Every server binds 127.0.0.1 and stops at the end; a missing binary skips locally, fails in CI.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import gzip
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import httpx
+import pytest
+
+from tests.servers import LOOPBACK, free_port, require_binary, stop_process, wait_for_port
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+ECR_HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+MOTO_TOKEN_PASSWORD = f"{ACCOUNT}-auth-token"  # what moto's ECR token decodes to (AWS:<this>)
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+
+ECR_READ_ONLY_POLICY = {
+    # The actions of AWS's AmazonEC2ContainerRegistryReadOnly managed policy.
+    "Version": "2012-10-17",
+    "Statement": [{
+        "Effect": "Allow",
+        "Action": [
+            "ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability",
+            "ecr:GetDownloadUrlForLayer", "ecr:GetRepositoryPolicy", "ecr:DescribeRepositories",
+            "ecr:ListImages", "ecr:DescribeImages", "ecr:BatchGetImage",
+            "ecr:GetLifecyclePolicy", "ecr:GetLifecyclePolicyPreview", "ecr:ListTagsForResource",
+            "ecr:DescribeImageScanFindings", "sts:GetCallerIdentity",
+        ],
+        "Resource": "*",
+    }],
+}
+NO_ECR_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": ["s3:ListAllMyBuckets", "sts:GetCallerIdentity"],
+                   "Resource": "*"}],
+}
+
+
+# --- moto ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class MotoServer:
+    port: int
+    process: subprocess.Popen
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL_ECR": self.url,
+            "AWS_ENDPOINT_URL_STS": self.url,
+            "AWS_ENDPOINT_URL_IAM": self.url,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+    def set_auth(self, enforced: bool) -> None:
+        value = "0" if enforced else "inf"
+        httpx.post(f"{self.url}/moto-api/reset-auth", content=value, timeout=5).raise_for_status()
+
+
+@dataclass
+class AwsKeys:
+    access_key_id: str
+    secret_access_key: str
+
+
+@dataclass
+class AwsUsers:
+    reader: AwsKeys
+    no_ecr: AwsKeys
+    unknown: AwsKeys
+    wrong_secret: AwsKeys
+    account: str = ACCOUNT
+    region: str = REGION
+    registry_password: str = MOTO_TOKEN_PASSWORD
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory):
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "inf", "MOTO_CALL_RESET_API": "false"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],
+        stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env=env,
+    )
+    try:
+        wait_for_port(LOOPBACK, port, time.monotonic() + 30, process=process)
+    except Exception:
+        stop_process(process)
+        raise RuntimeError(f"moto server did not start: {log_path.read_text()[-2000:]}") from None
+    server = MotoServer(port, process)
+    saved = {k: os.environ.get(k) for k in server.env}
+    os.environ.update(server.env)
+    yield server
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    stop_process(process)
+
+
+@pytest.fixture(scope="session")
+def aws_users(moto_server) -> AwsUsers:
+    moto_server.set_auth(False)
+    iam = boto3.client("iam", region_name=REGION, endpoint_url=moto_server.url,
+                       aws_access_key_id="setup", aws_secret_access_key="setup")
+
+    def user(name: str, policy: dict) -> AwsKeys:
+        iam.create_user(UserName=name)
+        arn = iam.create_policy(PolicyName=f"{name}-policy",
+                                PolicyDocument=json.dumps(policy))["Policy"]["Arn"]
+        iam.attach_user_policy(UserName=name, PolicyArn=arn)
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        return AwsKeys(key["AccessKeyId"], key["SecretAccessKey"])
+
+    reader = user("ecr-reader", ECR_READ_ONLY_POLICY)
+    no_ecr = user("no-ecr", NO_ECR_POLICY)
+    moto_server.set_auth(True)
+    return AwsUsers(
+        reader=reader,
+        no_ecr=no_ecr,
+        unknown=AwsKeys("AKIAUNKNOWNKEY000000", "x" * 40),
+        wrong_secret=AwsKeys(reader.access_key_id, "wrong-" + reader.secret_access_key[6:]),
+    )
+
+
+# --- distribution registries --------------------------------------------------------------------
+
+
+@dataclass
+class Registry:
+    port: int
+    root: Path
+    users: dict[str, str]
+    process: subprocess.Popen | None = None
+    log: Path | None = None
+    token_server: TokenServer | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def host(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    @property
+    def username(self) -> str:
+        return next(iter(self.users))
+
+    @property
+    def password(self) -> str:
+        return self.users[self.username]
+
+    def auth_headers(self, repository: str, actions: str = "pull,push") -> dict[str, str]:
+        """Headers that let the tests' own pushes through (Basic, or a token from the server)."""
+        if self.token_server is None:
+            pair = f"{self.username}:{self.password}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+        token = self.token_server.issue(self.username, [f"repository:{repository}:{actions}"])
+        return {"Authorization": f"Bearer {token}"}
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+
+
+def _htpasswd(users: dict[str, str]) -> str:
+    binary = require_binary("htpasswd")
+    return "".join(
+        subprocess.run([binary, "-Bbn", name, password], check=True, capture_output=True,
+                       text=True).stdout.strip() + "\n"
+        for name, password in users.items()
+    )
+
+
+def start_distribution(root: Path, *, users: dict[str, str] | None = None,
+                       token_auth: dict | None = None, timeout: float = 20) -> Registry:
+    """Start docker-registry on a free loopback port: htpasswd auth, or ``token_auth`` config."""
+    binary = require_binary("docker-registry")
+    root.mkdir(parents=True, exist_ok=True)
+    users = users or {}
+    port = free_port()
+    if token_auth:
+        auth = ("auth:\n  token:\n" + "".join(f"    {k}: {v}\n" for k, v in token_auth.items()))
+    else:
+        (root / "htpasswd").write_text(_htpasswd(users))
+        auth = f"auth:\n  htpasswd:\n    realm: portal-tests\n    path: {root / 'htpasswd'}\n"
+    (root / "config.yml").write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+        "  delete:\n    enabled: true\n"
+        "  maintenance:\n    uploadpurging:\n      enabled: false\n"
+        f"http:\n  addr: {LOOPBACK}:{port}\n  secret: portal-tests-{uuid.uuid4().hex}\n"
+        + auth
+    )
+    log = root / "registry.log"
+    process = subprocess.Popen([binary, "serve", str(root / "config.yml")],
+                               stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    registry = Registry(port=port, root=root, users=users, process=process, log=log)
+    deadline = time.monotonic() + timeout
+    try:
+        wait_for_port(LOOPBACK, port, deadline, process=process)
+    except Exception:
+        registry.stop()
+        raise RuntimeError(f"docker-registry did not start: {log.read_text()[-2000:]}") from None
+    return registry
+
+
+@pytest.fixture(scope="session")
+def distribution_factory(tmp_path_factory):
+    """``distribution_factory(users={"name": "password"})`` starts one more registry."""
+    started: list[Registry] = []
+
+    def make(users: dict[str, str] | None = None, **kwargs) -> Registry:
+        root = tmp_path_factory.mktemp("registry")
+        registry = start_distribution(root, users=users or {"tester": "tester-pw-1"}, **kwargs)
+        started.append(registry)
+        return registry
+
+    yield make
+    for registry in started:
+        registry.stop()
+
+
+@pytest.fixture(scope="session")
+def distribution_registry(distribution_factory) -> Registry:
+    return distribution_factory({"tester": "s3cret-registry-pw"})
+
+
+@pytest.fixture(scope="session")
+def ecr_registry(distribution_factory) -> Registry:
+    """The ECR stand-in: user AWS with moto's token password, at ECR_HOST via the host map."""
+    registry = distribution_factory({"AWS": MOTO_TOKEN_PASSWORD})
+    registry.extra["endpoint"] = ECR_HOST
+    registry.extra["host_map"] = f"{ECR_HOST}={registry.url}"
+    return registry
+
+
+@pytest.fixture
+def ecr_env(settings, ecr_registry, moto_server):
+    """Django settings that send ECR_HOST to the stand-in and allow loopback addresses."""
+    settings.PORTAL_REGISTRY_HOST_MAP = ecr_registry.extra["host_map"]
+    settings.PORTAL_ALLOW_PRIVATE_REGISTRIES = True
+    return ecr_registry
+
+
+# --- token auth ---------------------------------------------------------------------------------
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenServer:
+    """Issues registry JWTs (ES256, x5c) for Basic credentials, like auth.docker.io."""
+
+    def __init__(self, directory: Path, users: dict[str, str], *, service: str, issuer: str):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        self.users, self.service, self.issuer = users, service, issuer
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "portal-tests token signer")])
+        now = dt.datetime.now(dt.UTC)
+        self.cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.bundle = directory / "token-signer.pem"
+        self.bundle.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        self.requests: list[dict] = []
+        self.port = free_port()
+        self._server = ThreadingHTTPServer((LOOPBACK, self.port), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def realm(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}/token"
+
+    def issue(self, subject: str, scopes: list[str], expires_in: int = 300) -> str:
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        access = []
+        for scope in scopes:
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            access.append({"type": kind, "name": name, "actions": [a for a in actions.split(",") if a]})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "ES256",
+                  "x5c": [base64.b64encode(self.cert.public_bytes(serialization.Encoding.DER)).decode()]}
+        claims = {"iss": self.issuer, "sub": subject, "aud": self.service, "exp": now + expires_in,
+                  "nbf": now - 10, "iat": now, "jti": uuid.uuid4().hex, "access": access}
+        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        der = self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        return f"{signing_input}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                parts = urlsplit(self.path)
+                query = parse_qs(parts.query)
+                server.requests.append({"path": parts.path, "query": query,
+                                        "authorization": self.headers.get("Authorization")})
+                subject = ""
+                auth = self.headers.get("Authorization", "")
+                if auth.startswith("Basic "):
+                    name, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+                    if server.users.get(name) != password:
+                        return self._reply(401, {"details": "incorrect username or password"})
+                    subject = name
+                scopes = query.get("scope", [])
+                if not subject:
+                    scopes = []  # anonymous users get a token with no access, as on Docker Hub
+                token = server.issue(subject, scopes)
+                self._reply(200, {"token": token, "access_token": token, "expires_in": 300})
+
+            def _reply(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="session")
+def bearer_registry(tmp_path_factory) -> Registry:
+    """docker-registry behind its own token auth, with a Python token server (user bearer-user)."""
+    root = tmp_path_factory.mktemp("bearer-registry")
+    users = {"bearer-user": "bearer-pw-1"}
+    token_server = TokenServer(root, users, service="portal-tests-registry", issuer="portal-tests")
+    registry = start_distribution(root, users=users, token_auth={
+        "realm": token_server.realm, "service": token_server.service,
+        "issuer": token_server.issuer, "rootcertbundle": str(token_server.bundle),
+    })
+    registry.token_server = token_server
+    yield registry
+    registry.stop()
+    token_server.stop()
+
+
+# --- a registry that redirects to another host --------------------------------------------------
+
+
+@dataclass
+class RedirectingRegistry:
+    port: int
+    storage_port: int
+    username: str
+    password: str
+    blobs: dict[str, bytes]
+    manifests: dict[str, bytes]
+    storage_requests: list[dict]
+    registry_requests: list[dict]
+
+    @property
+    def host(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+
+@pytest.fixture
+def redirecting_registry():
+    """Basic-auth stand-in whose manifests and blobs 307 to http://localhost:<other port>/…"""
+    username, password = "redirect-user", "redirect-pw-1"
+    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "digest": config_digest, "size": len(config)},
+        "layers": [],
+    }).encode()
+    manifest_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    state = RedirectingRegistry(free_port(), free_port(), username, password,
+                                {config_digest: config}, {manifest_digest: manifest}, [], [])
+    expected = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+    class Storage(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            state.storage_requests.append({"path": self.path, "headers": dict(self.headers)})
+            digest = self.path.rsplit("/", 1)[-1].split("?")[0]
+            body = state.blobs.get(digest) or state.manifests.get(digest)
+            if body is None:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            if digest in state.manifests:
+                self.send_header("Content-Type", DOCKER_MANIFEST)
+                self.send_header("Docker-Content-Digest", digest)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    class Front(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            state.registry_requests.append({"path": self.path, "headers": dict(self.headers)})
+            if self.headers.get("Authorization") != expected:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="redirect-tests"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            path = self.path.split("?")[0]
+            if path == "/v2/":
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+                return
+            reference = path.rsplit("/", 1)[-1]
+            if reference == "latest":
+                reference = manifest_digest
+            self.send_response(307)
+            self.send_header("Location",
+                             f"http://localhost:{state.storage_port}/storage/{reference}?X-Amz-Signature=abc")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    servers = [ThreadingHTTPServer((LOOPBACK, state.port), Front),
+               ThreadingHTTPServer((LOOPBACK, state.storage_port), Storage)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    state.manifest_digest = manifest_digest
+    state.config_digest = config_digest
+    yield state
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+# --- pushing a tiny image -----------------------------------------------------------------------
+
+
+def _tiny_layer() -> bytes:
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        content = b"hello from the portal tests\n"
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(content)
+        info.mtime = 0
+        tar.addfile(info, io.BytesIO(content))
+    return gzip.compress(data.getvalue(), mtime=0)
+
+
+def push_test_image(registry: Registry, repository: str, tag: str) -> str:
+    """Push config + one layer + a Docker v2 manifest; return the manifest digest."""
+    layer = _tiny_layer()
+    config = json.dumps({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers",
+                   "diff_ids": ["sha256:" + hashlib.sha256(gzip.decompress(layer)).hexdigest()]},
+        "config": {},
+    }).encode()
+    headers = registry.auth_headers(repository)
+    base = f"{registry.url}/v2/{repository}"
+    with httpx.Client(headers=headers, timeout=10) as http:
+        for blob in (config, layer):
+            digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+            start = http.post(f"{base}/blobs/uploads/")
+            assert start.status_code == 202, start.text
+            location = httpx.URL(registry.url).join(start.headers["location"])
+            done = http.put(location.copy_merge_params({"digest": digest}), content=blob,
+                            headers={"Content-Type": "application/octet-stream"})
+            assert done.status_code == 201, done.text
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                       "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+                       "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                        "digest": "sha256:" + hashlib.sha256(layer).hexdigest(),
+                        "size": len(layer)}],
+        }).encode()
+        put = http.put(f"{base}/manifests/{tag}", content=manifest,
+                       headers={"Content-Type": DOCKER_MANIFEST})
+        assert put.status_code == 201, put.text
+    return "sha256:" + hashlib.sha256(manifest).hexdigest()
