@@ -255,7 +255,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"axes": {"level": "WARNING"}},
+    "loggers": {
+        "axes": {"level": "WARNING"},
+        # SQL parameters hold license IDs (customers' credentials): never log queries, even
+        # with LOG_LEVEL=DEBUG.
+        "django.db.backends": {"level": "INFO"},
+    },
 }
 
 # Registries (issue 3)
