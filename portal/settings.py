@@ -268,3 +268,27 @@ LOGGING = {
 PORTAL_ALLOW_PRIVATE_REGISTRIES = envbool("PORTAL_ALLOW_PRIVATE_REGISTRIES", "false")
 # "host=http(s)://address[:port],…": send a registry host to another address (tests, mirrors).
 PORTAL_REGISTRY_HOST_MAP = os.environ.get("PORTAL_REGISTRY_HOST_MAP", "")
+# Registry secrets at rest: comma-separated Fernet keys, newest first (registries/crypto.py).
+def _generate_fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+PORTAL_ENCRYPTION_KEYS = [
+    k.strip()
+    for k in envsecret("PORTAL_ENCRYPTION_KEYS", _generate_fernet_key, filename="encryption_keys").split(",")
+    if k.strip()
+]
+# Beat re-checks every connected registry this often; Pending validations are swept each minute.
+PORTAL_REGISTRY_RECHECK_SECONDS = envint("PORTAL_REGISTRY_RECHECK_SECONDS", "300", minimum=10)
+# An ECR registry may leave its keys empty to use the portal's own AWS credentials (instance role).
+PORTAL_ALLOW_AMBIENT_AWS_CREDENTIALS = envbool("PORTAL_ALLOW_AMBIENT_AWS_CREDENTIALS", "false")
+CELERY_BEAT_SCHEDULE["registries-recheck"] = {
+    "task": "registries.tasks.recheck_registries",
+    "schedule": PORTAL_REGISTRY_RECHECK_SECONDS,
+}
+CELERY_BEAT_SCHEDULE["registries-sweep-pending"] = {
+    "task": "registries.tasks.sweep_pending",
+    "schedule": 60,
+}

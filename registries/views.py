@@ -1,8 +1,236 @@
-from django.shortcuts import render
+"""The registries pages: list, add, detail, edit, test, delete (issue 3).
 
+Developers and Admins manage registries; Support sees them. No page ever renders a secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import yaml
+from django.contrib import messages
+from django.db import IntegrityError, transaction
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.views.decorators.http import require_http_methods
+from django_htmx.http import HttpResponseStopPolling
+
+from portal.audit import audit_log
 from portal.roles import team_required
+
+from . import iam, services
+from .forms import PRESETS, RegistryForm, TestImageForm
+from .models import ExternalRegistry, Provider
+from .reference import InvalidReference, canonical_registry, parse
+
+
+def _get_registry_for_user(request: HttpRequest, pk: int) -> ExternalRegistry:
+    """The team's registry or 404 (another team's registry does not exist for this user)."""
+    registry = ExternalRegistry.objects.filter(team=request.team, pk=pk).first()
+    if registry is None:
+        raise Http404("No such registry.")
+    return registry
+
+
+def _team_apps(request):
+    return request.team.apps.filter(archived_at__isnull=True).order_by("name")
+
+
+def _render_live(request, template: str, partial: str, context: dict, busy: bool) -> HttpResponse:
+    """The page, or for htmx polling its live fragment; stop the polling when nothing is busy."""
+    if not request.htmx:
+        return render(request, template, context)
+    content = render_to_string(f"{template}#{partial}", context, request=request)
+    return HttpResponse(content) if busy else HttpResponseStopPolling(content)
+
+
+# --- what the team's releases use (the only place registries/ asks releases/) ----------------
+
+
+@dataclass
+class ImageUse:
+    image: str
+    repository: str
+    app: str
+    release: int
+    promoted: bool
+
+
+def _images_in(text: str) -> list[str]:
+    try:
+        from releases.manifests import images_in  # the release side's parser, when it exists
+    except ImportError:
+        pass
+    else:
+        return list(images_in(text))
+    found: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "image" and isinstance(value, str):
+                    found.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    try:
+        for document in yaml.safe_load_all(text):
+            walk(document)
+    except yaml.YAMLError:
+        pass
+    return found
+
+
+def image_uses(team, endpoint: str) -> list[ImageUse]:
+    """Images on ``endpoint`` named in the team's release files (promoted or not)."""
+    from releases.models import Promotion, ReleaseFile
+
+    promoted = set(
+        Promotion.objects.filter(channel__app__team=team, demoted_at__isnull=True)
+        .values_list("release_id", flat=True)
+    )
+    uses = []
+    files = ReleaseFile.objects.filter(release__app__team=team).select_related("release__app")
+    for f in files:
+        for image in _images_in(f.content):
+            try:
+                ref = parse(image)
+            except InvalidReference:
+                continue
+            if canonical_registry(ref.domain) == endpoint:
+                uses.append(ImageUse(image, ref.path, f.release.app.name, f.release.sequence,
+                                     f.release_id in promoted))
+    return uses
+
+
+# --- pages ------------------------------------------------------------------------------------
 
 
 @team_required()
 def registry_list(request):
-    return render(request, "registries/list.html", {"nav": "registries"})
+    registries = list(request.team.external_registries.all())
+    busy = any(r.is_busy for r in registries)
+    context = {"nav": "registries", "registries": registries, "busy": busy}
+    return _render_live(request, "registries/list.html", "registry-table", context, busy)
+
+
+def _form_context(request, form, registry=None):
+    return {"nav": "registries", "form": form, "registry": registry, "presets": PRESETS}
+
+
+@team_required("can_manage_registries")
+@require_http_methods(["GET", "POST"])
+def registry_add(request):
+    form = RegistryForm(request.POST or None, team=request.team, apps=_team_apps(request))
+    if request.method == "POST" and form.is_valid():
+        registry = ExternalRegistry(team=request.team)
+        form.apply(registry)
+        skip = form.cleaned_data["skip_validation"]
+        try:
+            with transaction.atomic():
+                registry.save()
+                registry.apps.set(form.cleaned_data["apps"])
+                audit_log(request=request, team=request.team, action="create", obj=registry,
+                          detail=_audit_detail(registry, validation="skipped" if skip else "queued"))
+                if not skip:
+                    services.registry_queue_validation(registry=registry)
+        except IntegrityError:
+            form.add_error("endpoint", "A registry with this endpoint or name exists already.")
+        else:
+            messages.success(request, f"Added {registry.endpoint}." + ("" if skip else " Validating it now."))
+            return redirect("registries-list")
+    return render(request, "registries/form.html", _form_context(request, form))
+
+
+@team_required()
+def registry_detail(request, pk: int):
+    registry = _get_registry_for_user(request, pk)
+    context = {"nav": "registries", "registry": registry, "busy": registry.is_busy}
+    if not request.htmx and registry.is_ecr and registry.ecr_account:
+        repositories = sorted({u.repository for u in image_uses(request.team, registry.endpoint)})
+        context["repositories"] = repositories
+        context["policy_json"] = iam.pull_policy_json(
+            account=registry.ecr_account, region=registry.ecr_region, repositories=repositories
+        )
+    return _render_live(request, "registries/detail.html", "status-panel", context, registry.is_busy)
+
+
+@team_required("can_manage_registries")
+@require_http_methods(["GET", "POST"])
+def registry_edit(request, pk: int):
+    registry = _get_registry_for_user(request, pk)
+    form = RegistryForm(request.POST or None, team=request.team, apps=_team_apps(request), instance=registry)
+    if request.method == "POST" and form.is_valid():
+        old_revision = registry.revision
+        changed = form.apply(registry)
+        old_apps = set(registry.apps.values_list("pk", flat=True))
+        new_apps = {a.pk for a in form.cleaned_data["apps"]}
+        if old_apps != new_apps:
+            changed.append("apps")
+        try:
+            with transaction.atomic():
+                registry.save()
+                registry.apps.set(form.cleaned_data["apps"])
+                if changed:
+                    audit_log(request=request, team=request.team, action="update", obj=registry,
+                              detail=_audit_detail(registry, changed=changed))
+                if registry.revision != old_revision or "test_image" in changed:
+                    services.registry_queue_validation(registry=registry)
+        except IntegrityError:
+            form.add_error("endpoint", "A registry with this endpoint or name exists already.")
+        else:
+            messages.success(request, f"Saved {registry.endpoint}." if changed else "Nothing changed.")
+            return redirect("registries-detail", pk=registry.pk)
+    return render(request, "registries/form.html", _form_context(request, form, registry))
+
+
+@team_required("can_manage_registries")
+@require_http_methods(["GET", "POST"])
+def registry_test(request, pk: int):
+    registry = _get_registry_for_user(request, pk)
+    form = TestImageForm(request.POST or None, initial={"image": registry.test_image})
+    if request.method == "POST" and form.is_valid():
+        image = form.cleaned_data["image"]
+        with transaction.atomic():
+            audit_log(request=request, team=request.team, action="test", obj=registry,
+                      detail=_audit_detail(registry, image=image))
+            services.registry_queue_validation(registry=registry, image=image)
+        messages.info(request, f"Testing {registry.endpoint}" + (f" with {image}." if image else "."))
+        return redirect("registries-detail", pk=registry.pk)
+    return render(request, "registries/test.html", {"nav": "registries", "registry": registry, "form": form})
+
+
+@team_required("can_manage_registries")
+@require_http_methods(["GET", "POST"])
+def registry_delete(request, pk: int):
+    registry = _get_registry_for_user(request, pk)
+    if request.method == "POST":
+        with transaction.atomic():
+            audit_log(request=request, team=request.team, action="delete", obj=registry,
+                      detail=_audit_detail(registry))
+            registry.delete()
+        messages.success(request, f"Deleted {registry.endpoint}.")
+        return redirect("registries-list")
+    promoted = [u for u in image_uses(request.team, registry.endpoint) if u.promoted]
+    return render(request, "registries/delete.html",
+                  {"nav": "registries", "registry": registry, "promoted_uses": promoted})
+
+
+def _audit_detail(registry: ExternalRegistry, **extra) -> dict:
+    """What the audit log keeps about a registry: never the secret."""
+    detail = {"provider": registry.provider, "endpoint": registry.endpoint}
+    if registry.name:
+        detail["name"] = registry.name
+    if registry.provider == Provider.ECR and registry.username:
+        detail["access_key_id"] = registry.username
+    elif registry.username:
+        detail["username"] = registry.username
+    detail.update(extra)
+    return detail
+
+
+

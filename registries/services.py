@@ -1,0 +1,177 @@
+"""Registry work that talks to the network or crosses rows: validation and queueing it.
+
+``registry_validate`` is what the Celery task runs: it logs in the way a cluster would (for
+ECR: keys -> GetAuthorizationToken -> registry password), pings ``/v2/``, reads the test image's
+manifest, and records on the row a status and a message a user can act on. Nothing here logs
+or stores a secret: RegistryError messages never contain one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+
+from . import crypto, oci
+from .errors import RegistryError
+from .models import ExternalRegistry
+from .reference import InvalidReference, parse_repository
+
+logger = logging.getLogger(__name__)
+
+
+class TransientValidationError(Exception):
+    """A validation failed for a reason a retry may cure (timeout, 5xx, refused)."""
+
+    def __init__(self, error: RegistryError):
+        super().__init__(error.message)
+        self.error = error
+
+
+@dataclass
+class Outcome:
+    message: str
+    warning: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _login(registry: ExternalRegistry, timings: dict[str, float]) -> tuple[str, str, str]:
+    """(username, password, warning) to speak to the registry with."""
+    try:
+        secret = registry.secret
+    except crypto.DecryptionError:
+        raise RegistryError(
+            "The stored password cannot be decrypted with the portal's encryption keys: "
+            "edit the registry and type the password again.",
+            permanent=True, code="decrypt",
+        ) from None
+    if not registry.is_ecr:
+        return registry.username, secret, ""
+    if not (registry.username or secret) and not settings.PORTAL_ALLOW_AMBIENT_AWS_CREDENTIALS:
+        raise RegistryError(
+            "Enter the AWS Access Key ID as Username and the AWS Secret Access Key as Password.",
+            permanent=True, code="unknown_access_key",
+        )
+    from . import ecr  # boto3 is slow to import; only ECR registries need it
+
+    keys = {"access_key_id": registry.username, "secret_access_key": secret,
+            "region": registry.ecr_region}
+    started = time.perf_counter()
+    username, password = ecr.get_registry_credentials(
+        **keys, cache_key=f"registry-{registry.pk}-{registry.revision}"
+    )
+    timings["token"] = time.perf_counter() - started
+    warning = ""
+    started = time.perf_counter()
+    try:
+        account = ecr.caller_account(**keys)
+    except RegistryError as e:
+        # The token exchange worked; the account check is advice only.
+        logger.info("registry %s: caller account unknown (%s)", registry.pk, e.code)
+    else:
+        if account and registry.ecr_account and account != registry.ecr_account:
+            warning = (
+                f"These keys belong to AWS account {account}, not to the endpoint's account "
+                f"{registry.ecr_account}: pulls work only if account {registry.ecr_account} "
+                "shares its repositories with it."
+            )
+    timings["sts"] = time.perf_counter() - started
+    return username, password, warning
+
+
+def registry_check(registry: ExternalRegistry, *, image: str = "") -> Outcome:
+    """Log in, ping and read ``image``'s manifest; RegistryError on the first failure."""
+    timings: dict[str, float] = {}
+    username, password, warning = _login(registry, timings)
+    started = time.perf_counter()
+    with oci.RegistryClient(registry.endpoint, username=username, password=password,
+                            insecure=registry.insecure) as client:
+        client.ping()
+        timings["ping"] = time.perf_counter() - started
+        if not image:
+            return Outcome("The credentials work.", warning, timings)
+        try:
+            repository, ref = parse_repository(image)
+        except InvalidReference as e:
+            raise RegistryError(f"Test image: {e}", permanent=True, code="bad_image") from None
+        started = time.perf_counter()
+        client.head_manifest(repository, ref)
+        timings["manifest"] = time.perf_counter() - started
+    return Outcome(f"The credentials work and can read {image}.", warning, timings)
+
+
+def registry_validate(*, registry_id: int, image: str | None = None, periodic: bool = False,
+                      raise_transient: bool = False) -> ExternalRegistry | None:
+    """Check a registry and record the result on its row.
+
+    ``image`` defaults to the registry's test image. With ``raise_transient`` a transient
+    failure raises TransientValidationError instead of being recorded (the task retries).
+    Returns None when the row is gone.
+    """
+    registry = ExternalRegistry.objects.filter(pk=registry_id).first()
+    if registry is None:
+        return None
+    revision = registry.revision
+    image = registry.test_image if image is None else image
+    started = time.perf_counter()
+    try:
+        outcome = registry_check(registry, image=image)
+    except RegistryError as e:
+        if raise_transient and not e.permanent:
+            logger.info("registry %s: transient failure %s, retrying", registry.pk, e.code)
+            raise TransientValidationError(e) from None
+        logger.info("registry %s: validation failed (%s)", registry.pk, e.code or "error")
+        registry.mark_result(ok=False, message=e.message, revision=revision, periodic=periodic)
+        return registry
+    logger.info(
+        "registry %s: connected in %.3f s (%s)", registry.pk, time.perf_counter() - started,
+        ", ".join(f"{k} {v:.3f}" for k, v in outcome.timings.items()),
+    )
+    registry.mark_result(ok=True, message=outcome.message, warning=outcome.warning,
+                         revision=revision, periodic=periodic)
+    return registry
+
+
+def _broker_errors() -> tuple[type[BaseException], ...]:
+    from kombu.exceptions import OperationalError
+
+    return (OperationalError, ConnectionError, OSError, TimeoutError)
+
+
+def _send_validation(registry: ExternalRegistry, image: str | None) -> bool:
+    """Publish the task now; on a broker failure mark the row Pending. True when sent."""
+    from .tasks import validate_registry
+
+    kwargs = {"image": image} if image is not None else {}
+    try:
+        validate_registry.apply_async((registry.pk,), kwargs, retry=False)
+    except _broker_errors() as e:
+        logger.warning("registry %s: broker unreachable, validation pending (%s)",
+                       registry.pk, type(e).__name__)
+        registry.mark_pending()
+        return False
+    return True
+
+
+def registry_queue_validation(*, registry: ExternalRegistry, image: str | None = None) -> None:
+    """Mark the row Validating and queue its validation once the transaction commits.
+
+    When the broker is down the row becomes Pending (no error for the user); ``sweep_pending``
+    queues it when the broker is back.
+    """
+    registry.mark_validating()
+    transaction.on_commit(lambda: _send_validation(registry, image))
+
+
+def registries_sweep_pending() -> int:
+    """Queue every Pending (or lost Validating) registry; the number queued."""
+    queued = 0
+    for pk in ExternalRegistry.needing_queue().values_list("pk", flat=True):
+        if not ExternalRegistry.claim_for_queue(pk):
+            continue
+        registry = ExternalRegistry.objects.get(pk=pk)
+        queued += _send_validation(registry, None)
+    return queued
