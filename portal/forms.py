@@ -75,8 +75,7 @@ class AuditFilterForm(AccessibleForm, forms.Form):
     actor = forms.ChoiceField(required=False)
     object_type = forms.ChoiceField(required=False, label="Object type")
     since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}),
-                            help_text="Inclusive, in UTC.")
+    until = forms.DateField(required=False, label="To (inclusive)", widget=forms.DateInput(attrs={"type": "date"}))
 
     def __init__(self, *args, actions=(), actors=(), object_types=(), **kwargs):
         super().__init__(*args, **kwargs)

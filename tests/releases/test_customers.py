@@ -216,3 +216,7 @@ def test_the_detail_page_shows_the_license_id_to_admins_only(client, alice, bob,
         content = login(client, user).get(f"/customers/{customer.pk}/").content
         assert customer.license_id.encode() not in content
         assert b"Download license" not in content
+
+
+def test_sql_is_never_logged_since_its_parameters_hold_license_ids():
+    assert logging.getLogger("django.db.backends").getEffectiveLevel() >= logging.INFO
