@@ -167,3 +167,56 @@ def test_the_guard_refuses_loopback_unless_allowed(settings, distribution_regist
             client.ping()
     assert e.value.code == "forbidden_address"
     assert "PORTAL_ALLOW_PRIVATE_REGISTRIES" in e.value.message
+
+
+def _blob(data: bytes) -> tuple[str, bytes]:
+    return "sha256:" + hashlib.sha256(data).hexdigest(), data
+
+
+def test_it_copies_an_image_blob_by_blob_with_identical_digests(distribution_factory, basic_image,
+                                                                 distribution_registry):
+    target = distribution_factory({"pusher": "pusher-pw-1"})
+    with client_for(distribution_registry) as source, client_for(target) as dest:
+        manifest = source.get_manifest("demo-apps/nginx", "latest")
+        import json
+
+        body = json.loads(manifest.content)
+        for descriptor in [body["config"], *body["layers"]]:
+            digest = descriptor["digest"]
+            assert not dest.blob_exists("copy/nginx", digest)
+            with source.stream_blob("demo-apps/nginx", digest) as response:
+                dest.upload_blob("copy/nginx", digest, response.iter_bytes(), descriptor["size"])
+            assert dest.blob_exists("copy/nginx", digest)
+        pushed = dest.put_manifest("copy/nginx", "latest", manifest.content, manifest.media_type)
+        assert pushed == manifest.digest == basic_image
+        assert dest.get_manifest("copy/nginx", basic_image).content == manifest.content
+        # Same registry, another repository: a mount moves no bytes.
+        layer = body["layers"][0]["digest"]
+        assert dest.mount_blob("other/nginx", layer, "copy/nginx") is True
+        assert dest.blob_exists("other/nginx", layer)
+        assert dest.mount_blob("third/nginx", "sha256:" + "0" * 64, "copy/nginx") is False
+
+
+def test_an_upload_with_other_bytes_than_its_digest_is_not_stored(distribution_registry):
+    digest, _ = _blob(b"the real content")
+    with client_for(distribution_registry) as client:
+        with pytest.raises(RegistryError) as e:
+            client.upload_blob("corrupt/app", digest, iter([b"other content!!!"]), 16)
+        assert e.value.code == "digest_mismatch"
+        assert not client.blob_exists("corrupt/app", digest)
+
+
+def test_it_pushes_through_the_bearer_flow(bearer_registry):
+    digest, data = _blob(b"x" * 3000)
+    with client_for(bearer_registry) as client:
+        client.upload_blob("pushed/app", digest, iter([data[:1000], data[1000:]]), len(data))
+        assert client.blob_exists("pushed/app", digest)
+    scopes = [r["query"].get("scope") for r in bearer_registry.token_server.requests]
+    assert ["repository:pushed/app:pull,push"] in scopes
+
+
+def test_request_is_the_low_level_door(distribution_registry, basic_image):
+    with client_for(distribution_registry) as client:
+        response = client.request("GET", "demo-apps/nginx/tags/list", repository="demo-apps/nginx")
+    assert response.status_code == 200
+    assert "latest" in response.json()["tags"]
