@@ -11,7 +11,7 @@ from django.urls import reverse_lazy
 from django.views.decorators.http import require_POST
 
 from .audit import audit_log
-from .forms import AddMemberForm, AuditFilterForm, RoleForm
+from .forms import AddMemberForm, AuditFilterForm, RoleForm, SetPasswordForm
 from .models import AuditEvent, Membership, Role
 from .roles import team_required
 
@@ -112,6 +112,27 @@ def team_remove(request, pk):
                   object_type="user", detail={"role": member.role})
     messages.success(request, f"{user.username} removed from the team.")
     return redirect("portal-team")
+
+
+@team_required("can_manage_team")
+def team_password(request, pk):
+    """An Admin sets a new password for a member who forgot theirs (no email needed)."""
+    member = get_object_or_404(Membership.objects.select_related("user"), pk=pk, team=request.team)
+    form = SetPasswordForm(request.POST or None, user=member.user)
+    if request.method == "POST" and form.is_valid():
+        member.user.set_password(form.cleaned_data["password"])
+        member.user.save(update_fields=["password"])  # ends the member's other sessions
+        audit_log(request=request, team=request.team, action="set_password", obj=member.user,
+                  object_type="user")
+        messages.success(request, f"New password set for {member.user.username}. Give it to them by a safe channel.")
+        return redirect("portal-team")
+    return render(request, "portal/team_password.html", {"nav": "team", "member": member, "form": form},
+                  status=400 if form.is_bound else 200)
+
+
+def password_reset(request):
+    """No email here: a forgotten password is reset by an Admin of the team."""
+    return render(request, "registration/password_reset_form.html")
 
 
 @team_required("can_read_audit")

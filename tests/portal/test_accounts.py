@@ -107,3 +107,10 @@ def test_the_404_page_extends_the_layout(client, alice, url):
     response = login(client, alice).get(url)
     assert response.status_code == 404
     assert b"Not found" in response.content and b"Vendor Portal" in response.content
+
+
+def test_a_forgotten_password_is_reset_by_an_admin(client, db):
+    login_page = client.get("/accounts/login/").content.decode()
+    assert 'href="/accounts/password_reset/"' in login_page
+    response = client.get("/accounts/password_reset/")
+    assert response.status_code == 200 and b"Ask an Admin of your team" in response.content

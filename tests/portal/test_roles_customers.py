@@ -24,6 +24,8 @@ PAGES = [
     ("post", "/team/{m}/role/", 302, 403, 403),
     ("get", "/team/{m}/remove/", 200, 403, 403),
     ("post", "/team/{m}/remove/", 302, 403, 403),
+    ("get", "/team/{m}/password/", 200, 403, 403),
+    ("post", "/team/{m}/password/", 302, 403, 403),
     ("get", "/audit/", 200, 403, 403),
     ("get", "/accounts/password_change/", 200, 200, 200),
 ]
@@ -38,6 +40,8 @@ def post_data(customer, url):
         return {"name": "Big Bank", "channel": customer.channel.pk, "license_type": "paid"}
     if url == "/team/add/":
         return {"username": "carol", "password": "plum tiger cactus 42", "role": "support"}
+    if url.endswith("/password/"):
+        return {"password": "plum tiger cactus 42"}
     if url.endswith("/role/"):
         return {"role": "support"}
     return {}

@@ -109,3 +109,15 @@ def test_another_teams_member_is_a_404(client, mallory, bob, url):
     assert response.status_code == 404
     bob.membership.refresh_from_db()
     assert bob.membership.role == Role.DEVELOPER
+
+
+def test_admins_set_a_members_password(client, alice, bob):
+    login(client, alice)
+    assert b"Set a new password for bob" in client.get(f"/team/{bob.membership.pk}/password/").content
+    bad = client.post(f"/team/{bob.membership.pk}/password/", {"password": "1234"})
+    assert bad.status_code == 400 and b"too short" in bad.content and b"1234" not in bad.content
+    client.post(f"/team/{bob.membership.pk}/password/", {"password": NEW_PASSWORD})
+    bob.refresh_from_db()
+    assert bob.check_password(NEW_PASSWORD)
+    event = AuditEvent.objects.get(action="set_password")
+    assert event.object_repr == "bob" and NEW_PASSWORD not in str(event.detail)
