@@ -5,6 +5,8 @@ set -euo pipefail
 
 PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-.venv}"
+APT_GET="${APT_GET:-apt-get}"      # overridable for the tests
+USER_ID="${USER_ID:-$(id -u)}"
 
 [ -x "$VENV/bin/python" ] && exit 0
 
@@ -19,10 +21,10 @@ if [ "$version" != "3.11" ]; then
 fi
 
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    if [ "$USER_ID" = 0 ] && command -v "$APT_GET" >/dev/null 2>&1; then
         echo "Installing python3-venv (Python's venv module is missing)..."
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+        "$APT_GET" update -qq
+        DEBIAN_FRONTEND=noninteractive "$APT_GET" install -y -qq python3-venv
     else
         echo "error: Python's venv module is missing. Fix it with:" >&2
         echo "    sudo apt-get install -y python3-venv" >&2

@@ -130,7 +130,7 @@ class Command(BaseCommand):
         if choice in ("auto", "redis") and redis_url:
             self.stdout.write("Broker: REDIS_URL.")
             return redis_url, None
-        binary = shutil.which("redis-server") or ("/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None)
+        binary = shutil.which("redis-server")
         if choice in ("auto", "redis") and binary:
             return self.start_redis(binary, var_dir)
         if choice == "redis":
