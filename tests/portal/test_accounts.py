@@ -114,3 +114,14 @@ def test_a_forgotten_password_is_reset_by_an_admin(client, db):
     assert 'href="/accounts/password_reset/"' in login_page
     response = client.get("/accounts/password_reset/")
     assert response.status_code == 200 and b"Ask an Admin of your team" in response.content
+
+
+def test_failed_logins_and_lockouts_are_audited_without_the_password(client, alice):
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        attempt(client, "alice", WRONG)
+    attempt(client, "nobody-" + WRONG, WRONG)
+    failed = AuditEvent.objects.filter(action="login_failed")
+    assert failed.count() >= settings.AXES_FAILURE_LIMIT - 1
+    assert {e.team for e in failed} == {alice.membership.team}
+    assert AuditEvent.objects.filter(action="login_locked", object_repr="alice").exists()
+    assert WRONG not in str(list(AuditEvent.objects.values()))
