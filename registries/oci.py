@@ -124,7 +124,10 @@ class RegistryClient:
         self.insecure = insecure
         self._username = username
         self._password = password
-        mapping = netguard.host_map()
+        try:
+            mapping = netguard.host_map()
+        except ValueError as e:
+            raise RegistryError(str(e), permanent=True, code="bad_endpoint") from None
         host = api_host(self.endpoint)
         self.base_url = (mapping.get(self.endpoint) or mapping.get(host)
                          or f"{'http' if insecure else 'https'}://{host}")
