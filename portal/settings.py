@@ -292,3 +292,7 @@ CELERY_BEAT_SCHEDULE["registries-sweep-pending"] = {
     "task": "registries.tasks.sweep_pending",
     "schedule": 60,
 }
+
+# Delivery (issue 5)
+# host[:port] customers pull proxied images from; defaults to PORTAL_URL's host[:port].
+PORTAL_PROXY_HOST = os.environ.get("PORTAL_PROXY_HOST", "").strip() or _portal_url.netloc
