@@ -220,3 +220,45 @@ def test_request_is_the_low_level_door(distribution_registry, basic_image):
         response = client.request("GET", "demo-apps/nginx/tags/list", repository="demo-apps/nginx")
     assert response.status_code == 200
     assert "latest" in response.json()["tags"]
+
+
+def test_it_reports_a_silent_server_as_a_timeout():
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # accepts the TCP handshake, never answers
+        with RegistryClient(f"127.0.0.1:{listener.getsockname()[1]}", insecure=True,
+                            timeout=0.5) as client:
+            with pytest.raises(RegistryError) as e:
+                client.ping()
+    assert e.value.code == "timeout" and not e.value.permanent
+
+
+def test_it_reports_server_errors_as_transient_upstream_errors():
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Broken(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_HEAD = do_GET
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with RegistryClient(f"127.0.0.1:{server.server_address[1]}", insecure=True) as client:
+            for call in (client.ping, lambda: client.head_manifest("a/b", "latest")):
+                with pytest.raises(RegistryError) as e:
+                    call()
+                assert e.value.code == "upstream" and not e.value.permanent
+                assert "503" in e.value.message
+    finally:
+        server.shutdown()
+        server.server_close()
