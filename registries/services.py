@@ -147,7 +147,13 @@ def _send_validation(registry: ExternalRegistry, image: str | None) -> bool:
 
     kwargs = {"image": image} if image is not None else {}
     try:
-        validate_registry.apply_async((registry.pk,), kwargs, retry=False)
+        # Fail fast: a page must not wait for a broker that is down (kombu's default retries
+        # take seconds); the sweep queues the task later.
+        with validate_registry.app.pool.acquire(block=True, timeout=2) as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2,
+                                         timeout=2)
+            validate_registry.apply_async((registry.pk,), kwargs, retry=False,
+                                          connection=connection)
     except _broker_errors() as e:
         logger.warning("registry %s: broker unreachable, validation pending (%s)",
                        registry.pk, type(e).__name__)
