@@ -260,6 +260,8 @@ LOGGING = {
         # SQL parameters hold license IDs (customers' credentials): never log queries, even
         # with LOG_LEVEL=DEBUG.
         "django.db.backends": {"level": "INFO"},
+        # httpx logs every URL at INFO: presigned blob URLs (ECR -> S3) carry a signature.
+        "httpx": {"level": "WARNING"},
     },
 }
 
