@@ -294,6 +294,13 @@ CELERY_BEAT_SCHEDULE["registries-sweep-pending"] = {
     "task": "registries.tasks.sweep_pending",
     "schedule": 60,
 }
+# Mirroring (issue 4): a job's lease, renewed every few seconds while copying; shorter than the
+# broker's visibility timeout so a redelivered task can take over a dead worker's job.
+PORTAL_MIRROR_LEASE_SECONDS = envint("PORTAL_MIRROR_LEASE_SECONDS", "60", minimum=3)
+CELERY_BEAT_SCHEDULE["registries-sweep-mirrors"] = {
+    "task": "registries.mirror_tasks.sweep_mirror_jobs",
+    "schedule": 120,
+}
 
 # Delivery (issue 5)
 # host[:port] customers pull proxied images from; defaults to PORTAL_URL's host[:port].
