@@ -63,7 +63,7 @@ def _images_in(text: str) -> list[str]:
     except ImportError:
         pass
     else:
-        return list(images_in(text))
+        return [use.image for use in images_in([("", text)])]
     found: list[str] = []
 
     def walk(node):
