@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import customer_views, views
+from . import customer_views, update_views, views
 
 urlpatterns = [
     path("apps/", views.app_list, name="releases-app-list"),
@@ -13,4 +13,13 @@ urlpatterns = [
     path("customers/<int:pk>/unarchive/", customer_views.customer_unarchive, name="releases-customer-unarchive"),
     path("customers/<int:pk>/regenerate/", customer_views.customer_regenerate, name="releases-customer-regenerate"),
     path("customers/<int:pk>/license/", customer_views.customer_license, name="releases-customer-license"),
+    # Delivery to customers (update_views.py): the update check API and the customer page
+    path("release/<slug:app_slug>/pending", update_views.release_pending, name="releases-update-pending"),
+    path("release/<slug:app_slug>", update_views.release_download, name="releases-update-download"),
+    path("customer/", update_views.customer_home, name="releases-portal-home"),
+    path("customer/sign-out/", update_views.customer_sign_out, name="releases-portal-sign-out"),
+    path("customer/updates/", update_views.customer_updates, name="releases-portal-updates"),
+    path("customer/releases/<int:channel_sequence>/", update_views.customer_files, name="releases-portal-files"),
+    path("customer/releases/<int:channel_sequence>/download/", update_views.customer_download,
+         name="releases-portal-download"),
 ]
