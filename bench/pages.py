@@ -1,0 +1,191 @@
+"""Benchmark the pages that grow with the data: release history and customers.
+
+With 20 apps, 5,000 releases and 2,000 customers, measure the server time of each page against a
+trivial view (/healthz: a short text through the same middleware) in the same run, and write the
+medians and ratios (target: at most 3x) to docs/benchmarks.md.
+
+Run: `make bench` (or `.venv/bin/python bench/pages.py [--rounds N]`). It uses a throw-away
+SQLite database in a temporary directory unless DATABASE_URL is set (then it must be a scratch
+database: the data is added to it).
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+if not os.environ.get("DATABASE_URL"):
+    os.environ["PORTAL_VAR_DIR"] = tempfile.mkdtemp(prefix="portal-bench-")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+
+# Measure as in production: no query log, no template debug info (dev secrets still from var/).
+settings.DEBUG = False
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.urls import NoReverseMatch, reverse  # noqa: E402
+
+from portal.models import Membership, Role, Team  # noqa: E402
+from releases.demo import NGINX_DEPLOYMENT, NGINX_SERVICE  # noqa: E402
+from releases.models import App, Channel, Customer, Promotion, Release, ReleaseFile  # noqa: E402
+
+APPS = 20
+RELEASES = 5_000
+CUSTOMERS = 2_000
+TARGET_RATIO = 3.0
+RESULTS = BASE_DIR / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- bench/pages.py: begin -->", "<!-- bench/pages.py: end -->"
+
+
+def build_data():
+    """20 apps × 250 releases (every release promoted to a channel), 2,000 customers."""
+    team = Team.objects.create(name="Bench")
+    user = get_user_model().objects.create_user("bench", "bench@example.com", "bench password 1")
+    Membership.objects.create(user=user, team=team, role=Role.ADMIN)
+    per_app = RELEASES // APPS
+    for a in range(APPS):
+        app = App.create_with_channels(team=team, name=f"Bench App {a:02d}", slug=f"bench-app-{a:02d}")
+        channels = list(app.channels.all())
+        releases = Release.objects.bulk_create(
+            Release(app=app, sequence=s, created_by=user, promoted_at=datetime.now(UTC))
+            for s in range(1, per_app + 1)
+        )
+        if connection.vendor == "sqlite" or releases[0].pk is None:
+            releases = list(app.releases.order_by("sequence"))
+        ReleaseFile.objects.bulk_create(
+            ReleaseFile(release=r, name=name, content=content.replace("image: nginx", f"image: nginx:1.{r.sequence}"), position=i)
+            for r in releases
+            for i, (name, content) in enumerate([("deployment.yaml", NGINX_DEPLOYMENT), ("service.yaml", NGINX_SERVICE)])
+        )
+        next_sequence = {c.pk: 1 for c in channels}
+        promotions = []
+        for r in releases:
+            channel = channels[r.sequence % len(channels)]
+            promotions.append(Promotion(
+                channel=channel, release=r, channel_sequence=next_sequence[channel.pk],
+                version_label=f"1.{r.sequence}.0", release_notes=f"Release {r.sequence}", promoted_by=user,
+            ))
+            next_sequence[channel.pk] += 1
+        Promotion.objects.bulk_create(promotions)
+        for channel in channels:
+            Channel.objects.filter(pk=channel.pk).update(next_channel_sequence=next_sequence[channel.pk])
+        App.objects.filter(pk=app.pk).update(next_release_sequence=per_app + 1)
+    apps = list(App.objects.filter(team=team).prefetch_related("channels"))
+    Customer.objects.bulk_create(
+        Customer(app=apps[i % APPS], channel=list(apps[i % APPS].channels.all())[i % 3],
+                 name=f"Customer {i:04d}", email=f"ops{i}@customer{i}.example")
+        for i in range(CUSTOMERS)
+    )
+    return user, apps[0]
+
+
+def history_url(app) -> str | None:
+    for kwargs in ({"slug": app.slug}, {"app_slug": app.slug}, {"app": app.slug}):
+        try:
+            return reverse("releases-history", kwargs=kwargs)
+        except NoReverseMatch:
+            continue
+    return None
+
+
+def measure(client, url, rounds):
+    """Median and all server times (seconds) of GET url, and its SQL query count."""
+    response = client.get(url)  # warm up: templates, URL resolver, connection
+    if response.status_code != 200:
+        raise SystemExit(f"GET {url} answered {response.status_code}")
+    queries = []
+    with connection.execute_wrapper(lambda execute, sql, *a: queries.append(sql) or execute(sql, *a)):
+        client.get(url)
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        response = client.get(url)
+        times.append(time.perf_counter() - start)
+        assert response.status_code == 200
+    return statistics.median(times), len(queries)
+
+
+def write_results(rows, rounds, missing):
+    lines = [
+        BEGIN,
+        "## Pages (bench/pages.py)",
+        "",
+        f"Data: {APPS} apps, {RELEASES:,} releases (each promoted), {CUSTOMERS:,} customers. "
+        f"Server time through the whole middleware stack (Django test client, logged in), "
+        f"median of {rounds} requests after a warm-up, against the trivial view `/healthz` "
+        f"measured in the same run. Target: at most {TARGET_RATIO:g}× the trivial view.",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, Python "
+        f"{platform.python_version()}, {os.cpu_count()} CPUs, database {connection.vendor}. "
+        "Regenerate with `make bench`.",
+        "",
+        "| page | URL | median | × trivial | SQL queries | target met |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    baseline = rows[0][2]
+    for name, url, median, queries in rows:
+        ratio = median / baseline
+        met = "—" if name == "trivial view" else ("yes" if ratio <= TARGET_RATIO else "**no**")
+        lines.append(f"| {name} | `{url}` | {median * 1000:.2f} ms | {ratio:.1f}× | {queries} | {met} |")
+    for name in missing:
+        lines.append(f"| {name} | (page not built yet) | | | | |")
+    lines += ["", END]
+    block = "\n".join(lines)
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n\nResults of the scripts in bench/.\n\n"
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text)
+    return block
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=60)
+    args = parser.parse_args()
+    settings.ALLOWED_HOSTS = ["*"]
+    call_command("migrate", verbosity=0)
+    start = time.perf_counter()
+    user, app = build_data()
+    print(f"Data built in {time.perf_counter() - start:.1f} s ({connection.vendor}).")
+    client = Client()
+    client.force_login(user)
+    pages = [("trivial view", reverse("portal-healthz")), ("customers", reverse("releases-customer-list"))]
+    missing = []
+    if url := history_url(app):
+        pages.insert(1, ("release history", url))
+    else:
+        missing.append("release history")
+    pages.append(("customers, last page", reverse("releases-customer-list") + "?page=last"))
+    pages.append(("customers, search", reverse("releases-customer-list") + "?q=Customer+19"))
+    rows = []
+    for name, url in pages:
+        median, queries = measure(client, url, args.rounds)
+        rows.append((name, url, median, queries))
+        print(f"{name:24} {median * 1000:8.2f} ms  {median / rows[0][2]:5.1f}×  {queries} queries")
+    write_results(rows, args.rounds, missing)
+    print(f"Results written to {RESULTS.relative_to(BASE_DIR)}.")
+    failed = [name for name, _, median, _ in rows[1:] if median / rows[0][2] > TARGET_RATIO]
+    if failed:
+        print(f"Over the {TARGET_RATIO:g}× target: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
