@@ -262,6 +262,8 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         # httpx logs every URL at INFO: presigned blob URLs (ECR -> S3) carry a signature.
         "httpx": {"level": "WARNING"},
+        # botocore's DEBUG logs hold response bodies: ECR authorization tokens.
+        "botocore": {"level": "INFO"},
     },
 }
 

@@ -165,3 +165,21 @@ def test_concurrent_callers_share_one_refresh(aws_users, monkeypatch):
     assert not errors
     assert len(calls) == 1
     assert len(results) == 8 and len(set(results)) == 1
+
+
+def test_neither_secret_nor_token_reaches_the_logs(aws_users, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    password = ecr.get_registry_credentials(**creds(aws_users.reader, cache_key="log"))[1]
+    for keys in (aws_users.wrong_secret, aws_users.no_ecr):
+        with pytest.raises(RegistryError):
+            ecr.get_registry_credentials(**creds(keys, cache_key="log"))
+    ecr.caller_account(**creds(aws_users.reader))
+    text = caplog.text
+    assert aws_users.reader.secret_access_key not in text
+    assert aws_users.wrong_secret.secret_access_key not in text
+    assert password not in text
+    import base64
+
+    assert base64.b64encode(f"AWS:{password}".encode()).decode() not in text
