@@ -24,6 +24,7 @@ def license_text(customer):
 
 def test_the_license_is_shaped_as_kots_expects(customer, settings):
     settings.PORTAL_URL = "https://portal.example.com:8443"
+    settings.PORTAL_PROXY_HOST = ""  # unset: the host[:port] of PORTAL_URL
     customer.expires_at = datetime(2030, 1, 31, tzinfo=UTC)
     document = yaml.safe_load(license_yaml(customer))
     assert document["apiVersion"] == "kots.io/v1beta1"
