@@ -5,6 +5,7 @@ environment and an empty var/ directory.
 """
 
 import os
+import re
 import secrets
 import sqlite3
 import subprocess
@@ -172,3 +173,12 @@ def test_sqlite_concurrent_writers_do_not_hit_database_is_locked(tmp_path):
     assert result.stdout.strip() == "no errors 200"
     with sqlite3.connect(tmp_path / "var" / "portal.sqlite3") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_the_readme_documents_every_environment_variable_of_the_settings():
+    source = (BASE_DIR / "portal" / "settings.py").read_text()
+    names = set(re.findall(r'(?:envbool|envint|envsecret|os\.environ\.get)\(\s*"([A-Z][A-Z0-9_]+)"', source))
+    readme = (BASE_DIR / "README.md").read_text()
+    table = readme[readme.index("## Configuration"):]
+    missing = sorted(name for name in names if f"`{name}`" not in table)
+    assert missing == [], f"add these to the configuration table of README.md: {missing}"
