@@ -56,6 +56,9 @@ def customer_list(request):
         "query": query,
         "params": params.urlencode(),
         "has_apps": App.objects.filter(team=request.team, archived_at__isnull=True).exists(),
+        # Only asked when the page is empty, to say "all archived" rather than "none yet".
+        "has_archived": not page.paginator.count
+        and Customer.objects.filter(app__team=request.team, archived_at__isnull=False).exists(),
     }
     template = "releases/customer_list.html"
     if request.htmx and request.htmx.target == "customer-results":

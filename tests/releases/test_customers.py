@@ -220,3 +220,9 @@ def test_the_detail_page_shows_the_license_id_to_admins_only(client, alice, bob,
 
 def test_sql_is_never_logged_since_its_parameters_hold_license_ids():
     assert logging.getLogger("django.db.backends").getEffectiveLevel() >= logging.INFO
+
+
+def test_an_all_archived_list_says_so(client, alice, customer):
+    login(client, alice)
+    client.post(f"/customers/{customer.pk}/archive/")
+    assert b"Every customer is archived" in client.get("/customers/").content
