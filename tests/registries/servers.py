@@ -8,7 +8,8 @@ Fixtures (tests/registries/conftest.py imports them):
   _STS / _IAM for this process; ``moto_server.env`` holds them for worker subprocesses.
 - ``aws_users``: keys of a read-only ECR user (``reader``), a user without ECR permissions
   (``no_ecr``), an unknown key id and a wrong secret, and the password moto's ECR token decodes
-  to (``registry_password``).
+  to (``registry_password``). ``moto_server.create_user(name, policy)`` makes more (e.g. a
+  pusher with ecr:* for mirroring tests).
 - ``distribution_factory(users={"name": "pw"})``: Debian's ``docker-registry`` (htpasswd, bcrypt) on
   a free port with storage in a tmp dir; ``distribution_registry`` is one with user ``tester``.
 - ``ecr_registry``: a distribution registry with user ``AWS`` and moto's token password, reached
@@ -105,6 +106,21 @@ class MotoServer:
         value = "0" if enforced else "inf"
         httpx.post(f"{self.url}/moto-api/reset-auth", content=value, timeout=5).raise_for_status()
 
+    def create_user(self, name: str, policy: dict) -> AwsKeys:
+        """An IAM user with ``policy`` and an access key (IAM auth is off while it is made)."""
+        self.set_auth(False)
+        try:
+            iam = boto3.client("iam", region_name=REGION, endpoint_url=self.url,
+                               aws_access_key_id="setup", aws_secret_access_key="setup")
+            iam.create_user(UserName=name)
+            arn = iam.create_policy(PolicyName=f"{name}-policy",
+                                    PolicyDocument=json.dumps(policy))["Policy"]["Arn"]
+            iam.attach_user_policy(UserName=name, PolicyArn=arn)
+            key = iam.create_access_key(UserName=name)["AccessKey"]
+            return AwsKeys(key["AccessKeyId"], key["SecretAccessKey"])
+        finally:
+            self.set_auth(True)
+
 
 @dataclass
 class AwsKeys:
@@ -151,21 +167,8 @@ def moto_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def aws_users(moto_server) -> AwsUsers:
-    moto_server.set_auth(False)
-    iam = boto3.client("iam", region_name=REGION, endpoint_url=moto_server.url,
-                       aws_access_key_id="setup", aws_secret_access_key="setup")
-
-    def user(name: str, policy: dict) -> AwsKeys:
-        iam.create_user(UserName=name)
-        arn = iam.create_policy(PolicyName=f"{name}-policy",
-                                PolicyDocument=json.dumps(policy))["Policy"]["Arn"]
-        iam.attach_user_policy(UserName=name, PolicyArn=arn)
-        key = iam.create_access_key(UserName=name)["AccessKey"]
-        return AwsKeys(key["AccessKeyId"], key["SecretAccessKey"])
-
-    reader = user("ecr-reader", ECR_READ_ONLY_POLICY)
-    no_ecr = user("no-ecr", NO_ECR_POLICY)
-    moto_server.set_auth(True)
+    reader = moto_server.create_user("ecr-reader", ECR_READ_ONLY_POLICY)
+    no_ecr = moto_server.create_user("no-ecr", NO_ECR_POLICY)
     return AwsUsers(
         reader=reader,
         no_ecr=no_ecr,
