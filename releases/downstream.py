@@ -370,7 +370,10 @@ def render_downstream(
     patches.extend(json_patches)
     if patches:
         kustomization["patches"] = patches
-    out.files["overlays/midstream/kustomization.yaml"] = dump_yaml(kustomization)
+    midstream = {"overlays/midstream/kustomization.yaml": dump_yaml(kustomization)}
+    midstream["overlays/midstream/secret.yaml"] = out.files.pop("overlays/midstream/secret.yaml")
+    midstream["overlays/midstream/pullsecrets.yaml"] = out.files.pop("overlays/midstream/pullsecrets.yaml")
+    out.files.update(midstream)  # kustomization.yaml first, as a reader expects
     return out
 
 
