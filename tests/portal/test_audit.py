@@ -58,6 +58,7 @@ def test_htmx_filters_answer_with_the_table_only(client, alice, events):
     assert b"<html" not in response.content and b"release 2" in response.content
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("count", [3, 150])
 def test_it_paginates_with_constant_queries(client, alice, team, count, django_assert_max_num_queries):
     AuditEvent.objects.bulk_create(AuditEvent(team=team, action="update", actor_name="alice") for _ in range(count))

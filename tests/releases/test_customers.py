@@ -58,6 +58,7 @@ def test_pagination_keeps_the_search(client, alice, sample_app):
     assert "?q=customer&amp;page=2" in content
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("count", [2, 120])
 def test_the_list_uses_a_constant_number_of_queries(client, alice, sample_app, count, django_assert_max_num_queries):
     other = App.create_with_channels(team=sample_app.team, name="Other", slug="other")
