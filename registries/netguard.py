@@ -16,6 +16,7 @@ registry's address, not a proxy's.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -187,8 +188,13 @@ class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
 
 def ssl_context() -> ssl.SSLContext:
     """Verify certificates against SSL_CERT_FILE / SSL_CERT_DIR when set, else certifi's CAs."""
-    cafile = os.environ.get("SSL_CERT_FILE") or None
-    capath = os.environ.get("SSL_CERT_DIR") or None
+    return _ssl_context(os.environ.get("SSL_CERT_FILE") or None,
+                        os.environ.get("SSL_CERT_DIR") or None)
+
+
+@functools.lru_cache(maxsize=4)
+def _ssl_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    # Loading a CA bundle takes tens of milliseconds: build one context per trust store.
     if cafile or capath:
         return ssl.create_default_context(cafile=cafile, capath=capath)
     import certifi
