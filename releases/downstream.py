@@ -57,7 +57,9 @@ POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
 }
 CONTAINER_LISTS = ("initContainers", "containers")
 # Installer and troubleshooting kinds are read by KOTS itself, never applied to the cluster.
-NON_KUBERNETES_GROUPS = ("kots.io", "troubleshoot.sh", "troubleshoot.replicated.com")
+# So is a vendor's own Kustomization: base/kustomization.yaml is ours.
+NON_KUBERNETES_GROUPS = ("kots.io", "troubleshoot.sh", "troubleshoot.replicated.com", "kustomize.config.k8s.io")
+RESERVED_BASE_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
@@ -230,9 +232,8 @@ def pin(ref: Reference) -> str:
 def proxy_predicate(*, linked_hosts: Iterable[str], proxy_public_images: bool) -> Callable[[Reference], bool]:
     """Until the private-image check lands: proxied = on a linked registry, or all of them."""
     hosts = set(linked_hosts)
-    return lambda ref: proxy_public_images or ref.domain in hosts or (
-        ref.domain == DOCKER_HUB and {"index.docker.io", "registry-1.docker.io"} & hosts
-    )
+    # Registry endpoints are canonical (registries/reference.py): Docker Hub is "docker.io".
+    return lambda ref: proxy_public_images or ref.domain in hosts
 
 
 # --- rendering ----------------------------------------------------------------------------
@@ -307,6 +308,9 @@ def render_downstream(
             continue
         out.files[f"upstream/{path}"] = text
         if not path.lower().endswith(YAML_SUFFIXES):
+            continue
+        if path in RESERVED_BASE_NAMES:
+            out.warnings.append(f"{path}: the name of base/'s own kustomization file, left out of base/")
             continue
         try:
             documents = load_documents(text)

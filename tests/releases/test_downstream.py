@@ -298,3 +298,14 @@ def test_downstream_for_a_customer_uses_the_linked_registries(settings, customer
     app.save()
     out = downstream_for(customer=customer, release=release)
     assert f"proxy.example.com/proxy/{app.slug}/nginx:latest" in out.proxied_images
+
+
+def test_a_vendor_kustomization_does_not_replace_ours(tmp_path):
+    files = [("kustomization.yaml", yaml_file(deployment("web", "nginx"))),
+             ("app/kustomization.yaml", "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"),
+             ("app/web.yaml", yaml_file(deployment("web", "nginx")))]
+    out = render(files)
+    assert yaml.safe_load(out.files["base/kustomization.yaml"])["resources"] == ["app/web.yaml"]
+    assert "base/app/kustomization.yaml" not in out.files
+    assert any("kustomization.yaml" in w for w in out.warnings)
+    assert final_images(build(tmp_path, out)) == {("Deployment", "web", "c0"): f"{PROXY}/proxy/{SLUG}/nginx:latest"}
