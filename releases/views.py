@@ -1,16 +1,507 @@
-from django.shortcuts import render
+"""Apps, channels, releases, promotion, history and diffs (the release side of issue 2).
 
+Everyone on the team reads; Developers and Admins (``can_edit_releases``) change things.
+Another team's app, channel or release is a 404. Only the newest release, while no channel
+has it, is a draft edited in place; a promoted release is frozen and "Create new release"
+copies its files into the next sequence.
+"""
+
+import difflib
+from dataclasses import dataclass
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Max, OuterRef, Prefetch, Subquery
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from portal.audit import audit_log
 from portal.roles import team_required
 
-from .models import App
+from .demo import DEMO_FILES
+from .forms import AppForm, ChannelForm, PromoteForm, ReleaseFileForm
+from .manifests import images_in, unique_images, validate_file
+from .models import App, Channel, Promotion, Release, ReleaseFile, slug_from_name
+
+PAGE_SIZE = 25
+LATEST_RELEASES = 5
+
+
+# --- access helpers -----------------------------------------------------------------------
+
+
+def _get_app(request, slug, *, write=False) -> App:
+    """The team's app ``slug`` or 404; with ``write``, refuse an archived app."""
+    app = get_object_or_404(App, team=request.team, slug=slug)
+    if write and app.is_archived:
+        raise PermissionDenied("This app is archived.")
+    return app
+
+
+def _get_release(request, slug, sequence) -> Release:
+    return get_object_or_404(
+        Release.objects.select_related("app", "created_by"),
+        app__team=request.team, app__slug=slug, sequence=sequence,
+    )
+
+
+def _get_channel(app, channel_slug) -> Channel:
+    return get_object_or_404(Channel, app=app, slug=channel_slug)
+
+
+def _channels_with_current(app_filter: dict):
+    """Channels annotated with their current (newest, not demoted) promotion, in one query."""
+    current = Promotion.objects.filter(channel=OuterRef("pk"), demoted_at__isnull=True).order_by("-channel_sequence")
+    return Channel.objects.filter(archived_at__isnull=True, **app_filter).annotate(
+        current_label=Subquery(current.values("version_label")[:1]),
+        current_release=Subquery(current.values("release__sequence")[:1]),
+        current_channel_sequence=Subquery(current.values("channel_sequence")[:1]),
+        current_promoted_at=Subquery(current.values("created_at")[:1]),
+    )
+
+
+def _newest_release(app) -> Release | None:
+    return app.releases.order_by("-sequence").first()
+
+
+def _is_editable(release: Release, newest: Release | None = None) -> bool:
+    newest = newest if newest is not None else _newest_release(release.app)
+    return release.is_draft and newest is not None and newest.pk == release.pk
+
+
+def _release_history(releases):
+    """Releases with their creator, file count and promotions (channel, promoter), query-constant."""
+    return releases.select_related("created_by").annotate(file_count=Count("files")).prefetch_related(
+        Prefetch("promotions", queryset=Promotion.objects.select_related("channel", "promoted_by", "demoted_by")
+                 .order_by("channel__position", "channel_sequence"))
+    )
+
+
+def _page(request, queryset):
+    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+# --- apps ---------------------------------------------------------------------------------
 
 
 @team_required()
 def app_list(request):
-    apps = App.objects.filter(team=request.team, archived_at__isnull=True)
+    apps = (
+        App.objects.filter(team=request.team, archived_at__isnull=True)
+        .annotate(release_count=Count("releases", distinct=True))
+        .prefetch_related(Prefetch("channels", queryset=_channels_with_current({}), to_attr="live_channels"))
+        .order_by("name")
+    )
     return render(request, "releases/app_list.html", {"nav": "apps", "apps": apps})
 
 
+@team_required("can_edit_releases")
+def app_create(request):
+    if request.htmx and request.htmx.target == "slug-preview":
+        # Live preview of the slug derived from the name being typed.
+        return render(request, "releases/app_form.html#slug-preview",
+                      {"derived_slug": slug_from_name(request.GET.get("name", ""))})
+    form = AppForm(request.POST or None, team=request.team)
+    if request.method == "POST" and form.is_valid():
+        try:
+            app = App.create_with_channels(
+                team=request.team, name=form.cleaned_data["name"], slug=form.cleaned_data["slug"]
+            )
+        except IntegrityError:
+            form.add_error("slug", "Your team already has an app with this slug: choose another.")
+        else:
+            audit_log(request=request, team=request.team, action="create", obj=app,
+                      detail={"name": app.name, "slug": app.slug})
+            messages.success(request, f"App {app.name} created with the channels Stable, Beta and Unstable.")
+            return redirect("releases-app-detail", slug=app.slug)
+    return render(request, "releases/app_form.html", {"nav": "apps", "form": form,
+                                                      "derived_slug": slug_from_name(form["name"].value() or "")})
+
+
+def _app_detail_context(request, app, channel_form=None):
+    newest = _newest_release(app)
+    latest = _release_history(app.releases.order_by("-sequence"))[:LATEST_RELEASES]
+    channels = list(_channels_with_current({"app": app}).annotate(
+        customer_count=Count("customers", distinct=True)))
+    return {
+        "nav": "apps", "app": app, "channels": channels, "latest": latest, "newest": newest,
+        "newest_is_draft": newest is not None and newest.is_draft,
+        "channel_form": channel_form or ChannelForm(app=app),
+        "release_count": app.releases.count(),
+    }
+
+
 @team_required()
-def customer_list(request):
-    return render(request, "releases/customer_list.html", {"nav": "customers"})
+def app_detail(request, slug):
+    app = _get_app(request, slug)
+    return render(request, "releases/app_detail.html", _app_detail_context(request, app))
+
+
+@require_POST
+@team_required("can_edit_releases")
+def app_archive(request, slug):
+    app = _get_app(request, slug, write=True)
+    app.archived_at = timezone.now()
+    app.save(update_fields=["archived_at"])
+    audit_log(request=request, team=request.team, action="archive", obj=app)
+    messages.success(request, f"App {app.name} archived. Its releases and customers are kept.")
+    return redirect("releases-app-list")
+
+
+# --- channels -----------------------------------------------------------------------------
+
+
+@require_POST
+@team_required("can_edit_releases")
+def channel_create(request, slug):
+    app = _get_app(request, slug, write=True)
+    form = ChannelForm(request.POST, app=app)
+    if form.is_valid():
+        position = (app.channels.aggregate(m=Max("position"))["m"] or 0) + 1
+        try:
+            channel = Channel.objects.create(app=app, name=form.cleaned_data["name"], slug=form.slug, position=position)
+        except IntegrityError:
+            form.add_error("name", "This app already has a channel with this name.")
+        else:
+            audit_log(request=request, team=request.team, action="create", obj=channel,
+                      detail={"app": app.slug, "name": channel.name})
+            messages.success(request, f"Channel {channel.name} added.")
+            return redirect("releases-app-detail", slug=app.slug)
+    return render(request, "releases/app_detail.html", _app_detail_context(request, app, channel_form=form))
+
+
+@require_POST
+@team_required("can_edit_releases")
+def channel_archive(request, slug, channel_slug):
+    app = _get_app(request, slug, write=True)
+    channel = _get_channel(app, channel_slug)
+    live_customers = channel.customers.filter(archived_at__isnull=True).count()
+    if live_customers:
+        messages.error(request, f"Channel {channel.name} has {live_customers} customer"
+                                f"{'s' if live_customers > 1 else ''}: move them to another channel first.")
+    elif not app.channels.filter(archived_at__isnull=True).exclude(pk=channel.pk).exists():
+        messages.error(request, "An app needs at least one channel: add another before archiving this one.")
+    elif not channel.is_archived:
+        channel.archived_at = timezone.now()
+        channel.save(update_fields=["archived_at"])
+        audit_log(request=request, team=request.team, action="archive", obj=channel, detail={"app": app.slug})
+        messages.success(request, f"Channel {channel.name} archived.")
+    return redirect("releases-app-detail", slug=app.slug)
+
+
+# --- releases: create, edit, validate -----------------------------------------------------
+
+
+@require_POST
+@team_required("can_edit_releases")
+def release_new(request, slug):
+    """Start a draft: the newest release's files (or the default files) in the next sequence."""
+    app = _get_app(request, slug, write=True)
+    with transaction.atomic():
+        App.objects.select_for_update().filter(pk=app.pk).first()  # one new draft at a time
+        newest = _newest_release(app)
+        if newest is not None and newest.is_draft:
+            messages.info(request, f"Release {newest.sequence} is already a draft: edit it.")
+            return redirect("releases-release-edit", slug=app.slug, sequence=newest.sequence)
+        base = newest
+        if request.POST.get("from"):
+            base = app.releases.filter(sequence=request.POST.get("from")).first() or newest
+        files = [(f.name, f.content) for f in base.files.all()] if base is not None else list(DEMO_FILES)
+        release = Release.create_next(app=app, user=request.user, files=files)
+    audit_log(request=request, team=request.team, action="create", obj=release,
+              detail={"app": app.slug, "sequence": release.sequence,
+                      "from_sequence": base.sequence if base else None})
+    messages.success(request, f"Release {release.sequence} is a new draft"
+                              f"{f' with the files of release {base.sequence}' if base else ''}.")
+    return redirect("releases-release-edit", slug=app.slug, sequence=release.sequence)
+
+
+def _editor_context(request, release, form, current_name, extra_problems=()):
+    files = list(release.files.all())
+    # The images of the release as it would be with the file being edited.
+    text = form["content"].value() if form.is_bound else None
+    pairs = []
+    for f in files:
+        if f.name == current_name and text is not None:
+            continue
+        pairs.append((f.name, f.content))
+    if text is not None:
+        pairs.append((form["name"].value() or current_name or "new file", text.replace("\r\n", "\n")))
+    problems = list(getattr(form, "problems", [])) or list(extra_problems)
+    return {
+        "nav": "apps", "app": release.app, "release": release, "files": files, "form": form,
+        "current_name": current_name, "images": unique_images(images_in(pairs)),
+        "problems": problems, "checked": form.is_bound,
+    }
+
+
+def _editable_or_redirect(request, release):
+    if _is_editable(release):
+        return None
+    if release.is_draft:
+        messages.info(request, f"Release {release.sequence} is not the newest release, so it is frozen.")
+    else:
+        messages.info(request, f"Release {release.sequence} is promoted, so it is frozen: "
+                               "create a new release to change it.")
+    return redirect("releases-release-detail", slug=release.app.slug, sequence=release.sequence)
+
+
+@team_required("can_edit_releases")
+def release_edit(request, slug, sequence):
+    release = _get_release(request, slug, sequence)
+    if release.app.is_archived:
+        raise PermissionDenied("This app is archived.")
+    if (response := _editable_or_redirect(request, release)) is not None:
+        return response
+    files = list(release.files.all())
+    if request.method == "POST":
+        original = request.POST.get("original_name", "")
+        form = ReleaseFileForm(request.POST, other_names=[f.name for f in files if f.name != original])
+        if form.is_valid():
+            return _save_file(request, release, form, original)
+        current = original
+    else:
+        current = request.GET.get("file", "")
+        if request.GET.get("new") or not files:
+            form = ReleaseFileForm(initial={"name": "", "content": ""})
+            current = ""
+        else:
+            file = next((f for f in files if f.name == current), files[0])
+            current = file.name
+            form = ReleaseFileForm(initial={"original_name": file.name, "name": file.name, "content": file.content})
+    return render(request, "releases/release_edit.html", _editor_context(request, release, form, current))
+
+
+def _save_file(request, release, form, original):
+    name, content = form.cleaned_data["name"], form.cleaned_data["content"]
+    with transaction.atomic():
+        locked = Release.objects.select_for_update().get(pk=release.pk)
+        if not _is_editable(locked):
+            messages.error(request, f"Release {release.sequence} was promoted meanwhile: your change was not saved. "
+                                    "Create a new release and apply it there.")
+            return redirect("releases-release-detail", slug=release.app.slug, sequence=release.sequence)
+        if original:
+            file = locked.files.filter(name=original).first()
+            if file is None:
+                raise Http404("No such file.")
+            detail = {"release": release.sequence, "file": name}
+            if name != original:
+                detail["renamed_from"] = original
+            changed = file.content != content or file.name != name
+            file.name, file.content = name, content
+            file.save(update_fields=["name", "content"])
+            action = "update"
+        else:
+            position = (locked.files.aggregate(m=Max("position"))["m"] or 0) + 1
+            file = ReleaseFile.objects.create(release=locked, name=name, content=content, position=position)
+            detail = {"release": release.sequence, "file": name}
+            changed, action = True, "create"
+        locked.save(update_fields=["updated_at"])
+    if changed:
+        audit_log(request=request, team=request.team, action=action, obj=file,
+                  object_repr=f"{release.app.slug} release {release.sequence} {name}", detail=detail)
+        messages.success(request, f"Saved {name}.")
+    else:
+        messages.info(request, f"{name} had no changes.")
+    url = reverse("releases-release-edit", kwargs={"slug": release.app.slug, "sequence": release.sequence})
+    return redirect(f"{url}?file={name}")
+
+
+@require_POST
+@team_required("can_edit_releases")
+def release_validate(request, slug, sequence):
+    """Check the file being typed: the problems and the release's images (htmx partial)."""
+    release = _get_release(request, slug, sequence)
+    original = request.POST.get("original_name", "")
+    form = ReleaseFileForm(request.POST, other_names=[f.name for f in release.files.all() if f.name != original])
+    form.is_valid()
+    context = _editor_context(request, release, form, original)
+    if request.htmx:
+        return render(request, "releases/release_edit.html#yaml-check", context)
+    return render(request, "releases/release_edit.html", context)
+
+
+@require_POST
+@team_required("can_edit_releases")
+def file_delete(request, slug, sequence):
+    release = _get_release(request, slug, sequence)
+    if release.app.is_archived:
+        raise PermissionDenied("This app is archived.")
+    name = request.POST.get("name", "")
+    with transaction.atomic():
+        locked = Release.objects.select_for_update().get(pk=release.pk)
+        if not _is_editable(locked):
+            return _editable_or_redirect(request, locked)
+        file = get_object_or_404(ReleaseFile, release=locked, name=name)
+        file_pk = file.pk
+        file.delete()
+        locked.save(update_fields=["updated_at"])
+    audit_log(request=request, team=request.team, action="delete", object_type="releasefile",
+              object_repr=f"{release.app.slug} release {release.sequence} {name}",
+              detail={"release": release.sequence, "file": name, "id": file_pk})
+    messages.success(request, f"Deleted {name}.")
+    return redirect("releases-release-edit", slug=release.app.slug, sequence=release.sequence)
+
+
+# --- release pages: detail, diff ----------------------------------------------------------
+
+
+@team_required()
+def release_detail(request, slug, sequence):
+    release = _get_release(request, slug, sequence)
+    files = list(release.files.all())
+    problems = {f.name: validate_file(f.name, f.content) for f in files}
+    return render(request, "releases/release_detail.html", {
+        "nav": "apps", "app": release.app, "release": release, "files": files,
+        "problems": {k: v for k, v in problems.items() if v},
+        "images": images_in(files),
+        "promotions": release.promotions.select_related("channel", "promoted_by").order_by("channel__position"),
+        "editable": _is_editable(release), "previous": release.previous(),
+    })
+
+
+@dataclass
+class DiffLine:
+    kind: str  # "add", "del", "hunk", "" (context)
+    text: str
+
+
+@dataclass
+class FileDiff:
+    name: str
+    status: str  # "added", "deleted", "changed", "unchanged"
+    lines: list[DiffLine]
+    added: int = 0
+    removed: int = 0
+
+
+def diff_files(old: dict[str, str], new: dict[str, str]) -> list[FileDiff]:
+    """Per-file unified diffs from ``old`` to ``new`` ({name: content}), in the new release's order."""
+    result = []
+    for name in [*new, *(n for n in old if n not in new)]:
+        before, after = old.get(name), new.get(name)
+        status = "added" if before is None else "deleted" if after is None else (
+            "unchanged" if before == after else "changed")
+        lines, added, removed = [], 0, 0
+        if status != "unchanged":
+            for line in list(difflib.unified_diff(
+                (before or "").splitlines(), (after or "").splitlines(),
+                fromfile=f"a/{name}", tofile=f"b/{name}", lineterm="", n=3,
+            ))[2:]:
+                if line.startswith("@@"):
+                    lines.append(DiffLine("hunk", line))
+                elif line.startswith("+"):
+                    lines.append(DiffLine("add", line))
+                    added += 1
+                elif line.startswith("-"):
+                    lines.append(DiffLine("del", line))
+                    removed += 1
+                else:
+                    lines.append(DiffLine("", line))
+        result.append(FileDiff(name, status, lines, added, removed))
+    return result
+
+
+@team_required()
+def release_diff(request, slug, sequence):
+    release = _get_release(request, slug, sequence)
+    against = release.previous()
+    if request.GET.get("against"):
+        against = get_object_or_404(Release, app=release.app, sequence=request.GET["against"])
+    old = {f.name: f.content for f in against.files.all()} if against else {}
+    new = {f.name: f.content for f in release.files.all()}
+    diffs = diff_files(old, new)
+    return render(request, "releases/release_diff.html", {
+        "nav": "apps", "app": release.app, "release": release, "against": against, "diffs": diffs,
+        "changed": [d for d in diffs if d.status != "unchanged"],
+    })
+
+
+# --- promotion ----------------------------------------------------------------------------
+
+
+@team_required("can_edit_releases")
+def release_promote(request, slug, sequence):
+    release = _get_release(request, slug, sequence)
+    app = release.app
+    if app.is_archived:
+        raise PermissionDenied("This app is archived.")
+    files = list(release.files.all())
+    blockers = []
+    if not files:
+        blockers.append("The release has no files: add at least one before promoting it.")
+    for f in files:
+        for problem in validate_file(f.name, f.content):
+            blockers.append(f"{f.name}: {problem}")
+    initial = {"channels": list(app.channels.filter(archived_at__isnull=True, slug="unstable")[:1])}
+    form = PromoteForm(request.POST or None, app=app, initial=initial)
+    if request.method == "POST" and not blockers and form.is_valid():
+        data = form.cleaned_data
+        promotions = []
+        for channel in data["channels"]:
+            promotion = release.promote_to(
+                channel, user=request.user, version_label=data["version_label"],
+                release_notes=data["release_notes"], is_required=data["is_required"],
+            )
+            promotions.append(promotion)
+            audit_log(request=request, team=request.team, action="promote", obj=promotion,
+                      detail={"app": app.slug, "release": release.sequence, "channel": channel.name,
+                              "channel_sequence": promotion.channel_sequence,
+                              "version_label": promotion.version_label, "required": promotion.is_required})
+        names = ", ".join(p.channel.name for p in promotions)
+        messages.success(request, f"Release {release.sequence} promoted to {names} as {data['version_label']}.")
+        return redirect("releases-app-detail", slug=app.slug)
+    return render(request, "releases/release_promote.html", {
+        "nav": "apps", "app": app, "release": release, "form": form, "blockers": blockers,
+        "images": unique_images(images_in(files)),
+    })
+
+
+@require_POST
+@team_required("can_edit_releases")
+def promotion_demote(request, slug, pk):
+    app = _get_app(request, slug, write=True)
+    promotion = get_object_or_404(Promotion.objects.select_related("channel", "release"), channel__app=app, pk=pk)
+    if not promotion.is_demoted:
+        promotion.demote(user=request.user)
+        audit_log(request=request, team=request.team, action="demote", obj=promotion,
+                  detail={"app": app.slug, "channel": promotion.channel.name,
+                          "channel_sequence": promotion.channel_sequence, "release": promotion.release.sequence,
+                          "version_label": promotion.version_label})
+        messages.success(request, f"{promotion.version_label} demoted from {promotion.channel.name}: "
+                                  "customers on the channel no longer see it.")
+    return redirect("releases-channel-history", slug=app.slug, channel_slug=promotion.channel.slug)
+
+
+# --- history ------------------------------------------------------------------------------
+
+
+@team_required()
+def release_history(request, slug):
+    app = _get_app(request, slug)
+    page = _page(request, _release_history(app.releases.order_by("-sequence")))
+    newest = _newest_release(app)
+    return render(request, "releases/history.html", {
+        "nav": "apps", "app": app, "page": page, "newest": newest,
+        "channels": app.channels.filter(archived_at__isnull=True),
+    })
+
+
+@team_required()
+def channel_history(request, slug, channel_slug):
+    app = _get_app(request, slug)
+    channel = _get_channel(app, channel_slug)
+    promotions = (
+        channel.promotions.select_related("release", "promoted_by", "demoted_by")
+        .order_by("-channel_sequence")
+    )
+    current = channel.current_promotion()
+    return render(request, "releases/channel_history.html", {
+        "nav": "apps", "app": app, "channel": channel, "page": _page(request, promotions),
+        "current": current, "channels": app.channels.filter(archived_at__isnull=True),
+    })

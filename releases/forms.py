@@ -1,0 +1,153 @@
+"""Forms of the release side: apps, channels, release files, promotion."""
+
+from django import forms
+
+from .manifests import file_name_error, validate_file
+from .models import SLUG_RE, App, Channel, slug_from_name
+
+# Words the URLs use after /apps/ and /channels/.
+RESERVED_SLUGS = {"new"}
+SLUG_HELP = "Lowercase letters, digits and hyphens. Used in URLs, licenses and image names; fixed once a release is promoted."
+
+
+def _clean_slug(value: str) -> str:
+    value = value.strip()
+    if not SLUG_RE.match(value):
+        raise forms.ValidationError(
+            "Use lowercase letters, digits and single hyphens between them (for example my-app)."
+        )
+    if value in RESERVED_SLUGS:
+        raise forms.ValidationError(f"“{value}” is reserved: choose another slug.")
+    return value
+
+
+class AppForm(forms.Form):
+    name = forms.CharField(max_length=100, widget=forms.TextInput(attrs={"autofocus": True}))
+    slug = forms.CharField(
+        max_length=60, required=False, help_text=SLUG_HELP + " Leave empty to derive it from the name."
+    )
+
+    def __init__(self, *args, team, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.team = team
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Enter a name.")
+        return name
+
+    def clean(self):
+        cleaned = super().clean()
+        name = cleaned.get("name")
+        slug = (cleaned.get("slug") or "").strip()
+        if not slug and name:
+            slug = slug_from_name(name)
+            if not slug:
+                self.add_error("slug", "The name has no letters or digits to derive a slug from: enter one.")
+                return cleaned
+        if not slug:
+            return cleaned
+        try:
+            slug = _clean_slug(slug)
+        except forms.ValidationError as error:
+            self.add_error("slug", error)
+            return cleaned
+        if App.objects.filter(team=self.team, slug=slug).exists():
+            self.add_error("slug", f"Your team already has an app with the slug “{slug}”: choose another.")
+        cleaned["slug"] = slug
+        return cleaned
+
+
+class ChannelForm(forms.Form):
+    name = forms.CharField(max_length=100, label="Channel name")
+
+    def __init__(self, *args, app, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.app = app
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        slug = slug_from_name(name)
+        if not slug:
+            raise forms.ValidationError("Use at least one letter or digit.")
+        if slug in RESERVED_SLUGS:
+            raise forms.ValidationError(f"“{name}” is reserved: choose another name.")
+        if Channel.objects.filter(app=self.app, slug=slug).exists():
+            raise forms.ValidationError(f"This app already has a channel “{name}” (slug {slug}).")
+        self.slug = slug
+        return name
+
+
+class ReleaseFileForm(forms.Form):
+    """One file of a draft: its (new) name and content. ``original_name`` is empty for a new file."""
+
+    original_name = forms.CharField(required=False, widget=forms.HiddenInput)
+    name = forms.CharField(
+        label="File name", max_length=255,
+        help_text="A relative name ending in .yaml or .yml, such as deployment.yaml.",
+        widget=forms.TextInput(attrs={"spellcheck": "false", "autocomplete": "off"}),
+    )
+    content = forms.CharField(
+        label="Content", required=False, strip=False,
+        widget=forms.Textarea(attrs={"class": "code", "spellcheck": "false", "autocomplete": "off",
+                                     "autocapitalize": "off", "wrap": "off", "rows": 28}),
+    )
+
+    def __init__(self, *args, other_names=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.other_names = set(other_names)
+        self.problems = []
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        error = file_name_error(name)
+        if error:
+            raise forms.ValidationError(error)
+        if name in self.other_names:
+            raise forms.ValidationError(f"This release already has a file named {name}: choose another name.")
+        return name
+
+    def clean_content(self):
+        # Browsers send CRLF line ends from a textarea; store LF as kubectl writes.
+        return self.cleaned_data["content"].replace("\r\n", "\n")
+
+    def clean(self):
+        cleaned = super().clean()
+        if "content" in cleaned:
+            self.problems = validate_file(cleaned.get("name") or "", cleaned["content"])
+            if self.problems:
+                count = len(self.problems)
+                self.add_error(
+                    "content",
+                    f"The YAML has {count} problem{'s' if count > 1 else ''}: fix "
+                    f"{'them' if count > 1 else 'it'} (see below) and save again.",
+                )
+        return cleaned
+
+
+class PromoteForm(forms.Form):
+    channels = forms.ModelMultipleChoiceField(
+        queryset=Channel.objects.none(), widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Choose at least one channel."},
+    )
+    version_label = forms.CharField(
+        max_length=100, help_text="What customers see, such as 1.0.1.",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+    release_notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 5}))
+    is_required = forms.BooleanField(
+        required=False, label="Required",
+        help_text="Customers must install this release before any later one.",
+    )
+
+    def __init__(self, *args, app, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["channels"].queryset = app.channels.filter(archived_at__isnull=True)
+        self.fields["channels"].label_from_instance = lambda c: c.name
+
+    def clean_version_label(self):
+        label = self.cleaned_data["version_label"].strip()
+        if not label:
+            raise forms.ValidationError("Enter a version label, such as 1.0.1.")
+        return label
