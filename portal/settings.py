@@ -208,13 +208,15 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL or "memory:
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = Path(os.environ.get("PORTAL_QUEUE_DIR", VAR_DIR / "queue"))
-    for sub in ("out", "processed"):
+    for sub in ("out", "processed", "control"):
         (_queue_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir / "out"),
         "data_folder_out": str(_queue_dir / "out"),
         "processed_folder": str(_queue_dir / "processed"),
         "store_processed": False,
+        # Kombu writes its exchange tables to ./control unless told otherwise.
+        "control_folder": str(_queue_dir / "control"),
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://", "unix://")):
     # A task of a worker that died is redelivered after this many seconds, not the default hour.
@@ -284,7 +286,7 @@ PORTAL_ENCRYPTION_KEYS = [
     for k in envsecret("PORTAL_ENCRYPTION_KEYS", _generate_fernet_key, filename="encryption_keys").split(",")
     if k.strip()
 ]
-# Beat re-checks every connected registry this often; Pending validations are swept each minute.
+# Beat re-checks every connected registry this often, and queues Pending validations (sweep).
 PORTAL_REGISTRY_RECHECK_SECONDS = envint("PORTAL_REGISTRY_RECHECK_SECONDS", "300", minimum=10)
 # An ECR registry may leave its keys empty to use the portal's own AWS credentials (instance role).
 PORTAL_ALLOW_AMBIENT_AWS_CREDENTIALS = envbool("PORTAL_ALLOW_AMBIENT_AWS_CREDENTIALS", "false")
@@ -294,7 +296,7 @@ CELERY_BEAT_SCHEDULE["registries-recheck"] = {
 }
 CELERY_BEAT_SCHEDULE["registries-sweep-pending"] = {
     "task": "registries.tasks.sweep_pending",
-    "schedule": 60,
+    "schedule": envint("PORTAL_REGISTRY_SWEEP_SECONDS", "60", minimum=1),
 }
 # Mirroring (issue 4): a job's lease, renewed every few seconds while copying; shorter than the
 # broker's visibility timeout so a redelivered task can take over a dead worker's job.
