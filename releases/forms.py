@@ -133,6 +133,7 @@ class PromoteForm(forms.Form):
     )
     version_label = forms.CharField(
         max_length=100, help_text="What customers see, such as 1.0.1.",
+        error_messages={"required": "Enter a version label, such as 1.0.1."},
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
     )
     release_notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 5}))
