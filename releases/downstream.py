@@ -514,3 +514,35 @@ def downstream_for(*, customer, release, is_proxied: Callable[[Reference], bool]
         is_proxied=is_proxied,
         registry_names={r.endpoint: r.name for r in registries if r.name},
     )
+
+
+def proxied_repositories(app, *, is_proxied: Callable[[Reference], bool] | None = None) -> dict[str, Reference]:
+    """{path after ``/proxy/<slug>/``: upstream image} for the app's promoted releases.
+
+    The proxy registry's allow-list: a customer may pull a repository only when a promoted
+    release uses it under exactly this proxied name (tags and digests are not restricted).
+    """
+    from .licenses import proxy_domain
+
+    registries = list(registries_for_app(app))
+    if is_proxied is None:
+        is_proxied = proxy_predicate(
+            linked_hosts=[r.endpoint for r in registries], proxy_public_images=app.proxy_public_images
+        )
+    proxy_host = proxy_domain()
+    prefix = f"{proxy_host}/proxy/{app.slug}/"
+    names = {r.endpoint: r.name for r in registries if r.name}
+    allowed: dict[str, Reference] = {}
+    releases = app.releases.filter(promoted_at__isnull=False).prefetch_related("files")
+    for release in releases:
+        out = render_downstream(
+            files=[(f.name, f.content) for f in release.files.all()], app_slug=app.slug,
+            license_id="-", proxy_host=proxy_host, is_proxied=is_proxied, registry_names=names,
+        )
+        for rewrite in out.images:
+            if rewrite.proxied.startswith(prefix):
+                ref = parse(rewrite.written)
+                allowed[strip_tag_and_digest(rewrite.proxied).removeprefix(prefix)] = Reference(
+                    domain=ref.domain, path=ref.path
+                )
+    return allowed

@@ -309,3 +309,25 @@ def test_a_vendor_kustomization_does_not_replace_ours(tmp_path):
     assert "base/app/kustomization.yaml" not in out.files
     assert any("kustomization.yaml" in w for w in out.warnings)
     assert final_images(build(tmp_path, out)) == {("Deployment", "web", "c0"): f"{PROXY}/proxy/{SLUG}/nginx:latest"}
+
+
+def test_the_proxy_allow_list_holds_what_promoted_releases_proxy(settings, sample_app, alice):
+    from registries.models import ExternalRegistry
+    from registries.reference import Reference
+    from releases.downstream import proxied_repositories
+    from releases.models import Release
+
+    settings.PORTAL_PROXY_HOST = "proxy.example.com"
+    ExternalRegistry.objects.create(team=sample_app.team, endpoint=ECR, name="ecr")
+    ExternalRegistry.objects.create(team=sample_app.team, endpoint="reg.local:5000", name="local-reg")
+    promoted = Release.create_next(app=sample_app, user=alice, files=[("web.yaml", yaml_file(
+        deployment("web", f"{ECR}/demo-apps/nginx:1", "reg.local:5000/team/app:2", "nginx")))])
+    promoted.promote_to(sample_app.channels.get(name="Beta"), user=alice, version_label="1")
+    Release.create_next(app=sample_app, user=alice, files=[("web.yaml", yaml_file(
+        deployment("web", f"{ECR}/secret/draft:1")))])  # a draft: not pullable
+    assert proxied_repositories(sample_app) == {
+        f"{ECR}/demo-apps/nginx": Reference(domain=ECR, path="demo-apps/nginx"),
+        "local-reg/team/app": Reference(domain="reg.local:5000", path="team/app"),
+    }
+    sample_app.proxy_public_images = True
+    assert "nginx" in proxied_repositories(sample_app)
