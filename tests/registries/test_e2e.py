@@ -14,20 +14,33 @@ from tests.registries.portal_stack import (
     wait_for_status,
 )
 from tests.registries.servers import ECR_HOST, push_test_image
-from tests.servers import redis_server, start_redis, stop_process, wait_for_port  # noqa: F401 (fixture)
+from tests.servers import (
+    redis_server,  # noqa: F401 (a fixture, asked by name below)
+    start_redis,
+    stop_process,
+    wait_for_port,
+)
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def stack(tmp_path, redis_server, ecr_registry, moto_server):
-    env = stack_env(tmp_path, broker_url=redis_server.url,
+@pytest.fixture(scope="module")
+def shared_stack(request, tmp_path_factory, ecr_registry, moto_server):
+    broker = request.getfixturevalue("redis_server")
+    directory = tmp_path_factory.mktemp("portal")
+    env = stack_env(directory, broker_url=broker.url,
                     extra={"PORTAL_REGISTRY_HOST_MAP": ecr_registry.extra["host_map"]})
-    portal = PortalStack(tmp_path, env)
+    portal = PortalStack(directory, env)
     try:
         yield portal.start()
     finally:
         portal.stop()
+
+
+@pytest.fixture
+def stack(shared_stack):
+    yield shared_stack
+    shared_stack.manage("shell", "-c", "from registries.models import ExternalRegistry as R; R.objects.all().delete()")
 
 
 def ecr_form(keys, **extra):
