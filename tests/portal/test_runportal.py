@@ -83,7 +83,8 @@ def test_it_says_which_port_to_use_when_the_port_is_taken(tmp_path):
 
 
 
-def test_ctrl_c_stops_web_worker_beat_and_redis(tmp_path):
+@pytest.mark.parametrize("how", ["ctrl-c to the group", "sigterm to runportal"])
+def test_stopping_it_stops_web_worker_beat_and_redis(tmp_path, how):
     require_binary("redis-server")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in CLEARED}
@@ -105,13 +106,17 @@ def test_ctrl_c_stops_web_worker_beat_and_redis(tmp_path):
                 assert process.poll() is None, (tmp_path / "run.log").read_text()
                 assert time.monotonic() < deadline, (tmp_path / "run.log").read_text()
                 time.sleep(0.2)
-        os.killpg(process.pid, signal.SIGINT)
-        assert process.wait(timeout=60) is not None
+        if how == "ctrl-c to the group":
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     output = (tmp_path / "run.log").read_text()
+    assert "Stopped." in output
     deadline = time.monotonic() + 15
     while True:  # every process of the group is gone (honcho, uvicorn, celery and its pool)
         try:

@@ -178,13 +178,25 @@ class Command(BaseCommand):
         command = [sys.executable, "-m", "honcho", "start", "--no-colour",
                    "-f", str(base_dir / "Procfile"), "-d", str(base_dir)]
         if not check:
-            # In the foreground: honcho shares the terminal, so Ctrl-C reaches it and its children.
+            # In the foreground: honcho shares the terminal, so Ctrl-C reaches it and its children
+            # directly. A signal sent to this process alone is passed on; honcho ignores repeats.
             honcho = subprocess.Popen(command, env=env, cwd=base_dir)
+            stopping = []
+
+            def pass_on(signum, frame):
+                stopping.append(signum)
+                if honcho.poll() is None:
+                    honcho.send_signal(signum)
+
+            previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
             try:
                 returncode = honcho.wait()
-            except (KeyboardInterrupt, Stop):
-                stop(honcho, signal.SIGINT)
-                raise
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+            if stopping or returncode in (130, 143, -signal.SIGINT, -signal.SIGTERM):
+                self.stdout.write("\nStopped.")
+                return
             if returncode:
                 raise CommandError(f"honcho exited with {returncode}")
             return
