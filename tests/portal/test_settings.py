@@ -182,3 +182,14 @@ def test_the_readme_documents_every_environment_variable_of_the_settings():
     table = readme[readme.index("## Configuration"):]
     missing = sorted(name for name in names if f"`{name}`" not in table)
     assert missing == [], f"add these to the configuration table of README.md: {missing}"
+
+
+@pytest.mark.postgres
+def test_the_tests_run_on_the_database_that_database_url_names(db):
+    from django.db import connection
+
+    expected = "postgresql" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "sqlite"
+    assert connection.vendor == expected
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
