@@ -46,6 +46,7 @@ def test_history_pages_hold_25_releases(client, alice, sample_app):
     assert "Release 5<" in second and "Release 1<" in second
 
 
+@pytest.mark.postgres  # also run in make test's PostgreSQL pass: query counts depend on the database
 @pytest.mark.parametrize("url", ["/apps/mysampleecrapp/releases/", "/apps/mysampleecrapp/channels/unstable/",
                                  "/apps/mysampleecrapp/", "/apps/"])
 def test_history_and_overview_queries_do_not_grow_with_the_data(client, alice, sample_app, url,
