@@ -59,6 +59,32 @@ class AppForm(forms.Form):
         return cleaned
 
 
+class AppEditForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    slug = forms.CharField(max_length=60, help_text=SLUG_HELP)
+
+    def __init__(self, *args, app, slug_fixed, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.app = app
+        if slug_fixed:
+            self.fields["slug"].disabled = True
+            self.fields["slug"].help_text = "Fixed: a release is promoted, so customers' licenses and image names use it."
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Enter a name.")
+        return name
+
+    def clean_slug(self):
+        if self.fields["slug"].disabled:
+            return self.app.slug
+        slug = _clean_slug(self.cleaned_data["slug"])
+        if App.objects.filter(team=self.app.team, slug=slug).exclude(pk=self.app.pk).exists():
+            raise forms.ValidationError(f"Your team already has an app with the slug “{slug}”: choose another.")
+        return slug
+
+
 class ChannelForm(forms.Form):
     name = forms.CharField(max_length=100, label="Channel name")
 

@@ -6,6 +6,7 @@ urlpatterns = [
     path("apps/", views.app_list, name="releases-app-list"),
     path("apps/new/", views.app_create, name="releases-app-create"),
     path("apps/<slug:slug>/", views.app_detail, name="releases-app-detail"),
+    path("apps/<slug:slug>/edit/", views.app_edit, name="releases-app-edit"),
     path("apps/<slug:slug>/archive/", views.app_archive, name="releases-app-archive"),
     path("apps/<slug:slug>/channels/new/", views.channel_create, name="releases-channel-create"),
     path("apps/<slug:slug>/channels/<slug:channel_slug>/", views.channel_history, name="releases-channel-history"),

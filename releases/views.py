@@ -24,7 +24,7 @@ from portal.audit import audit_log
 from portal.roles import team_required
 
 from .demo import DEMO_FILES
-from .forms import AppForm, ChannelForm, PromoteForm, ReleaseFileForm
+from .forms import AppEditForm, AppForm, ChannelForm, PromoteForm, ReleaseFileForm
 from .manifests import images_in, unique_images, validate_file
 from .models import App, Channel, Promotion, Release, ReleaseFile, slug_from_name
 
@@ -142,6 +142,31 @@ def app_detail(request, slug):
     return render(request, "releases/app_detail.html", _app_detail_context(request, app))
 
 
+@team_required("can_edit_releases")
+def app_edit(request, slug):
+    """Rename the app; change its slug until a release is promoted (then it is in licenses)."""
+    app = _get_app(request, slug, write=True)
+    slug_fixed = app.slug_is_fixed
+    form = AppEditForm(request.POST or None, app=app, slug_fixed=slug_fixed,
+                       initial={"name": app.name, "slug": app.slug})
+    if request.method == "POST" and form.is_valid():
+        changes = {k: [getattr(app, k), form.cleaned_data[k]] for k in ("name", "slug")
+                   if getattr(app, k) != form.cleaned_data[k]}
+        if changes:
+            app.name, app.slug = form.cleaned_data["name"], form.cleaned_data["slug"]
+            try:
+                app.save(update_fields=["name", "slug"])
+            except IntegrityError:
+                form.add_error("slug", "Your team already has an app with this slug: choose another.")
+                return render(request, "releases/app_edit.html", {"nav": "apps", "app": app, "form": form,
+                                                                  "slug_fixed": slug_fixed})
+            audit_log(request=request, team=request.team, action="update", obj=app, detail=changes)
+            messages.success(request, f"App {app.name} saved.")
+        return redirect("releases-app-detail", slug=app.slug)
+    return render(request, "releases/app_edit.html", {"nav": "apps", "app": app, "form": form,
+                                                      "slug_fixed": slug_fixed})
+
+
 @require_POST
 @team_required("can_edit_releases")
 def app_archive(request, slug):
@@ -209,8 +234,8 @@ def release_new(request, slug):
             messages.info(request, f"Release {newest.sequence} is already a draft: edit it.")
             return redirect("releases-release-edit", slug=app.slug, sequence=newest.sequence)
         base = newest
-        if request.POST.get("from"):
-            base = app.releases.filter(sequence=request.POST.get("from")).first() or newest
+        if request.POST.get("from", "").isdigit():
+            base = app.releases.filter(sequence=int(request.POST["from"])).first() or newest
         files = [(f.name, f.content) for f in base.files.all()] if base is not None else list(DEMO_FILES)
         release = Release.create_next(app=app, user=request.user, files=files)
     audit_log(request=request, team=request.team, action="create", obj=release,
@@ -411,8 +436,8 @@ def diff_files(old: dict[str, str], new: dict[str, str]) -> list[FileDiff]:
 def release_diff(request, slug, sequence):
     release = _get_release(request, slug, sequence)
     against = release.previous()
-    if request.GET.get("against"):
-        against = get_object_or_404(Release, app=release.app, sequence=request.GET["against"])
+    if request.GET.get("against", "").isdigit():
+        against = get_object_or_404(Release, app=release.app, sequence=int(request.GET["against"]))
     old = {f.name: f.content for f in against.files.all()} if against else {}
     new = {f.name: f.content for f in release.files.all()}
     diffs = diff_files(old, new)

@@ -132,3 +132,27 @@ def test_it_archives_an_app(client, alice, sample_app):
     assert AuditEvent.objects.filter(action="archive", object_type="app").exists()
     # Archived apps take no new releases.
     assert client.post("/apps/mysampleecrapp/releases/new/").status_code == 403
+
+
+def test_the_slug_can_change_until_a_release_is_promoted(client, bob, team):
+    App.create_with_channels(team=team, name="Fresh", slug="fresh")
+    response = login(client, bob).post("/apps/fresh/edit/", {"name": "Fresh App", "slug": "fresh-app"})
+    assert response.status_code == 302 and response["Location"] == "/apps/fresh-app/"
+    app = App.objects.get(team=team)
+    assert (app.name, app.slug) == ("Fresh App", "fresh-app")
+    assert AuditEvent.objects.get(action="update", object_type="app").detail == {
+        "name": ["Fresh", "Fresh App"], "slug": ["fresh", "fresh-app"]}
+
+
+def test_the_slug_is_fixed_in_the_settings_once_promoted(client, bob, sample_app):
+    login(client, bob)
+    assert "disabled" in client.get("/apps/mysampleecrapp/edit/").content.decode().split('name="slug"')[1].split(">")[0]
+    client.post("/apps/mysampleecrapp/edit/", {"name": "Renamed", "slug": "hijack"})
+    sample_app.refresh_from_db()
+    assert (sample_app.name, sample_app.slug) == ("Renamed", "mysampleecrapp")
+
+
+def test_settings_reject_a_taken_slug(client, bob, sample_app, team):
+    App.create_with_channels(team=team, name="Fresh", slug="fresh")
+    response = login(client, bob).post("/apps/fresh/edit/", {"name": "Fresh", "slug": "mysampleecrapp"})
+    assert response.status_code == 200 and "already has an app" in response.content.decode()

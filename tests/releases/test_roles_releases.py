@@ -21,6 +21,7 @@ READ_PAGES = [
 OBJECT_READ_PAGES = READ_PAGES[1:]
 EDIT_PAGES = [  # GET pages for editors only
     "/apps/new/",
+    "/apps/mysampleecrapp/edit/",
     "/apps/mysampleecrapp/releases/2/edit/",
     "/apps/mysampleecrapp/releases/1/promote/",
 ]
@@ -34,6 +35,7 @@ POSTS = [  # (url, data)
     ("/apps/mysampleecrapp/promotions/{promotion}/demote/", {}),
     ("/apps/mysampleecrapp/channels/new/", {"name": "Nightly"}),
     ("/apps/mysampleecrapp/channels/beta/archive/", {}),
+    ("/apps/mysampleecrapp/edit/", {"name": "Renamed", "slug": "mysampleecrapp"}),
     ("/apps/mysampleecrapp/archive/", {}),
 ]
 OBJECT_POSTS = POSTS
