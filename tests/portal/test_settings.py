@@ -85,6 +85,7 @@ def test_database_url_selects_postgresql(tmp_path):
         ({"PORTAL_URL": "ftp://portal.example.com"}, "PORTAL_URL must be an http(s) URL"),
         ({"DATABASE_URL": "nosuchdb://x"}, "DATABASE_URL"),
         ({"SECRET_KEY_FILE": "/nonexistent/secret"}, "SECRET_KEY_FILE: cannot read"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL must start with redis://"),
     ],
 )
 def test_it_fails_loudly_on_bad_values(tmp_path, env, message):
