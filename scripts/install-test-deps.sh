@@ -4,6 +4,10 @@
 # with CI=true a missing program is an error (the tests would fail anyway).
 set -euo pipefail
 
+APT_GET="${APT_GET:-apt-get}"      # overridable for the tests
+USER_ID="${USER_ID:-$(id -u)}"
+PG_LIB="${PG_LIB:-/usr/lib/postgresql}"
+
 # package:program-that-shows-it-is-installed
 wanted=(
     "redis-server:redis-server"
@@ -18,11 +22,11 @@ missing=()
 for entry in "${wanted[@]}"; do
     package="${entry%%:*}"
     program="${entry#*:}"
-    if ! command -v "$program" >/dev/null 2>&1 && [ ! -x "/usr/bin/$program" ] && [ ! -x "/usr/sbin/$program" ]; then
+    if ! command -v "$program" >/dev/null 2>&1; then
         missing+=("$package")
     fi
 done
-if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && [[ ! " ${missing[*]} " == *" postgresql "* ]]; then
+if ! ls "$PG_LIB"/*/bin/postgres >/dev/null 2>&1 && [[ ! " ${missing[*]} " == *" postgresql "* ]]; then
     missing+=("postgresql")
 fi
 
@@ -31,10 +35,10 @@ if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi
 
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+if [ "$USER_ID" = 0 ] && command -v "$APT_GET" >/dev/null 2>&1; then
     echo "Installing through apt: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    "$APT_GET" update -qq
+    DEBIAN_FRONTEND=noninteractive "$APT_GET" install -y -qq --no-install-recommends "${missing[@]}"
     # Debian starts services on install; the tests start their own on free ports.
     for service in redis-server docker-registry; do
         if [[ " ${missing[*]} " == *" $service "* ]] && command -v service >/dev/null 2>&1; then

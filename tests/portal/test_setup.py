@@ -1,6 +1,7 @@
 """The setup scripts behind `make run` and `make test`, with fake programs in place of apt."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -109,3 +110,46 @@ def test_missing_servers_fail_under_ci(monkeypatch):
     monkeypatch.setenv("CI", "")
     with pytest.raises(pytest.skip.Exception):
         require_binary("no-such-program-anywhere")
+
+
+TEST_PROGRAMS = ["redis-server", "docker-registry", "skopeo", "htpasswd", "chromium", "pg_ctlcluster"]
+
+
+def install_test_deps(tmp_path, present, *, user_id, ci=""):
+    """Run scripts/install-test-deps.sh with only ``present`` programs (fakes) on its PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in present:
+        fake_program(bin_dir, name, "exit 0")
+    for tool in ("ls",):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    pg_lib = tmp_path / "pg"
+    if "pg_ctlcluster" in present:
+        (pg_lib / "15" / "bin").mkdir(parents=True)
+        fake_program(pg_lib / "15" / "bin", "postgres", "exit 0")
+    apt = fake_program(tmp_path, "apt-get", f'echo "$@" >> {tmp_path}/apt.log')
+    env = {"PATH": str(bin_dir), "APT_GET": str(apt), "USER_ID": user_id, "PG_LIB": str(pg_lib), "CI": ci}
+    return subprocess.run([shutil.which("bash"), str(BASE_DIR / "scripts/install-test-deps.sh")], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_test_deps_installs_nothing_when_all_are_there(tmp_path):
+    result = install_test_deps(tmp_path, TEST_PROGRAMS, user_id="0")
+    assert result.returncode == 0, result.stderr
+    assert "all installed" in result.stdout
+    assert not (tmp_path / "apt.log").exists()
+
+
+def test_test_deps_installs_only_the_missing_packages_as_root(tmp_path):
+    result = install_test_deps(tmp_path, ["redis-server", "skopeo", "htpasswd", "pg_ctlcluster"], user_id="0")
+    assert result.returncode == 0, result.stderr
+    assert "Installing through apt: docker-registry chromium" in result.stdout
+    apt_calls = (tmp_path / "apt.log").read_text().splitlines()
+    assert apt_calls == ["update -qq", "install -y -qq --no-install-recommends docker-registry chromium"]
+
+
+def test_test_deps_says_what_to_install_when_not_root_and_fails_under_ci(tmp_path):
+    result = install_test_deps(tmp_path, ["redis-server"], user_id="1000", ci="true")
+    assert result.returncode == 1
+    assert "sudo apt-get update && sudo apt-get install -y docker-registry skopeo apache2-utils chromium postgresql" in result.stderr
+    assert not (tmp_path / "apt.log").exists()
