@@ -311,3 +311,5 @@ CELERY_BEAT_SCHEDULE["registries-sweep-mirrors"] = {
 # Delivery (issue 5)
 # host[:port] customers pull proxied images from; defaults to PORTAL_URL's host[:port].
 PORTAL_PROXY_HOST = os.environ.get("PORTAL_PROXY_HOST", "").strip() or _portal_url.netloc
+# Proxy registry: failed logins per client address allowed per 5 minutes before 429s.
+PORTAL_PROXY_AUTH_FAILURE_LIMIT = envint("PORTAL_PROXY_AUTH_FAILURE_LIMIT", "20", minimum=1)

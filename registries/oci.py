@@ -15,12 +15,14 @@ and a message a user can act on; ``request()`` is the low-level door for the mir
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import re
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -181,6 +183,62 @@ class RegistryClient:
                 response = self._send_authed(method, url, scopes, headers, content, stream,
                                              follow_redirects, fresh=True)
         return response
+
+    # --- the async door (proxy registry) --------------------------------------------------------
+
+    def auth_headers(self, repository: str, *, actions: str = "pull",
+                     fresh: bool = False) -> dict[str, str]:
+        """The Authorization header for ``repository`` (learns the challenge first). Blocking."""
+        if self._challenge is None:
+            self._discover()
+        return self._auth_headers([f"repository:{repository}:{actions}"] if repository else [],
+                                  fresh)
+
+    async def aopen(self, method: str, path: str, *, repository: str,
+                    headers: dict | None = None) -> httpx.Response:
+        """The async twin of ``request()`` for GET and HEAD, always streamed (caller closes).
+
+        The challenge and token logic is the sync code above, run in a thread (it is cached, so
+        it rarely touches the network); only the transfer itself is async, on one shared
+        httpx.AsyncClient per event loop. A 401 is retried once with a fresh token; redirects
+        are followed without the Authorization header on other hosts (ECR -> S3).
+        """
+        url = self._url(path)
+        for fresh in (False, True):
+            auth = await asyncio.to_thread(self.auth_headers, repository, fresh=fresh)
+            response = await self._asend_following(method, url, dict(headers or {}), auth)
+            if response.status_code != 401 or fresh:
+                return response
+            challenge = parse_challenge(response.headers.get("www-authenticate"))
+            if challenge.scheme not in ("basic", "bearer"):
+                return response
+            await response.aclose()
+            self._challenge = challenge
+        raise AssertionError("unreachable")
+
+    async def _asend_following(self, method: str, url: str, headers: dict,
+                               auth: dict) -> httpx.Response:
+        http = async_http()
+        on_origin = True
+        for _ in range(MAX_REDIRECTS + 1):
+            on_origin = on_origin and _origin(url) == self._origin
+            send_headers = {**headers, **auth} if on_origin else headers
+            try:
+                request = http.build_request(method, url, headers=send_headers)
+                response = await http.send(request, stream=True)
+            except RegistryError:
+                raise
+            except httpx.HTTPError as e:
+                raise self._transport_error(url, e) from None
+            location = response.headers.get("location")
+            if not location or response.status_code not in (301, 302, 303, 307, 308):
+                return response
+            await response.aclose()
+            url = urljoin(url, location)
+            if urlsplit(url).scheme not in ("http", "https"):
+                break
+        raise RegistryError(f"{self.endpoint} redirected too often or to an invalid address.",
+                            permanent=True, code="upstream")
 
     # --- checks -------------------------------------------------------------------------------
 
@@ -429,32 +487,34 @@ class RegistryClient:
                             permanent=True, code="upstream")
 
     def _send(self, method, url, *, headers, content, stream) -> httpx.Response:
-        host = urlsplit(url).hostname or self.endpoint
-        name = self.endpoint if _origin(url) == self._origin else host
         try:
             request = self._http.build_request(method, url, headers=headers, content=content)
             return self._http.send(request, stream=stream)
         except RegistryError:
             raise
-        except httpx.TimeoutException:
-            raise RegistryError(f"{name} did not answer in time: check that the endpoint is "
-                                "reachable from the portal.", permanent=False,
-                                code="timeout") from None
-        except httpx.ConnectError as e:
-            if _is_tls_error(e):
-                raise self._tls_error(name, e) from None
-            raise RegistryError(
+        except httpx.HTTPError as e:
+            raise self._transport_error(url, e) from None
+
+    def _transport_error(self, url: str, exc: httpx.HTTPError) -> RegistryError:
+        """A connection failure as a RegistryError (shared by the sync and async paths)."""
+        host = urlsplit(url).hostname or self.endpoint
+        name = self.endpoint if _origin(url) == self._origin else host
+        if isinstance(exc, httpx.TimeoutException):
+            return RegistryError(f"{name} did not answer in time: check that the endpoint is "
+                                 "reachable from the portal.", permanent=False, code="timeout")
+        if isinstance(exc, (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
+                            httpx.WriteError)) and _is_tls_error(exc):
+            return self._tls_error(name, exc)
+        if isinstance(exc, httpx.ConnectError):
+            return RegistryError(
                 f"Cannot connect to {name}: the connection was refused. Check the endpoint and "
                 "port, and that the registry is running.", permanent=False, code="refused",
-            ) from None
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
-            if _is_tls_error(e):
-                raise self._tls_error(name, e) from None
-            raise RegistryError(f"{name} closed the connection unexpectedly.", permanent=False,
-                                code="upstream") from None
-        except httpx.TransportError as e:
-            raise RegistryError(f"Cannot talk to {name}: {type(e).__name__}.", permanent=False,
-                                code="upstream") from None
+            )
+        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+            return RegistryError(f"{name} closed the connection unexpectedly.", permanent=False,
+                                 code="upstream")
+        return RegistryError(f"Cannot talk to {name}: {type(exc).__name__}.", permanent=False,
+                             code="upstream")
 
     def _tls_error(self, name: str, exc: BaseException) -> RegistryError:
         text = str(exc)
@@ -549,3 +609,18 @@ def _sniff_media_type(content: bytes) -> str:
     except Exception:
         return ""
     return value if isinstance(value, str) else ""
+
+
+# One pooled async client per event loop (uvicorn runs one; tests may run several).
+_async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def async_http() -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        # Generous read timeout: a slow blob chunk is not an outage; connect fails fast.
+        client = netguard.async_guarded_client(
+            timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=False)
+        _async_clients[loop] = client
+    return client

@@ -8,8 +8,11 @@ or stores a secret: RegistryError messages never contain one.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -18,7 +21,7 @@ from django.db import transaction
 from . import crypto, oci
 from .errors import RegistryError
 from .models import ExternalRegistry
-from .reference import InvalidReference, parse_repository
+from .reference import InvalidReference, canonical_registry, parse_repository
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +41,12 @@ class Outcome:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _login(registry: ExternalRegistry, timings: dict[str, float]) -> tuple[str, str, str]:
-    """(username, password, warning) to speak to the registry with."""
+def _login(registry: ExternalRegistry, timings: dict[str, float], *,
+           check_account: bool = True) -> tuple[str, str, str]:
+    """(username, password, warning) to speak to the registry with.
+
+    ``check_account=False`` skips the STS advice (the proxy and the image check log in often).
+    """
     try:
         secret = registry.secret
     except crypto.DecryptionError:
@@ -65,6 +72,8 @@ def _login(registry: ExternalRegistry, timings: dict[str, float]) -> tuple[str, 
     )
     timings["token"] = time.perf_counter() - started
     warning = ""
+    if not check_account:
+        return username, password, warning
     started = time.perf_counter()
     try:
         account = ecr.caller_account(**keys)
@@ -80,6 +89,40 @@ def _login(registry: ExternalRegistry, timings: dict[str, float]) -> tuple[str, 
             )
     timings["sts"] = time.perf_counter() - started
     return username, password, warning
+
+
+# Pull clients shared by the proxy registry and the private-image check: a client keeps its
+# challenge and tokens, so a blob pull costs no extra round trip. Keyed by what the client
+# logs in with (a hash of the password: an ECR token refresh or a changed secret makes a new one).
+_PULL_CLIENTS: OrderedDict[tuple, oci.RegistryClient] = OrderedDict()
+_PULL_CLIENTS_LOCK = threading.Lock()
+MAX_PULL_CLIENTS = 64
+
+
+def registry_pull_client(*, registry: ExternalRegistry | None, endpoint: str = "",
+                         insecure: bool = False) -> oci.RegistryClient:
+    """A shared client that pulls from ``registry`` with its credentials, or anonymously from
+    ``endpoint`` when ``registry`` is None. Blocking (ECR token exchange); do not close it."""
+    if registry is None:
+        username = password = ""
+        key: tuple = ("anonymous", canonical_registry(endpoint), insecure)
+    else:
+        username, password, _ = _login(registry, {}, check_account=False)
+        endpoint, insecure = registry.endpoint, registry.insecure
+        digest = hashlib.sha256(f"{username}\0{password}".encode()).hexdigest()
+        key = (registry.pk, endpoint, insecure, username, digest)
+    with _PULL_CLIENTS_LOCK:
+        client = _PULL_CLIENTS.get(key)
+        if client is not None:
+            _PULL_CLIENTS.move_to_end(key)
+            return client
+        client = oci.RegistryClient(endpoint, username=username, password=password,
+                                    insecure=insecure, timeout=30)
+        _PULL_CLIENTS[key] = client
+        while len(_PULL_CLIENTS) > MAX_PULL_CLIENTS:
+            # Not closed: a request may still use it; its connections go with it.
+            _PULL_CLIENTS.popitem(last=False)
+        return client
 
 
 def registry_check(registry: ExternalRegistry, *, image: str = "") -> Outcome:

@@ -503,9 +503,9 @@ def downstream_for(*, customer, release, is_proxied: Callable[[Reference], bool]
     app = release.app
     registries = list(registries_for_app(app))
     if is_proxied is None:
-        is_proxied = proxy_predicate(
-            linked_hosts=[r.endpoint for r in registries], proxy_public_images=app.proxy_public_images
-        )
+        from .image_check import verdict_predicate  # the private-image check's verdicts
+
+        is_proxied = verdict_predicate(app)
     return render_downstream(
         files=[(f.name, f.content) for f in release.files.all()],
         app_slug=app.slug,
@@ -526,9 +526,9 @@ def proxied_repositories(app, *, is_proxied: Callable[[Reference], bool] | None 
 
     registries = list(registries_for_app(app))
     if is_proxied is None:
-        is_proxied = proxy_predicate(
-            linked_hosts=[r.endpoint for r in registries], proxy_public_images=app.proxy_public_images
-        )
+        from .image_check import verdict_predicate  # the private-image check's verdicts
+
+        is_proxied = verdict_predicate(app)
     proxy_host = proxy_domain()
     prefix = f"{proxy_host}/proxy/{app.slug}/"
     names = {r.endpoint: r.name for r in registries if r.name}

@@ -1,6 +1,6 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from . import customer_views, update_views, views
+from . import customer_views, proxy_views, update_views, views
 
 urlpatterns = [
     path("apps/", views.app_list, name="releases-app-list"),
@@ -41,4 +41,8 @@ urlpatterns = [
     path("customer/releases/<int:channel_sequence>/", update_views.customer_files, name="releases-portal-files"),
     path("customer/releases/<int:channel_sequence>/download/", update_views.customer_download,
          name="releases-portal-download"),
+    # The proxy registry (proxy_views.py): OCI distribution pull API, async
+    path("v2/", proxy_views.v2_root, name="releases-proxy-root"),
+    re_path(r"^v2/proxy/(?P<app_slug>[a-z0-9-]+)/(?P<rest>.+)$", proxy_views.proxy, name="releases-proxy"),
+    re_path(r"^v2/(?P<rest>.*)$", proxy_views.v2_other),
 ]

@@ -1,0 +1,156 @@
+"""The private-image check at release time (issue 5): is each image public, private and
+proxied, or private and out of the portal's reach?
+
+KOTS finds out at the customer's site (``IsPrivateImage``: an anonymous manifest fetch; success
+means public). The portal asks the same question when a release is saved or promoted, so the
+vendor learns before a customer does:
+
+1. an anonymous manifest fetch succeeds (Docker Hub with its anonymous token): **public**;
+2. else the image's registry is linked to the team, available to this app, and its stored
+   credentials can read the manifest: **private**, customers pull it through the proxy;
+3. else **private and not linked**: customers will fail to pull it.
+
+A transient failure of step 2 (timeout, 5xx) is "could not check", never a false alarm.
+Verdicts are rows (``ImageVerdict``) per app and normalised reference, reused for
+``VERDICT_TTL``; ``verdict_predicate`` turns them into the downstream's "is it proxied?"
+decision, falling back to "on a linked registry" for images not checked yet.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.db import transaction
+from django.utils import timezone
+
+from registries.errors import RegistryError
+from registries.reference import InvalidReference, Reference, parse
+
+from .downstream import registries_for_app
+from .manifests import images_in
+from .proxy_models import ImageVerdict, Verdict
+
+logger = logging.getLogger(__name__)
+
+
+def release_references(release) -> list[Reference]:
+    """The distinct, valid image references a release uses, in first-use order."""
+    seen: dict[str, Reference] = {}
+    for use in images_in(release.files.all()):
+        try:
+            ref = parse(use.image)
+        except InvalidReference:
+            continue
+        seen.setdefault(str(ref), ref)
+    return list(seen.values())
+
+
+def verdict_predicate(app) -> Callable[[Reference], bool]:
+    """Is ``ref`` proxied for ``app``? From the verdicts where there are some."""
+    linked = {r.endpoint for r in registries_for_app(app)}
+    verdicts = dict(ImageVerdict.objects.filter(app=app).values_list("reference", "verdict"))
+    proxy_public = app.proxy_public_images
+
+    def is_proxied(ref: Reference) -> bool:
+        verdict = verdicts.get(str(ref))
+        if verdict == Verdict.PRIVATE:
+            return True
+        if verdict == Verdict.PUBLIC:
+            return proxy_public
+        if verdict == Verdict.UNLINKED:
+            # The proxy could not pull it either; keep the name the vendor wrote.
+            return False
+        return proxy_public or ref.domain in linked
+
+    return is_proxied
+
+
+def check_image(*, app, ref: Reference) -> tuple[str, str, object | None]:
+    """(verdict, message, registry) for one image of ``app``. Talks to the registries."""
+    from registries.services import registry_pull_client
+
+    registry = next((r for r in registries_for_app(app) if r.endpoint == ref.domain), None)
+    insecure = registry.insecure if registry is not None else False
+    try:
+        anonymous = registry_pull_client(registry=None, endpoint=ref.domain, insecure=insecure)
+        anonymous.head_manifest(ref.path, ref.reference)
+        return Verdict.PUBLIC, "Anyone can pull it.", None
+    except RegistryError as e:
+        anonymous_error = e
+    if registry is None:
+        return (Verdict.UNLINKED,
+                f"It cannot be pulled anonymously ({anonymous_error.message}) and {ref.domain} is "
+                "not a registry linked to this team and app: customers will fail to pull it. Link "
+                "the registry under External registries.", None)
+    try:
+        registry_pull_client(registry=registry).head_manifest(ref.path, ref.reference)
+    except RegistryError as e:
+        if not e.permanent:
+            return Verdict.ERROR, f"Could not check it: {e.message}", registry
+        return (Verdict.UNLINKED,
+                f"It is private and the linked registry's credentials cannot read it: {e.message} "
+                "Customers will fail to pull it.", registry)
+    return Verdict.PRIVATE, f"Private: customers pull it through the proxy ({registry}).", registry
+
+
+def release_check_images(*, release_id: int, force: bool = False) -> int:
+    """Check every image of a release whose verdict is missing or stale; the number checked."""
+    from .models import Release
+
+    release = Release.objects.select_related("app").filter(pk=release_id).first()
+    if release is None:
+        return 0
+    app = release.app
+    checked = 0
+    for ref in release_references(release):
+        row, _ = ImageVerdict.objects.get_or_create(app=app, reference=str(ref))
+        if row.is_fresh and not force:
+            continue
+        verdict, message, registry = check_image(app=app, ref=ref)
+        # Short write, outside any network wait.
+        ImageVerdict.objects.filter(pk=row.pk).update(
+            verdict=verdict, message=message, registry=registry, checked_at=timezone.now())
+        logger.info("image check: app %s release %s: %s -> %s", app.pk, release.sequence,
+                    ref, verdict)
+        checked += 1
+    return checked
+
+
+def release_verdicts(release) -> list[tuple[Reference, ImageVerdict | None]]:
+    """Each image of the release with its verdict row (None: never checked)."""
+    refs = release_references(release)
+    rows = {v.reference: v for v in ImageVerdict.objects.filter(
+        app_id=release.app_id, reference__in=[str(r) for r in refs])}
+    return [(ref, rows.get(str(ref))) for ref in refs]
+
+
+def release_queue_image_check(*, release, force: bool = False) -> None:
+    """Mark the release's missing or stale verdicts Checking and queue the check after commit."""
+    stale = []
+    for ref, row in release_verdicts(release):
+        if row is None:
+            ImageVerdict.objects.get_or_create(app_id=release.app_id, reference=str(ref))
+            stale.append(ref)
+        elif force or not row.is_fresh:
+            ImageVerdict.objects.filter(pk=row.pk).update(verdict=Verdict.CHECKING)
+            stale.append(ref)
+    if stale:
+        transaction.on_commit(lambda: _send(release.pk, force))
+
+
+def _send(release_id: int, force: bool) -> None:
+    from kombu.exceptions import OperationalError
+
+    from .tasks import check_release_images
+
+    try:
+        # Fail fast when the broker is down (as registries/services.py): a page must not hang.
+        with check_release_images.app.pool.acquire(block=True, timeout=2) as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2,
+                                         timeout=2)
+            check_release_images.apply_async((release_id,), {"force": force}, retry=False,
+                                             connection=connection)
+    except (OperationalError, ConnectionError, OSError, TimeoutError) as e:
+        logger.warning("image check of release %s not queued: broker unreachable (%s)",
+                       release_id, type(e).__name__)

@@ -1,0 +1,273 @@
+"""The proxy registry: the OCI distribution pull API, served by the portal (issue 5).
+
+    GET      /v2/                                                     401 + Basic challenge, or 200
+    GET/HEAD /v2/proxy/<app slug>/<name>/manifests/<tag or digest>
+    GET/HEAD /v2/proxy/<app slug>/<name>/blobs/<digest>
+
+Async views under uvicorn (docs/architecture.md, "Proxy registry"): a pull is mostly waiting
+on the upstream registry, so an event loop serves many pulls at once without a thread each.
+The rules (license, allow-list, resolution, throttling) and the pull log are sync ORM code in
+``proxy.py``, called through ``sync_to_async``; the upstream transfer is httpx.AsyncClient
+(``RegistryClient.aopen``). Manifests are read whole (at most 4 MB) and returned with their
+exact bytes, Content-Type and Docker-Content-Digest; blobs are streamed chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+
+from asgiref.sync import sync_to_async
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from registries.errors import RegistryError
+from registries.oci import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES
+
+from .proxy import THROTTLE_WINDOW, Access, Refusal, authorize, check_login, log_pull
+
+logger = logging.getLogger(__name__)
+
+REALM = "Vendor Portal registry"
+_NAME = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+_DIGEST = r"sha256:[a-f0-9]{64}"
+MANIFEST_PATH = re.compile(rf"^(?P<name>{_NAME})/manifests/(?P<reference>[\w][\w.-]{{0,127}}|{_DIGEST})$")
+BLOB_PATH = re.compile(rf"^(?P<name>{_NAME})/blobs/(?P<digest>{_DIGEST})$")
+TAGS_PATH = re.compile(rf"^(?P<name>{_NAME})/tags/list$")
+UNAVAILABLE_CODES = {"timeout", "refused", "dns"}
+
+
+def oci_error(status: int, code: str, message: str) -> JsonResponse:
+    response = JsonResponse({"errors": [{"code": code, "message": message, "detail": {}}]},
+                            status=status)
+    response["Docker-Distribution-API-Version"] = "registry/2.0"
+    if status == 401:
+        response["WWW-Authenticate"] = f'Basic realm="{REALM}"'
+    if status == 429:
+        response["Retry-After"] = str(THROTTLE_WINDOW)
+    return response
+
+
+def _refused(refusal: Refusal) -> JsonResponse:
+    return oci_error(refusal.status, refusal.code, refusal.message)
+
+
+def _client_address(request) -> str:
+    return request.META.get("REMOTE_ADDR", "") or "unknown"
+
+
+@csrf_exempt  # no cookies, no sessions: Basic auth on every request
+async def v2_root(request):
+    """The API version check: clients learn here that they must log in with Basic."""
+    if request.method not in ("GET", "HEAD"):
+        return oci_error(405, "UNSUPPORTED", "The proxy registry is read-only.")
+    refusal = await sync_to_async(check_login)(
+        header=request.headers.get("Authorization", ""), address=_client_address(request))
+    if refusal is not None:
+        return _refused(refusal)
+    response = JsonResponse({})
+    response["Docker-Distribution-API-Version"] = "registry/2.0"
+    return response
+
+
+@csrf_exempt  # no cookies, no sessions: Basic auth on every request
+async def v2_other(request, rest=""):
+    """Anything else under /v2/ (catalog, tags, uploads, other names) does not exist here."""
+    return oci_error(404, "NAME_UNKNOWN", "Only /v2/proxy/<app>/<image> is served here.")
+
+
+@csrf_exempt  # no cookies, no sessions: Basic auth on every request
+async def proxy(request, app_slug: str, rest: str):
+    if request.method not in ("GET", "HEAD"):
+        return oci_error(405, "UNSUPPORTED", "The proxy registry is read-only.")
+    manifest, blob, tags = MANIFEST_PATH.match(rest), BLOB_PATH.match(rest), TAGS_PATH.match(rest)
+    match = manifest or blob or tags
+    if match is None:
+        return oci_error(404, "NAME_UNKNOWN", "Not a manifest, blob or tags address.")
+    access = await sync_to_async(authorize)(
+        header=request.headers.get("Authorization", ""), address=_client_address(request),
+        app_slug=app_slug, name=match["name"])
+    if isinstance(access, Refusal):
+        return _refused(access)
+    if manifest:
+        return await _manifest(request, access, manifest["reference"])
+    if tags:
+        return await _tags(request, access)
+    return await _blob(request, access, blob["digest"])
+
+
+_pending_logs: set[asyncio.Task] = set()
+
+
+async def _write_log(access, reference, kind, method, status, size) -> None:
+    try:
+        # Not thread-sensitive: the write must outlive the request's context when the client
+        # hangs up right after the last byte (Django then cancels the response task).
+        await sync_to_async(log_pull, thread_sensitive=False)(
+            access=access, reference=reference, kind=kind, method=method, status=status,
+            size=size)
+    except Exception:  # the pull log never fails a pull
+        logger.exception("pull log: could not write a row")
+
+
+async def _log(access: Access, reference: str, kind: str, method: str, status: int,
+               size: int) -> None:
+    task = asyncio.ensure_future(_write_log(access, reference, kind, method, status, size))
+    _pending_logs.add(task)
+    task.add_done_callback(_pending_logs.discard)
+    await asyncio.shield(task)
+
+
+def _upstream_failure(status: int, kind: str) -> tuple[int, str, str]:
+    """(status, OCI code, message) for an upstream answer other than 200."""
+    if status == 404:
+        code = "MANIFEST_UNKNOWN" if kind == "manifest" else "BLOB_UNKNOWN"
+        return 404, code, f"The {kind} is not in the vendor's registry."
+    if status in (401, 403):
+        return 502, "UNKNOWN", ("The vendor's registry refused the portal's credentials: "
+                                "ask the vendor to check the linked registry.")
+    if status == 429:
+        return 503, "TOOMANYREQUESTS", "The vendor's registry is rate limiting: try again later."
+    if status >= 500:
+        return 502, "UNAVAILABLE", f"The vendor's registry is failing (HTTP {status})."
+    return 502, "UNKNOWN", f"The vendor's registry answered HTTP {status}."
+
+
+def _registry_error(e: RegistryError) -> JsonResponse:
+    if e.code in UNAVAILABLE_CODES:
+        return oci_error(503, "UNAVAILABLE", "The vendor's registry cannot be reached right now.")
+    return oci_error(502, "UNAVAILABLE", "The vendor's registry failed to answer.")
+
+
+async def _manifest(request, access: Access, reference: str):
+    method = request.method
+    accept = request.headers.get("Accept", "")
+    if not accept or "*/*" in accept:
+        accept = ACCEPT_MANIFESTS  # "anything": ask for every manifest type, indexes included
+    path = f"{access.repository}/manifests/{reference}"
+    try:
+        upstream = await access.client.aopen(method, path, repository=access.repository,
+                                             headers={"Accept": accept})
+    except RegistryError as e:
+        response = _registry_error(e)
+        await _log(access, reference, "manifest", method, response.status_code, 0)
+        return response
+    try:
+        if upstream.status_code != 200:
+            await upstream.aread()
+            status, code, message = _upstream_failure(upstream.status_code, "manifest")
+            await _log(access, reference, "manifest", method, status, 0)
+            return oci_error(status, code, message)
+        body = b""
+        if method == "GET":
+            chunks, total = [], 0
+            async for chunk in upstream.aiter_bytes():
+                total += len(chunk)
+                if total > MAX_MANIFEST_BYTES:
+                    await _log(access, reference, "manifest", method, 502, 0)
+                    return oci_error(502, "UNKNOWN", "The manifest is larger than 4 MB.")
+                chunks.append(chunk)
+            body = b"".join(chunks)
+        media_type = upstream.headers.get("content-type", "application/octet-stream")
+        digest = upstream.headers.get("docker-content-digest", "")
+        length = upstream.headers.get("content-length", "")
+    except RegistryError as e:
+        return _registry_error(e)
+    finally:
+        await upstream.aclose()
+    if method == "GET":
+        actual = "sha256:" + hashlib.sha256(body).hexdigest()
+        expected = reference if reference.startswith("sha256:") else digest
+        if expected.startswith("sha256:") and expected != actual:
+            await _log(access, reference, "manifest", method, 502, 0)
+            return oci_error(502, "UNKNOWN", "The vendor's registry returned a manifest that "
+                                             "does not match its digest.")
+        digest = digest or actual
+        length = str(len(body))
+    response = HttpResponse(body, content_type=media_type)
+    if digest:
+        response["Docker-Content-Digest"] = digest
+    if length:
+        response["Content-Length"] = length
+    response["Docker-Distribution-API-Version"] = "registry/2.0"
+    await _log(access, reference, "manifest", method, 200, len(body))
+    return response
+
+
+async def _tags(request, access: Access):
+    """The tags of an allowed repository (``skopeo inspect`` lists them); not logged as a pull."""
+    if request.method != "GET":
+        return oci_error(405, "UNSUPPORTED", "Use GET for the tags list.")
+    path = f"{access.repository}/tags/list"
+    try:
+        upstream = await access.client.aopen("GET", path, repository=access.repository)
+        try:
+            body = await upstream.aread()
+        finally:
+            await upstream.aclose()
+    except RegistryError as e:
+        return _registry_error(e)
+    if upstream.status_code != 200:
+        status, code, message = _upstream_failure(upstream.status_code, "repository")
+        return oci_error(status, "NAME_UNKNOWN" if status == 404 else code, message)
+    try:
+        tags = json.loads(body).get("tags") or []
+    except (ValueError, AttributeError):
+        return oci_error(502, "UNKNOWN", "The vendor's registry returned an invalid tags list.")
+    # Our name for the repository, not the upstream's (pagination is not passed on).
+    return JsonResponse({"name": f"proxy/{access.app.slug}/{access.name}", "tags": tags})
+
+
+async def _blob(request, access: Access, digest: str):
+    method = request.method
+    path = f"{access.repository}/blobs/{digest}"
+    try:
+        upstream = await access.client.aopen(method, path, repository=access.repository)
+    except RegistryError as e:
+        response = _registry_error(e)
+        await _log(access, digest, "blob", method, response.status_code, 0)
+        return response
+    if upstream.status_code != 200:
+        try:
+            await upstream.aread()
+        except Exception:
+            pass
+        finally:
+            await upstream.aclose()
+        status, code, message = _upstream_failure(upstream.status_code, "blob")
+        await _log(access, digest, "blob", method, status, 0)
+        return oci_error(status, code, message)
+    headers = {"Docker-Content-Digest": digest, "Docker-Distribution-API-Version": "registry/2.0"}
+    length = upstream.headers.get("content-length", "")
+    if length and not upstream.headers.get("content-encoding"):
+        headers["Content-Length"] = length
+    content_type = upstream.headers.get("content-type", "application/octet-stream")
+    if method == "HEAD":
+        await upstream.aclose()
+        response = HttpResponse(b"", content_type=content_type, headers=headers)
+        await _log(access, digest, "blob", method, 200, 0)
+        return response
+
+    async def body():
+        sent, status = 0, 499  # 499: the client went away before the end
+        try:
+            async for chunk in upstream.aiter_bytes():
+                sent += len(chunk)
+                yield chunk
+            status = 200
+        except RegistryError:
+            status = 502
+            raise
+        except Exception as e:
+            status = 502
+            logger.warning("proxy: blob stream from upstream broke (%s)", type(e).__name__)
+            raise
+        finally:
+            await upstream.aclose()
+            # After the stream, not during it: the write is short and never holds the bytes.
+            await _log(access, digest, "blob", method, status, sent)
+
+    return StreamingHttpResponse(body(), content_type=content_type, headers=headers)

@@ -1,0 +1,233 @@
+"""The portal under uvicorn (the real ASGI server) for the proxy registry's tests and bench.
+
+pytest-django's live_server is WSGI and buffers streamed responses, so the proxy is tested
+against ``python -m uvicorn portal.asgi:application``, as ``make run`` serves it. The server has
+its own SQLite file (migrated with manage.py); ``seed()`` runs inside ``manage.py shell`` with the
+server's environment to create the team, app, registries, releases and customers, and returns
+what the test needs (license IDs, names) as JSON. ``query()`` reads the pull log the same way.
+
+Also ``start_anonymous_registry()``: docker-registry with no auth at all (a public registry).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.servers import LOOPBACK, free_port, require_binary, stop_process, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class ProxyServer:
+    directory: Path
+    env: dict[str, str]
+    port: int
+    process: subprocess.Popen | None = None
+    data: dict = field(default_factory=dict)
+
+    @property
+    def host(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
+                                capture_output=True, text=True, timeout=180)
+        if result.returncode:
+            raise RuntimeError(f"manage.py {args[0]} failed: {result.stderr[-3000:]}")
+        return result.stdout
+
+    def shell(self, code: str) -> str:
+        return self.manage("shell", "-c", code)
+
+    def call(self, function: str, **kwargs) -> dict:
+        """Run ``tests.releases.proxy_stack.<function>(**kwargs)`` in the server's environment."""
+        code = (f"import json; from tests.releases.proxy_stack import {function} as f; "
+                f"print('RESULT=' + json.dumps(f(**json.loads({json.dumps(json.dumps(kwargs))}))))")
+        out = self.shell(code)
+        line = next(x for x in out.splitlines() if x.startswith("RESULT="))
+        return json.loads(line.removeprefix("RESULT="))
+
+    def start(self, timeout: float = 30) -> ProxyServer:
+        self.manage("migrate", "--noinput")
+        log = (self.directory / "uvicorn.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", LOOPBACK,
+             "--port", str(self.port), "--no-server-header", "--log-level", "warning"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(LOOPBACK, self.port, time.monotonic() + timeout, process=self.process)
+        return self
+
+    def log(self) -> str:
+        path = self.directory / "uvicorn.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+
+    def rss_kib(self) -> int:
+        """Resident memory of the uvicorn process (Linux /proc)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+
+def server_env(directory: Path, port: int, *, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ}
+    for key in ("DATABASE_URL", "PORTAL_SQLITE_TEST_PATH", "CELERY_TASK_ALWAYS_EAGER", "REDIS_URL",
+                "PORTAL_PROXY_HOST"):
+        env.pop(key, None)
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "PORTAL_VAR_DIR": str(directory / "var"),
+        "PORTAL_SQLITE_PATH": str(directory / "portal.sqlite3"),
+        "PORTAL_URL": f"http://{LOOPBACK}:{port}",
+        "CELERY_BROKER_URL": "memory://",
+        "PORTAL_ALLOW_PRIVATE_REGISTRIES": "true",
+        "DEBUG": "true",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra or {})
+    return env
+
+
+def start_proxy_server(directory: Path, *, extra: dict[str, str] | None = None) -> ProxyServer:
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    return ProxyServer(directory, server_env(directory, port, extra=extra), port).start()
+
+
+# --- run inside the server's environment (manage.py shell) ------------------------------------
+
+def seed(*, apps: list[dict], registries: list[dict]) -> dict:
+    """Create team Acme, registries and apps with promoted releases and customers.
+
+    ``registries``: [{endpoint, provider, username, password, name?, insecure?, apps?: [slug]}]
+    ``apps``: [{slug, proxy_public_images?, releases: [[image, ...], ...],
+               customers: [{name, archived?, expired?}]}]
+    Returns {"licenses": {customer name: license id}, "apps": {slug: pk}, "registries": {endpoint: pk}}.
+    """
+    from datetime import timedelta
+
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from portal.models import Membership, Role, Team
+    from registries.models import ExternalRegistry
+    from releases.models import App, Customer, Release
+
+    team = Team.objects.create(name="Acme")
+    user = get_user_model().objects.create_user("alice", "alice@example.com", "pw-alice-1234")
+    Membership.objects.create(user=user, team=team, role=Role.ADMIN)
+    out = {"licenses": {}, "apps": {}, "registries": {}}
+    made_apps = {}
+    for spec in apps:
+        app = App.create_with_channels(team=team, name=spec["slug"], slug=spec["slug"])
+        app.proxy_public_images = spec.get("proxy_public_images", False)
+        app.save(update_fields=["proxy_public_images"])
+        made_apps[spec["slug"]] = app
+        out["apps"][spec["slug"]] = app.pk
+    for spec in registries:
+        registry = ExternalRegistry(team=team, endpoint=spec["endpoint"], provider=spec["provider"],
+                                    username=spec["username"], name=spec.get("name", ""),
+                                    insecure=spec.get("insecure", False))
+        if spec["provider"] == "ecr":
+            from registries.ecr import parse_ecr_endpoint
+
+            registry.ecr_account, registry.ecr_region = parse_ecr_endpoint(spec["endpoint"])
+        registry.secret = spec["password"]
+        registry.save()
+        for slug in spec.get("apps", []):
+            registry.apps.add(made_apps[slug])
+        out["registries"][spec["endpoint"]] = registry.pk
+    for spec in apps:
+        app = made_apps[spec["slug"]]
+        unstable = app.channels.get(slug="unstable")
+        for i, images in enumerate(spec.get("releases", [])):
+            files = [(f"deploy-{n}.yaml", _deployment(f"app{n}", image))
+                     for n, image in enumerate(images)]
+            release = Release.create_next(app=app, user=user, files=files)
+            release.promote_to(unstable, user=user, version_label=f"1.0.{i}")
+        for c in spec.get("customers", []):
+            customer = Customer.objects.create(app=app, channel=unstable, name=c["name"])
+            if c.get("archived"):
+                customer.archived_at = timezone.now()
+            if c.get("expired"):
+                customer.expires_at = timezone.now() - timedelta(days=1)
+            customer.save()
+            out["licenses"][c["name"]] = customer.license_id
+    return out
+
+
+def _deployment(name: str, image: str) -> str:
+    return f"""apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      containers:
+        - name: {name}
+          image: {image}
+"""
+
+
+def pull_log(*, customer: str) -> dict:
+    """The pull log rows of one customer (by name), oldest first."""
+    from releases.models import PullEvent
+
+    rows = PullEvent.objects.filter(customer__name=customer).order_by("id")
+    return {"rows": [
+        {"image": r.image, "reference": r.reference, "kind": r.kind, "method": r.method,
+         "status": r.status, "bytes": r.bytes, "registry": r.registry_id}
+        for r in rows
+    ]}
+
+
+# --- a registry anyone can pull from -----------------------------------------------------------
+
+def start_anonymous_registry(root: Path, timeout: float = 20):
+    """docker-registry with no auth section: anonymous pulls (and pushes) work."""
+    from tests.registries.servers import Registry
+
+    binary = require_binary("docker-registry")
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    (root / "config.yml").write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+        f"http:\n  addr: {LOOPBACK}:{port}\n"
+    )
+    log = root / "registry.log"
+    process = subprocess.Popen([binary, "serve", str(root / "config.yml")],
+                               stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    registry = Registry(port=port, root=root, users={}, process=process, log=log)
+    deadline = time.monotonic() + timeout
+    wait_for_port(LOOPBACK, port, deadline, process=process)
+    while httpx.get(f"{registry.url}/v2/", timeout=2).status_code != 200:
+        if time.monotonic() > deadline:
+            registry.stop()
+            raise RuntimeError("anonymous registry does not answer /v2/")
+        time.sleep(0.05)
+    return registry
