@@ -154,3 +154,21 @@ def _send(release_id: int, force: bool) -> None:
     except (OperationalError, ConnectionError, OSError, TimeoutError) as e:
         logger.warning("image check of release %s not queued: broker unreachable (%s)",
                        release_id, type(e).__name__)
+
+
+def release_image_rows(release) -> dict:
+    """What the release page shows: each image with its verdict, whether checks are pending,
+    and how many fail. Images never checked (or checked long ago) are queued here."""
+    rows = release_verdicts(release)
+    if any(row is None or (not row.is_fresh and row.verdict != Verdict.CHECKING)
+           for _, row in rows):
+        release_queue_image_check(release=release)
+        rows = release_verdicts(release)
+    pending = any(row is None or row.verdict == Verdict.CHECKING for _, row in rows)
+    failing = sum(1 for _, row in rows if row is not None and row.fails)
+    return {"rows": rows, "pending": pending, "failing": failing}
+
+
+def release_failing_images(release) -> list[str]:
+    """The images of ``release`` whose last verdict says customers will fail to pull them."""
+    return [str(ref) for ref, row in release_verdicts(release) if row is not None and row.fails]

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from . import customer_views, proxy_views, update_views, views
+from . import customer_views, delivery_views, proxy_views, update_views, views
 
 urlpatterns = [
     path("apps/", views.app_list, name="releases-app-list"),
@@ -41,6 +41,10 @@ urlpatterns = [
     path("customer/releases/<int:channel_sequence>/", update_views.customer_files, name="releases-portal-files"),
     path("customer/releases/<int:channel_sequence>/download/", update_views.customer_download,
          name="releases-portal-download"),
+    # Delivery, vendor side (delivery_views.py): the image check, "Proxy public images too"
+    path("apps/<slug:slug>/releases/<int:sequence>/images/", delivery_views.release_images,
+         name="releases-release-images"),
+    path("apps/<slug:slug>/proxy-public/", delivery_views.app_proxy_public, name="releases-app-proxy-public"),
     # The proxy registry (proxy_views.py): OCI distribution pull API, async
     path("v2/", proxy_views.v2_root, name="releases-proxy-root"),
     re_path(r"^v2/proxy/(?P<app_slug>[a-z0-9-]+)/(?P<rest>.+)$", proxy_views.proxy, name="releases-proxy"),
