@@ -222,8 +222,12 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://", "unix://")):
     # A task of a worker that died is redelivered after this many seconds, not the default hour.
+    # Kombu looks for such tasks every PORTAL_TASK_RESTORE_SECONDS (its default: 10 s x 10).
+    # Low values (tests) are safe: a task delivered twice finds the job's lease held and waits.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": envint("PORTAL_TASK_VISIBILITY_TIMEOUT", "300", minimum=30)
+        "visibility_timeout": envint("PORTAL_TASK_VISIBILITY_TIMEOUT", "300", minimum=5),
+        "unacked_restore_interval": envint("PORTAL_TASK_RESTORE_SECONDS", "100", minimum=1),
+        "unacked_restore_throttle": 1,
     }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
