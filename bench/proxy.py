@@ -1,0 +1,160 @@
+"""Benchmark the proxy registry (issue 5 "Performance").
+
+    .venv/bin/python bench/proxy.py [--rounds 5] [--concurrent 8]
+
+A two-platform image (four 25 MB layers per platform plus one shared 2 MB layer, ~202 MB) is
+pushed to a loopback distribution registry (htpasswd auth). The portal runs under uvicorn as
+`make run` serves it (tests/releases/proxy_stack.py), with that registry linked under the Name
+``upstream`` and a promoted release using the image. Each round pulls the image with
+`skopeo copy --all` into a fresh local OCI directory, alternately directly from the registry and
+through the proxy with a license (skopeo's blob-info cache deleted first). Then N pulls through
+the proxy run at once. The uvicorn process's RSS is sampled throughout. Prints Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MB = 1 << 20
+SKOPEO_CACHE = Path("/var/lib/containers/cache/blob-info-cache-v1.boltdb")
+
+
+def pull(source: str, creds: str, target: Path) -> float:
+    SKOPEO_CACHE.unlink(missing_ok=True)
+    started = time.perf_counter()
+    subprocess.run(["skopeo", "copy", "--all", "-q", "--src-tls-verify=false", "--src-creds",
+                    creds, f"docker://{source}", f"oci:{target}:1.0"], check=True)
+    return time.perf_counter() - started
+
+
+class RssSampler:
+    """Peak RSS of a process, sampled every 50 ms while running."""
+
+    def __init__(self, server):
+        self.server, self.peak, self._stop = server, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.server.rss_kib())
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--concurrent", type=int, default=8)
+    args = parser.parse_args()
+
+    from tests.registries.images import build_index, cleanup, push
+    from tests.registries.mirror_fixtures import start_registry
+    from tests.releases.proxy_stack import start_proxy_server
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
+    upstream = server = None
+    try:
+        upstream = start_registry(tmp / "upstream")
+        image = build_index(layer_sizes=[25 * MB] * 4, shared_size=2 * MB, on_disk=True,
+                            directory=tmp)
+        total = sum(b.size for b in image.blobs)
+        push(image, upstream.url, "bench/app", "1.0", auth=upstream.auth)
+        cleanup(image)
+        server = start_proxy_server(tmp / "portal")
+        data = server.call("seed", registries=[{
+            "endpoint": upstream.host, "provider": "other", "username": upstream.username,
+            "password": upstream.password, "name": "upstream", "insecure": True,
+        }], apps=[{"slug": "benchapp", "releases": [[f"{upstream.host}/bench/app:1.0"]],
+                   "customers": [{"name": "Bench"}]}])
+        lic = data["licenses"]["Bench"]
+        direct_src = f"{upstream.host}/bench/app:1.0"
+        proxy_src = f"{server.host}/proxy/benchapp/upstream/bench/app:1.0"
+        direct_creds = f"{upstream.username}:{upstream.password}"
+        proxy_creds = f"{lic}:{lic}"
+
+        # One warm-up pull each (imports, first connections), not measured.
+        for src, creds in ((direct_src, direct_creds), (proxy_src, proxy_creds)):
+            pull(src, creds, tmp / "warm")
+            shutil.rmtree(tmp / "warm")
+        rss_start = server.rss_kib()
+        times = {"direct": [], "proxy": []}
+        rss_after = []
+        for i in range(args.rounds):
+            for kind, src, creds in (("direct", direct_src, direct_creds),
+                                     ("proxy", proxy_src, proxy_creds)):
+                target = tmp / f"{kind}-{i}"
+                seconds = pull(src, creds, target)
+                shutil.rmtree(target)
+                times[kind].append(seconds)
+                print(f"round {i + 1} {kind}: {seconds:.2f} s", file=sys.stderr)
+            rss_after.append(server.rss_kib())
+
+        results: list[float | BaseException] = [None] * args.concurrent
+
+        def one(i):
+            try:
+                results[i] = pull(proxy_src, proxy_creds, tmp / f"c{i}")
+            except BaseException as e:  # noqa: BLE001 - reported below
+                results[i] = e
+
+        with RssSampler(server) as sampler:
+            started = time.perf_counter()
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(args.concurrent)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.perf_counter() - started
+        for i in range(args.concurrent):
+            shutil.rmtree(tmp / f"c{i}", ignore_errors=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        rss_end = server.rss_kib()
+
+        d, p = statistics.median(times["direct"]), statistics.median(times["proxy"])
+        ratios = [pp / dd for pp, dd in zip(times["proxy"], times["direct"])]
+        print(f"\nImage: 2 platforms, {len(image.blobs)} blobs, {total / MB:.0f} MB; "
+              f"{args.rounds} rounds, alternating; {os.cpu_count()} CPUs.\n")
+        print("| | direct | through the proxy |\n|---|---|---|")
+        print(f"| median time | {d:.2f} s | {p:.2f} s |")
+        print("| all rounds | " + ", ".join(f"{t:.2f}" for t in times["direct"]) + " | "
+              + ", ".join(f"{t:.2f}" for t in times["proxy"]) + " |")
+        print(f"\nmedian of per-round ratios proxy/direct: {statistics.median(ratios):.2f} "
+              f"(ratio of medians {p / d:.2f})")
+        print(f"{args.concurrent} concurrent pulls through the proxy: "
+              f"{args.concurrent - len(failures)} succeeded, {len(failures)} failed, "
+              f"{wall:.2f} s wall ({args.concurrent * total / MB / wall:.0f} MB/s together)")
+        for f in failures[:3]:
+            print(f"  failure: {f}")
+        print(f"uvicorn RSS: {rss_start / 1024:.0f} MB after warm-up; after each round "
+              + ", ".join(f"{r / 1024:.0f}" for r in rss_after)
+              + f" MB; peak during the concurrent pulls {sampler.peak / 1024:.0f} MB; "
+              f"{rss_end / 1024:.0f} MB at the end")
+    finally:
+        if server is not None:
+            server.stop()
+        if upstream is not None:
+            upstream.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
