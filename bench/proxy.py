@@ -130,7 +130,7 @@ def main() -> None:
         rss_end = server.rss_kib()
 
         d, p = statistics.median(times["direct"]), statistics.median(times["proxy"])
-        ratios = [pp / dd for pp, dd in zip(times["proxy"], times["direct"])]
+        ratios = [pp / dd for pp, dd in zip(times["proxy"], times["direct"], strict=True)]
         print(f"\nImage: 2 platforms, {len(image.blobs)} blobs, {total / MB:.0f} MB; "
               f"{args.rounds} rounds, alternating; {os.cpu_count()} CPUs.\n")
         print("| | direct | through the proxy |\n|---|---|---|")
