@@ -34,7 +34,7 @@ test-deps: $(VENV)/.installed-test
 # The whole suite on SQLite, then the tests where the database matters on PostgreSQL.
 # pytest's exit 5 ("no tests collected") in the second run is not a failure.
 test: test-deps
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not postgres_only"
 	$(MAKE) --no-print-directory test-postgres
 
 test-postgres:

@@ -7,9 +7,7 @@ Kept separate from tests/registries/servers.py (registries-core) so the two neve
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -19,23 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.servers import free_port, require_binary
+
 REGISTRY_BIN = "/usr/bin/docker-registry"
 USER = "mirror"
 PASSWORD = "mirror-secret-pw"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def require_binary(path: str) -> None:
-    if not shutil.which(path):
-        message = f"{path} is not installed"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @dataclass
