@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import yaml
 from django.contrib import messages
 from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, HttpResponse
@@ -57,36 +56,9 @@ class ImageUse:
     promoted: bool
 
 
-def _images_in(text: str) -> list[str]:
-    try:
-        from releases.manifests import images_in  # the release side's parser, when it exists
-    except ImportError:
-        pass
-    else:
-        return [use.image for use in images_in([("", text)])]
-    found: list[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key == "image" and isinstance(value, str):
-                    found.append(value)
-                else:
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    try:
-        for document in yaml.safe_load_all(text):
-            walk(document)
-    except yaml.YAMLError:
-        pass
-    return found
-
-
 def image_uses(team, endpoint: str) -> list[ImageUse]:
     """Images on ``endpoint`` named in the team's release files (promoted or not)."""
+    from releases.manifests import images_in
     from releases.models import Promotion, ReleaseFile
 
     promoted = set(
@@ -96,7 +68,7 @@ def image_uses(team, endpoint: str) -> list[ImageUse]:
     uses = []
     files = ReleaseFile.objects.filter(release__app__team=team).select_related("release__app")
     for f in files:
-        for image in _images_in(f.content):
+        for image in (use.image for use in images_in([(f.name, f.content)])):
             try:
                 ref = parse(image)
             except InvalidReference:
