@@ -13,7 +13,7 @@ proxied image becomes ``<proxy host>/proxy/<app slug>/<image as written, without
 digest>``; an image on a registry with a port (a ``:`` is not allowed in a reference path) or
 on a dot-less host such as ``localhost`` is proxied under that registry's Name instead; images
 already on the proxy host are left alone. Which images are proxied is the caller's decision
-(``is_proxied``): the private-image check decides later; for now, the linked registries' hosts.
+(``is_proxied``): by default the private-image check's verdicts (image_check.verdict_predicate).
 
 Doing better than KOTS on tags. Kustomize's ``images:`` transformer matches entries by name
 only, so KOTS's one entry per image collapses ``nginx:1.25`` in one workload and

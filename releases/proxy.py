@@ -28,11 +28,13 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import OperationalError
 from django.db.models import Count, Max
+from django.utils import timezone
 
 from registries.errors import RegistryError
 from registries.oci import RegistryClient
@@ -47,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 THROTTLE_WINDOW = 300  # seconds
 ALLOW_LIST_TTL = 300  # seconds; the key changes anyway when releases or registries change
+USED_EVERY = timedelta(minutes=1)
 
 
 @dataclass
@@ -194,8 +197,9 @@ def authorize(*, header: str, address: str, app_slug: str, name: str) -> Access 
         logger.warning("proxy: cannot log in to registry %s (%s)", getattr(registry, "pk", None),
                        e.code)
         return Refusal(502, "UNAVAILABLE", "The vendor's registry cannot be reached right now.")
-    if registry is not None:
-        registry.mark_used()
+    if registry is not None and (registry.last_used_at is None
+                                 or registry.last_used_at < timezone.now() - USED_EVERY):
+        registry.mark_used()  # at most once a minute: not one write per blob
     return Access(customer=customer, app=app, client=client, repository=upstream.path,
                   image=upstream.name(), name=name, registry_id=getattr(registry, "pk", None))
 
