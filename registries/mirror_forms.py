@@ -13,6 +13,15 @@ from .reference import InvalidReference, parse
 _REPOSITORY = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
 _TAG = re.compile(r"[\w][\w.-]{0,127}")
 _PLATFORM = re.compile(r"[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?")
+# An app slug carried through from a release's image list (plain text: registries/ does not
+# import releases/); the job page offers to point that app's draft at the mirrored image.
+APP_SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+def origin_app(value: str | None) -> str:
+    """The app slug of a querystring or hidden field, or "" when it is not a slug."""
+    value = (value or "").strip()
+    return value if len(value) <= 60 and APP_SLUG.fullmatch(value) else ""
 
 
 class MirrorForm(forms.Form):
@@ -43,6 +52,24 @@ class MirrorForm(forms.Form):
         widget=forms.PasswordInput(render_value=False),
         help_text="Stored encrypted on the job and wiped when it ends (for ECR: the AWS Secret "
                   "Access Key).")
+
+    app = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args, registries=None, **kwargs):
+        """With ``registries`` (the team-level page), the user picks the target among them."""
+        super().__init__(*args, **kwargs)
+        if registries is not None:
+            several = len(registries) > 1
+            self.fields = {"registry": forms.ModelChoiceField(
+                label="Target registry", queryset=registries,
+                empty_label="Choose a linked registry…" if several else None,
+                help_text="The linked registry the image is copied into.",
+                error_messages={"required": "Choose the registry to copy the image into.",
+                                "invalid_choice": "Choose one of your linked registries."}),
+                **self.fields}
+
+    def clean_app(self):
+        return origin_app(self.cleaned_data.get("app"))
 
     def clean_source(self):
         try:

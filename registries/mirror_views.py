@@ -1,4 +1,4 @@
-"""Mirroring pages (issue 4): "Mirror image" from a registry, the job page, the jobs list.
+"""Mirroring pages (issue 4): "Mirror image" from a registry or a release, the job page, the jobs list.
 
 Developers and Admins start and cancel mirrors; Support sees jobs. No page renders a secret.
 """
@@ -9,13 +9,15 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
 from portal.roles import team_required
 
 from . import mirror_services
-from .mirror_forms import MirrorForm
+from .mirror_forms import MirrorForm, origin_app
 from .mirror_models import MirrorJob
 from .models import ExternalRegistry
 
@@ -30,27 +32,43 @@ def _get_job_for_user(request, pk: int) -> MirrorJob:
 
 @team_required("can_manage_registries")
 def mirror_new(request, pk: int):
+    """Mirror an image into this registry (its page's "Mirror image")."""
     registry = ExternalRegistry.objects.filter(team=request.team, pk=pk).first()
     if registry is None:
         raise Http404("No such registry.")
-    form = MirrorForm(request.POST or None, initial={"prefix": request.GET.get("prefix", ""),
-                                                     "source": request.GET.get("source", "")})
+    return _mirror_form(request, registry=registry)
+
+
+@team_required("can_manage_registries")
+def mirror_new_any(request):
+    """Mirror an image, choosing the target registry (from a release's image list)."""
+    return _mirror_form(request, registry=None)
+
+
+def _mirror_form(request, *, registry: ExternalRegistry | None):
+    registries = None if registry else ExternalRegistry.objects.filter(team=request.team).order_by("endpoint", "pk")
+    initial = {key: request.GET.get(key, "") for key in ("prefix", "source", "app")}
+    form = MirrorForm(request.POST or None, initial=initial, registries=registries)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         job = mirror_services.mirror_create(
-            team=request.team, registry=registry, source=data["source"],
+            team=request.team, registry=registry or data["registry"], source=data["source"],
             target_repository=data["target_repository"], target_tag=data["target_tag"],
             platforms=data["platforms"], push_username=data["push_username"],
             push_password=data["push_password"], user=request.user, request=request)
-        return redirect("registries-mirror-detail", pk=job.pk)
-    return render(request, "registries/mirror_form.html",
-                  {"nav": "registries", "registry": registry, "form": form})
+        return redirect(job_url(job, app=data["app"]))
+    return render(request, "registries/mirror_form.html", {
+        "nav": "registries", "registry": registry, "form": form,
+        "no_registries": registries is not None and not registries.exists(),
+        "any_ecr": registry.is_ecr if registry else any(r.is_ecr for r in registries),
+        "origin_app": origin_app(form["app"].value()),
+    })
 
 
 @team_required()
 def mirror_detail(request, pk: int):
     job = _get_job_for_user(request, pk)
-    context = {"nav": "registries", "job": job,
+    context = {"nav": "registries", "job": job, "origin_app": origin_app(request.GET.get("app")),
                "blobs": [line for line in job.log if "digest" in line][::-1],
                "events": [line for line in job.log if "event" in line]}
     if request.htmx:
@@ -71,10 +89,9 @@ def mirror_cancel(request, pk: int):
     return redirect("registries-mirror-detail", pk=job.pk)
 
 
-def job_url(job: MirrorJob) -> str:
-    from django.urls import reverse
-
-    return reverse("registries-mirror-detail", args=[job.pk])
+def job_url(job: MirrorJob, *, app: str = "") -> str:
+    url = reverse("registries-mirror-detail", args=[job.pk])
+    return f"{url}?{urlencode({'app': app})}" if app else url
 
 
 @team_required()

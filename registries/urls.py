@@ -12,6 +12,7 @@ urlpatterns = [
     path("registries/<int:pk>/delete/", views.registry_delete, name="registries-delete"),
     # Mirroring (issue 4, registries/mirror_views.py)
     path("registries/<int:pk>/mirror/", mirror_views.mirror_new, name="registries-mirror"),
+    path("registries/mirror/new/", mirror_views.mirror_new_any, name="registries-mirror-new"),
     path("registries/mirrors/", mirror_views.mirror_list, name="registries-mirror-list"),
     path("registries/mirrors/<int:pk>/", mirror_views.mirror_detail, name="registries-mirror-detail"),
     path("registries/mirrors/<int:pk>/cancel/", mirror_views.mirror_cancel, name="registries-mirror-cancel"),

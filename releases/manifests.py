@@ -248,3 +248,19 @@ def images_in(files: Iterable) -> list[ImageUse]:
 def unique_images(uses: Iterable[ImageUse]) -> list[str]:
     """The distinct images of ``uses``, in first-use order."""
     return list(dict.fromkeys(use.image for use in uses))
+
+
+def image_spans(text: str) -> list[tuple[int, int, str]]:
+    """``(start, end, image)`` of every container image scalar in ``text``: ``text[start:end]``
+    is the scalar as written (quotes included), so it can be replaced without touching the rest.
+    [] when the file has YAML syntax errors."""
+    try:
+        documents = list(_documents(text))
+    except yaml.YAMLError:
+        return []
+    spans = []
+    for document in documents:
+        for _kind, _name, _list_key, _container, image in _containers(document.node):
+            if isinstance(image, ScalarNode) and _scalar(image).strip():
+                spans.append((image.start_mark.index, image.end_mark.index, _scalar(image).strip()))
+    return spans

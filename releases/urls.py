@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from . import customer_views, delivery_views, proxy_views, update_views, views
+from . import customer_views, delivery_views, mirror_views, proxy_views, update_views, views
 
 urlpatterns = [
     path("apps/", views.app_list, name="releases-app-list"),
@@ -23,6 +23,10 @@ urlpatterns = [
          name="releases-file-delete"),
     path("apps/<slug:slug>/releases/<int:sequence>/diff/", views.release_diff, name="releases-release-diff"),
     path("apps/<slug:slug>/releases/<int:sequence>/promote/", views.release_promote, name="releases-promote"),
+    # A finished mirror (issue 4) in the newest release (mirror_views.py)
+    path("apps/<slug:slug>/use-mirror/<int:job_id>/", mirror_views.release_use_mirror,
+         name="releases-release-use-mirror"),
+    path("apps/use-mirror/<int:job_id>/", mirror_views.use_mirror_pick, name="releases-use-mirror-pick"),
     # Customers and licenses (customer_views.py)
     path("customers/", customer_views.customer_list, name="releases-customer-list"),
     path("customers/new/", customer_views.customer_create, name="releases-customer-create"),
