@@ -317,3 +317,8 @@ CELERY_BEAT_SCHEDULE["registries-sweep-mirrors"] = {
 PORTAL_PROXY_HOST = os.environ.get("PORTAL_PROXY_HOST", "").strip() or _portal_url.netloc
 # Proxy registry: failed logins per client address allowed per 5 minutes before 429s.
 PORTAL_PROXY_AUTH_FAILURE_LIMIT = envint("PORTAL_PROXY_AUTH_FAILURE_LIMIT", "20", minimum=1)
+# Beat queues the private-image checks the broker refused (it was down) or a dead worker lost.
+CELERY_BEAT_SCHEDULE["releases-sweep-image-checks"] = {
+    "task": "releases.tasks.sweep_image_checks",
+    "schedule": envint("PORTAL_IMAGE_CHECK_SWEEP_SECONDS", "60", minimum=1),
+}

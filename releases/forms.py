@@ -168,10 +168,26 @@ class PromoteForm(forms.Form):
         help_text="Customers must install this release before any later one.",
     )
 
-    def __init__(self, *args, app, **kwargs):
+    promote_anyway = forms.BooleanField(
+        required=False, label="Promote anyway: customers will fail to pull these images",
+    )
+
+    def __init__(self, *args, app, failing_images=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["channels"].queryset = app.channels.filter(archived_at__isnull=True)
         self.fields["channels"].label_from_instance = lambda c: c.name
+        # Images the private-image check says customers cannot pull (issue 5): promoting
+        # such a release takes an explicit confirmation.
+        self.failing_images = list(failing_images)
+        if not self.failing_images:
+            del self.fields["promote_anyway"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.failing_images and not cleaned.get("promote_anyway"):
+            self.add_error("promote_anyway", "Tick \"Promote anyway\" to promote a release whose "
+                           "images customers will fail to pull, or link their registry first.")
+        return cleaned
 
     def clean_version_label(self):
         label = self.cleaned_data["version_label"].strip()

@@ -19,9 +19,12 @@ decision, falling back to "on a linked registry" for images not checked yet.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from registries.errors import RegistryError
@@ -29,7 +32,7 @@ from registries.reference import InvalidReference, Reference, parse
 
 from .downstream import registries_for_app
 from .manifests import images_in
-from .proxy_models import ImageVerdict, Verdict
+from .proxy_models import CHECK_LEASE, ImageVerdict, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -107,14 +110,32 @@ def release_check_images(*, release_id: int, force: bool = False) -> int:
         row, _ = ImageVerdict.objects.get_or_create(app=app, reference=str(ref))
         if row.is_fresh and not force:
             continue
-        verdict, message, registry = check_image(app=app, ref=ref)
-        # Short write, outside any network wait.
-        ImageVerdict.objects.filter(pk=row.pk).update(
-            verdict=verdict, message=message, registry=registry, checked_at=timezone.now())
-        logger.info("image check: app %s release %s: %s -> %s", app.pk, release.sequence,
-                    ref, verdict)
+        _check_row(row, app=app, ref=ref)
         checked += 1
     return checked
+
+
+def _check_row(row: ImageVerdict, *, app, ref: Reference) -> str:
+    verdict, message, registry = check_image(app=app, ref=ref)
+    # Short write, outside any network wait.
+    ImageVerdict.objects.filter(pk=row.pk).update(
+        verdict=verdict, message=message, registry=registry, checked_at=timezone.now(),
+        queued_at=None)
+    logger.info("image check: app %s: %s -> %s", app.pk, ref, verdict)
+    return verdict
+
+
+def verdict_check(*, verdict_id: int) -> str | None:
+    """Check one verdict row's image (the sweep's unit of work); None when there is nothing to do."""
+    row = ImageVerdict.objects.select_related("app").filter(pk=verdict_id).first()
+    if row is None or row.is_fresh:
+        return None
+    try:
+        ref = parse(row.reference)
+    except InvalidReference:  # cannot happen for rows we wrote; never loop on it
+        row.delete()
+        return None
+    return _check_row(row, app=row.app, ref=ref)
 
 
 def release_verdicts(release) -> list[tuple[Reference, ImageVerdict | None]]:
@@ -139,21 +160,80 @@ def release_queue_image_check(*, release, force: bool = False) -> None:
         transaction.on_commit(lambda: _send(release.pk, force))
 
 
-def _send(release_id: int, force: bool) -> None:
+# After the broker refused a task, saves skip it for this long (the sweep queues their checks):
+# one failed connection attempt per process and window, not one per save or per signal.
+BROKER_BACKOFF = 30.0  # seconds
+_broker_down_until = 0.0
+_broker_lock = threading.Lock()
+
+
+def _broker_seems_down() -> bool:
+    return time.monotonic() < _broker_down_until
+
+
+def _publish(task, args: tuple, kwargs: dict) -> bool:
+    """Publish ``task`` now, failing fast on a broker that is down; True when sent.
+
+    As registries/services.py: one connection attempt with a 2 s ceiling, no kombu retries
+    (they take seconds). After a failure, further publishes in this process are skipped for
+    BROKER_BACKOFF seconds; the rows stay Checking with no ``queued_at`` and beat's sweep
+    (``verdicts_sweep_pending``) queues them once the broker answers.
+    """
+    global _broker_down_until
     from kombu.exceptions import OperationalError
 
-    from .tasks import check_release_images
-
+    if _broker_seems_down():
+        return False
     try:
-        # Fail fast when the broker is down (as registries/services.py): a page must not hang.
-        with check_release_images.app.pool.acquire(block=True, timeout=2) as connection:
+        with task.app.pool.acquire(block=True, timeout=2) as connection:
             connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2,
                                          timeout=2)
-            check_release_images.apply_async((release_id,), {"force": force}, retry=False,
-                                             connection=connection)
+            task.apply_async(args, kwargs, retry=False, connection=connection)
     except (OperationalError, ConnectionError, OSError, TimeoutError) as e:
-        logger.warning("image check of release %s not queued: broker unreachable (%s)",
-                       release_id, type(e).__name__)
+        with _broker_lock:
+            _broker_down_until = time.monotonic() + BROKER_BACKOFF
+        logger.warning("image check not queued: broker unreachable (%s); the sweep queues it",
+                       type(e).__name__)
+        return False
+    return True
+
+
+def _send(release_id: int, force: bool) -> None:
+    from .models import Release
+    from .tasks import check_release_images
+
+    if _publish(check_release_images, (release_id,), {"force": force}):
+        release = Release.objects.filter(pk=release_id).first()
+        if release is not None:
+            refs = [str(ref) for ref in release_references(release)]
+            ImageVerdict.objects.filter(app_id=release.app_id, reference__in=refs,
+                                        verdict=Verdict.CHECKING).update(queued_at=timezone.now())
+
+
+def verdicts_needing_queue(*, now=None):
+    """Checking rows whose check the broker refused, or whose queued check seems lost."""
+    now = now or timezone.now()
+    return ImageVerdict.objects.filter(
+        Q(queued_at__isnull=True) | Q(queued_at__lt=now - CHECK_LEASE), verdict=Verdict.CHECKING)
+
+
+def verdicts_sweep_pending() -> int:
+    """Beat: queue the checks that were never queued (broker down) or were lost; the number."""
+    from .tasks import check_image_verdict
+
+    queued = 0
+    for row in verdicts_needing_queue().only("pk", "queued_at"):
+        now = timezone.now()
+        # Claim the row (a conditional update): two sweeps never queue the same row twice.
+        claimed = ImageVerdict.objects.filter(pk=row.pk, queued_at=row.queued_at,
+                                              verdict=Verdict.CHECKING).update(queued_at=now)
+        if not claimed:
+            continue
+        if not _publish(check_image_verdict, (row.pk,), {}):
+            ImageVerdict.objects.filter(pk=row.pk, queued_at=now).update(queued_at=row.queued_at)
+            break  # the broker is down: the next sweep tries again
+        queued += 1
+    return queued
 
 
 def release_image_rows(release) -> dict:

@@ -9,6 +9,8 @@ from django.utils import timezone
 
 # A verdict is reused this long before the image is checked again.
 VERDICT_TTL = timedelta(minutes=30)
+# A check queued longer ago than this without a verdict is assumed lost and queued again.
+CHECK_LEASE = timedelta(minutes=10)
 
 
 class PullKind(models.TextChoices):
@@ -70,6 +72,9 @@ class ImageVerdict(models.Model):
     registry = models.ForeignKey("registries.ExternalRegistry", on_delete=models.SET_NULL,
                                  null=True, blank=True, related_name="+")
     checked_at = models.DateTimeField(null=True, blank=True)
+    # When the check task was handed to the broker; None while Checking means the broker
+    # refused it (down) and beat's sweep queues it (image_check.verdicts_sweep_pending).
+    queued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["reference"]

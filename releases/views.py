@@ -25,6 +25,7 @@ from portal.roles import team_required
 
 from .demo import DEMO_FILES
 from .forms import AppEditForm, AppForm, ChannelForm, PromoteForm, ReleaseFileForm
+from .image_check import release_failing_images
 from .manifests import images_in, unique_images, validate_file
 from .models import App, Channel, Promotion, Release, ReleaseFile, slug_from_name
 
@@ -464,7 +465,8 @@ def release_promote(request, slug, sequence):
         for problem in validate_file(f.name, f.content):
             blockers.append(f"{f.name}: {problem}")
     initial = {"channels": list(app.channels.filter(archived_at__isnull=True, slug="unstable")[:1])}
-    form = PromoteForm(request.POST or None, app=app, initial=initial)
+    failing = release_failing_images(release)
+    form = PromoteForm(request.POST or None, app=app, initial=initial, failing_images=failing)
     if request.method == "POST" and not blockers and form.is_valid():
         data = form.cleaned_data
         promotions = []
@@ -477,13 +479,14 @@ def release_promote(request, slug, sequence):
             audit_log(request=request, team=request.team, action="promote", obj=promotion,
                       detail={"app": app.slug, "release": release.sequence, "channel": channel.name,
                               "channel_sequence": promotion.channel_sequence,
-                              "version_label": promotion.version_label, "required": promotion.is_required})
+                              "version_label": promotion.version_label, "required": promotion.is_required,
+                              **({"failing_images": failing} if failing else {})})
         names = ", ".join(p.channel.name for p in promotions)
         messages.success(request, f"Release {release.sequence} promoted to {names} as {data['version_label']}.")
         return redirect("releases-app-detail", slug=app.slug)
     return render(request, "releases/release_promote.html", {
         "nav": "apps", "app": app, "release": release, "form": form, "blockers": blockers,
-        "images": unique_images(images_in(files)),
+        "images": unique_images(images_in(files)), "failing": failing,
     })
 
 
