@@ -128,7 +128,8 @@ def write_results(rows, rounds, missing):
         "## Pages (bench/pages.py)",
         "",
         f"Data: {APPS} apps, {RELEASES:,} releases (each promoted), {CUSTOMERS:,} customers. "
-        f"Server time through the whole middleware stack (Django test client, logged in), "
+        f"Server time with DEBUG=false (as in production: no query log, no template debug "
+        f"information; cached template loader) through the whole middleware stack (Django test client, logged in), "
         f"median of {rounds} requests after a warm-up, against the trivial view `/healthz` "
         f"measured in the same run. Target: at most {TARGET_RATIO:g}× the trivial view.",
         "",
@@ -187,7 +188,7 @@ def main():
     user, app = build_data()
     # The same pages for a team with little data: the large team's pages should cost about the same.
     small_user, small_app = build_data("Small", apps=1, releases=SMALL_RELEASES, customers=SMALL_CUSTOMERS)
-    print(f"Data built in {time.perf_counter() - start:.1f} s ({connection.vendor}).")
+    print(f"Data built in {time.perf_counter() - start:.1f} s ({connection.vendor}); measuring with DEBUG={settings.DEBUG}.")
     client, small_client = Client(), Client()
     client.force_login(user)
     small_client.force_login(small_user)

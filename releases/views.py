@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, OuterRef, Prefetch, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -76,8 +77,15 @@ def _is_editable(release: Release, newest: Release | None = None) -> bool:
 
 
 def _release_history(releases):
-    """Releases with their creator, file count and promotions (channel, promoter), query-constant."""
-    return releases.select_related("created_by").annotate(file_count=Count("files")).prefetch_related(
+    """Releases with their creator, file count and promotions (channel, promoter), query-constant.
+
+    The file count is a correlated subquery, not a JOIN + GROUP BY: the database counts the files
+    of the page's rows only, and the paginator's COUNT(*) stays a plain index count of releases.
+    """
+    file_count = (ReleaseFile.objects.filter(release=OuterRef("pk")).order_by().values("release")
+                  .annotate(n=Count("pk")).values("n"))
+    return releases.select_related("created_by").annotate(
+        file_count=Coalesce(Subquery(file_count), 0)).prefetch_related(
         Prefetch("promotions", queryset=Promotion.objects.select_related("channel", "promoted_by", "demoted_by")
                  .order_by("channel__position", "channel_sequence"))
     )
@@ -513,7 +521,8 @@ def promotion_demote(request, slug, pk):
 def release_history(request, slug):
     app = _get_app(request, slug)
     page = _page(request, _release_history(app.releases.order_by("-sequence")))
-    newest = _newest_release(app)
+    # On the first page the newest release is the first row: no query for it.
+    newest = page[0] if page.number == 1 and len(page) else _newest_release(app)
     return render(request, "releases/history.html", {
         "nav": "apps", "app": app, "page": page, "newest": newest,
         "channels": app.channels.filter(archived_at__isnull=True),
