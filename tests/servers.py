@@ -8,7 +8,7 @@ Helpers other test modules import:
   it when ``CI=true`` (CI must never pass by skipping).
 - ``require_server(reason)``: the same rule for a server that cannot be reached.
 
-Fixtures (import them into a conftest or a test module: ``from tests.servers import redis_server``):
+Fixtures (registered for the whole suite by the top conftest.py):
 
 - ``redis_server``: a private ``redis-server`` for the session; its URL is ``redis_server.url``.
 """

@@ -7,7 +7,6 @@ import pytest
 
 from tests.registries.portal_stack import PASSWORD, PortalStack, stack_env
 from tests.registries.servers import ECR_HOST, push_test_image
-from tests.servers import redis_server  # noqa: F401 (a fixture, asked by name below)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

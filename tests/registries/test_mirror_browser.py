@@ -14,9 +14,7 @@ from playwright.sync_api import expect
 
 from tests.registries.faults import Proxy
 from tests.registries.images import build_index, push
-from tests.registries.mirror_fixtures import *  # noqa: F403 - registry fixtures
 from tests.registries.portal_stack import PASSWORD, PortalStack, stack_env
-from tests.servers import redis_server  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 KB = 1 << 10

@@ -11,7 +11,6 @@ from registries.mirror_models import MirrorJob
 from registries.models import ExternalRegistry, Provider
 from registries.reference import parse
 from tests.registries.images import build_index, push
-from tests.registries.mirror_fixtures import *  # noqa: F403 - registry fixtures
 
 KB = 1 << 10
 

@@ -18,8 +18,6 @@ import pytest
 
 from tests.registries.faults import Proxy
 from tests.registries.images import build_index, push
-from tests.registries.mirror_fixtures import *  # noqa: F403 - registry fixtures
-from tests.servers import redis_server  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable

@@ -17,7 +17,6 @@ from tests.registries.images import (
     push,
     schema1_manifest,
 )
-from tests.registries.mirror_fixtures import *  # noqa: F403 - registry fixtures
 from tests.registries.mirror_fixtures import make_client
 
 KB, MB = 1 << 10, 1 << 20

@@ -12,15 +12,7 @@ from releases.models import ImageVerdict, PullEvent, Release
 from releases.proxy_models import Verdict
 from tests.conftest import login
 from tests.registries import images
-from tests.registries.servers import (  # noqa: F401 (fixtures)
-    ECR_HOST,
-    MOTO_TOKEN_PASSWORD,
-    aws_users,
-    distribution_factory,
-    ecr_env,
-    ecr_registry,
-    moto_server,
-)
+from tests.registries.servers import ECR_HOST, MOTO_TOKEN_PASSWORD
 from tests.releases.proxy_stack import start_anonymous_registry
 
 PUBLIC_HOST = "public.example.com"

@@ -20,13 +20,6 @@ from releases.models import ImageVerdict, Release
 from releases.proxy_models import CHECK_LEASE, Verdict
 from tests.conftest import login
 from tests.registries.product_helpers import celery_conf
-from tests.registries.servers import (  # noqa: F401 (fixtures)
-    aws_users,
-    distribution_factory,
-    ecr_env,
-    ecr_registry,
-    moto_server,
-)
 from tests.releases.test_image_check import (  # noqa: F401 (fixtures)
     PUBLIC_HOST,
     deployment,

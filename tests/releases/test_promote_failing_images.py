@@ -14,13 +14,6 @@ from portal.models import AuditEvent
 from releases import image_check
 from releases.models import Promotion, Release
 from tests.conftest import NGINX_DEPLOYMENT, login
-from tests.registries.servers import (  # noqa: F401 (fixtures)
-    aws_users,
-    distribution_factory,
-    ecr_env,
-    ecr_registry,
-    moto_server,
-)
 from tests.releases.test_image_check import (  # noqa: F401 (fixtures)
     hosts,
     linked,

@@ -19,14 +19,7 @@ import httpx
 import pytest
 
 from tests.registries import images
-from tests.registries.servers import (  # noqa: F401 (fixtures)
-    ECR_HOST,
-    MOTO_TOKEN_PASSWORD,
-    aws_users,
-    distribution_factory,
-    ecr_registry,
-    moto_server,
-)
+from tests.registries.servers import ECR_HOST, MOTO_TOKEN_PASSWORD
 from tests.releases.proxy_stack import start_anonymous_registry, start_proxy_server
 from tests.servers import free_port, require_binary
 
