@@ -38,6 +38,9 @@ MANIFEST_PATH = re.compile(rf"^(?P<name>{_NAME})/manifests/(?P<reference>[\w][\w
 BLOB_PATH = re.compile(rf"^(?P<name>{_NAME})/blobs/(?P<digest>{_DIGEST})$")
 TAGS_PATH = re.compile(rf"^(?P<name>{_NAME})/tags/list$")
 UNAVAILABLE_CODES = {"timeout", "refused", "dns"}
+# Upstream reads arrive in socket-sized pieces (64-256 KB); each piece sent on is a trip through
+# Django's and uvicorn's send path, so pieces are joined into messages of about this size.
+SEND_BYTES = 1 << 20
 
 
 def oci_error(status: int, code: str, message: str) -> JsonResponse:
@@ -253,10 +256,18 @@ async def _blob(request, access: Access, digest: str):
 
     async def body():
         sent, status = 0, 499  # 499: the client went away before the end
+        parts, size = [], 0
         try:
             async for chunk in upstream.aiter_bytes():
-                sent += len(chunk)
-                yield chunk
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= SEND_BYTES:
+                    sent += size
+                    yield b"".join(parts)
+                    parts, size = [], 0
+            if parts:
+                sent += size
+                yield b"".join(parts)
             status = 200
         except RegistryError:
             status = 502
