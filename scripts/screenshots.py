@@ -75,6 +75,7 @@ def free_port() -> int:
 def main() -> None:
     app = prepare_data()
     draft = app.releases.order_by("-sequence").first()
+    customer = app.customers.order_by("pk").first()
     slug = {"slug": app.slug}
     pages = [
         ("apps", url_for("releases-app-list")),
@@ -85,8 +86,15 @@ def main() -> None:
                                  {"app_slug": app.slug, "sequence": 2})
          or url_for("releases-history", slug, {"app_slug": app.slug})),
         ("history", url_for("releases-history", slug, {"app_slug": app.slug})),
+        ("promote", url_for("releases-promote", {"slug": app.slug, "sequence": draft.sequence})),
         ("customers", url_for("releases-customer-list")),
+        ("customer-detail", url_for("releases-customer-detail", {"pk": customer.pk})),
         ("registries", url_for("registries-list")),
+        ("add-external-registry", url_for("registries-add")),
+        ("mirror-image", url_for("registries-mirror-new") and
+         url_for("registries-mirror-new") + "?source=nginx&app=" + app.slug),
+        ("audit-log", url_for("portal-audit")),
+        ("team", url_for("portal-team")),
     ]
 
     port = free_port()
@@ -106,13 +114,17 @@ def main() -> None:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit("the portal did not start") from None
                 time.sleep(0.1)
-        capture(base, pages)
+        capture(base, pages, customer.license_id, customer_pages=[
+            ("customer-portal", url_for("releases-portal-home")),
+            ("customer-view-files", url_for("releases-portal-files", {"channel_sequence": 2})),
+        ])
     finally:
         server.terminate()
         server.wait(timeout=15)
 
 
-def capture(base: str, pages: list[tuple[str, str | None]]) -> None:
+def capture(base: str, pages: list[tuple[str, str | None]], license_id: str,
+            customer_pages: list[tuple[str, str | None]]) -> None:
     from playwright.sync_api import sync_playwright
 
     OUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -128,19 +140,30 @@ def capture(base: str, pages: list[tuple[str, str | None]]) -> None:
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Log in").click()
         page.wait_for_load_state("networkidle")
-        for name, path in pages:
-            if path is None:
-                print(f"skipped {name}: its page does not exist yet")
-                continue
-            response = page.goto(base + path)
-            page.wait_for_load_state("networkidle")
-            if response is None or response.status != 200:
-                print(f"skipped {name}: {path} answered {response and response.status}")
-                continue
-            target = OUT_DIR / f"{name}.png"
-            page.screenshot(path=str(target), full_page=False)
-            print(f"{target.relative_to(BASE_DIR)}  ({path})")
+        shoot(page, base, pages)
+        # The customer's side: a fresh browser context signs in with the license ID.
+        customer = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+        customer.goto(f"{base}/customer/")
+        customer.get_by_label("License ID").fill(license_id)
+        customer.get_by_role("button", name="Sign in").click()
+        customer.wait_for_load_state("networkidle")
+        shoot(customer, base, customer_pages)
         browser.close()
+
+
+def shoot(page, base: str, pages: list[tuple[str, str | None]]) -> None:
+    for name, path in pages:
+        if path is None:
+            print(f"skipped {name}: its page does not exist yet")
+            continue
+        response = page.goto(base + path)
+        page.wait_for_load_state("networkidle")
+        if response is None or response.status != 200:
+            print(f"skipped {name}: {path} answered {response and response.status}")
+            continue
+        target = OUT_DIR / f"{name}.png"
+        page.screenshot(path=str(target), full_page=False)
+        print(f"{target.relative_to(BASE_DIR)}  ({path})")
 
 
 if __name__ == "__main__":
