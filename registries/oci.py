@@ -195,18 +195,35 @@ class RegistryClient:
         return self._auth_headers([f"repository:{repository}:{actions}"] if repository else [],
                                   fresh)
 
+    def cached_auth_headers(self, repository: str, *, actions: str = "pull") -> dict | None:
+        """The Authorization header when it needs no network and no lock (the challenge is
+        known and, for a bearer challenge, an unexpired token is cached); else None."""
+        challenge = self._challenge
+        if challenge is None:
+            return None
+        if challenge.scheme == "bearer":
+            scopes = [f"repository:{repository}:{actions}"] if repository else []
+            cached = self._tokens.get(" ".join(scopes))  # one dict read: no lock needed
+            if cached is None or cached[1] <= time.monotonic():
+                return None
+            return {"Authorization": f"Bearer {cached[0]}"}
+        return self._auth_headers([], False)  # basic or none: no network
+
     async def aopen(self, method: str, path: str, *, repository: str,
                     headers: dict | None = None) -> httpx.Response:
         """The async twin of ``request()`` for GET and HEAD, always streamed (caller closes).
 
         The challenge and token logic is the sync code above, run in a thread (it is cached, so
-        it rarely touches the network); only the transfer itself is async, on one shared
+        it rarely touches the network; with a cached token it is not even a thread hop, see
+        ``cached_auth_headers``); only the transfer itself is async, on one shared
         httpx.AsyncClient per event loop. A 401 is retried once with a fresh token; redirects
         are followed without the Authorization header on other hosts (ECR -> S3).
         """
         url = self._url(path)
         for fresh in (False, True):
-            auth = await asyncio.to_thread(self.auth_headers, repository, fresh=fresh)
+            auth = None if fresh else self.cached_auth_headers(repository)
+            if auth is None:
+                auth = await asyncio.to_thread(self.auth_headers, repository, fresh=fresh)
             response = await self._asend_following(method, url, dict(headers or {}), auth)
             if response.status_code != 401 or fresh:
                 return response

@@ -19,21 +19,34 @@ Nothing else is reachable: no catalog, no other repository of the vendor's regis
 host. Failed authentications are counted per client address in Django's cache; past
 ``PORTAL_PROXY_AUTH_FAILURE_LIMIT`` in ``THROTTLE_WINDOW`` seconds the address gets 429 until
 the window ends. The views (proxy_views.py) are async; everything here is sync ORM work that
-they call through ``sync_to_async``.
+they call through ``sync_to_async``, in one thread hop per request at most.
+
+Per-request cost (docs/benchmarks.md, "Proxy registry"): a pull is ~14 requests with the same
+credentials, so an allowed decision is kept in process memory for ``ACCESS_CACHE_SECONDS`` per
+(hash of the Authorization header, app slug, name). Saving or deleting a customer, an app or a
+registry, or changing a registry's apps, bumps a version that every entry is checked against,
+so an archived or regenerated license made in this process stops at once; anything else (another
+process, a queryset ``update()``) is bounded by the TTL. Refusals are never cached (failed logins
+must be counted), and the throttle is checked on every request. The pull log is written by one
+thread in batches (``PullLogWriter``), off the response path.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
+import queue
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import OperationalError
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Count, Max
+from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.utils import timezone
 
 from registries.errors import RegistryError
@@ -50,6 +63,9 @@ logger = logging.getLogger(__name__)
 THROTTLE_WINDOW = 300  # seconds
 ALLOW_LIST_TTL = 300  # seconds; the key changes anyway when releases or registries change
 USED_EVERY = timedelta(minutes=1)
+# How long an allowed decision is reused without the database (see the module docstring).
+ACCESS_CACHE_SECONDS = 5.0
+MAX_CACHED_DECISIONS = 4096
 
 
 @dataclass
@@ -160,9 +176,20 @@ def resolve(app: App, name: str, team_registries) -> tuple[Reference, object | N
 
 
 def authorize(*, header: str, address: str, app_slug: str, name: str) -> Access | Refusal:
-    """May this request pull ``name`` of app ``app_slug``? With the upstream client if so."""
+    """May this request pull ``name`` of app ``app_slug``? With the upstream client if so.
+
+    An allowed decision is remembered (``cached_access``) for ``ACCESS_CACHE_SECONDS``.
+    """
     if is_throttled(address):
         return throttled()
+    version = _decisions_version
+    result = _authorize(header=header, address=address, app_slug=app_slug, name=name)
+    if isinstance(result, Access):
+        _remember(header=header, app_slug=app_slug, name=name, access=result, version=version)
+    return result
+
+
+def _authorize(*, header: str, address: str, app_slug: str, name: str) -> Access | Refusal:
     check = check_basic_auth(header, app_slug=app_slug)
     if not check.ok:
         count_failure(address)
@@ -204,20 +231,197 @@ def authorize(*, header: str, address: str, app_slug: str, name: str) -> Access 
                   image=upstream.name(), name=name, registry_id=getattr(registry, "pk", None))
 
 
+# --- the decision cache ----------------------------------------------------------------------
+
+_decisions: dict[tuple, tuple[float, int, Access]] = {}
+_decisions_lock = threading.Lock()
+_decisions_version = 0
+
+
+def _decision_key(header: str, app_slug: str, name: str) -> tuple:
+    # A hash, not the header: the license ID is a credential.
+    return hashlib.sha256(header.encode()).digest(), app_slug, name
+
+
+def _remember(*, header: str, app_slug: str, name: str, access: Access, version: int) -> None:
+    expires = time.monotonic() + ACCESS_CACHE_SECONDS
+    with _decisions_lock:
+        if len(_decisions) >= MAX_CACHED_DECISIONS:
+            now = time.monotonic()
+            for key in [k for k, v in _decisions.items() if v[0] <= now]:
+                del _decisions[key]
+            while len(_decisions) >= MAX_CACHED_DECISIONS:
+                del _decisions[next(iter(_decisions))]  # the oldest
+        _decisions[_decision_key(header, app_slug, name)] = (expires, version, access)
+
+
+def cached_access(*, header: str, app_slug: str, name: str) -> Access | None:
+    """A decision ``authorize`` allowed less than ``ACCESS_CACHE_SECONDS`` ago, if nothing it
+    read has changed since (in this process); no database, no thread. The caller still checks
+    the throttle."""
+    entry = _decisions.get(_decision_key(header, app_slug, name))
+    if entry is None:
+        return None
+    expires, version, access = entry
+    if (expires <= time.monotonic() or version != _decisions_version
+            or access.customer.is_expired):
+        return None
+    return access
+
+
+def forget_decisions(**kwargs) -> None:
+    """Every cached decision is stale: now, and again when the transaction commits (a request
+    reading the old rows before the commit cannot store a decision that outlives it)."""
+
+    def bump():
+        global _decisions_version
+        with _decisions_lock:
+            _decisions_version += 1
+            _decisions.clear()
+
+    bump()
+    transaction.on_commit(bump, robust=True)
+
+
+def _connect_signals() -> None:
+    from registries.models import ExternalRegistry
+
+    for model in (Customer, App, ExternalRegistry):
+        post_save.connect(forget_decisions, sender=model, dispatch_uid=f"proxy-forget-{model}")
+        post_delete.connect(forget_decisions, sender=model,
+                            dispatch_uid=f"proxy-forget-del-{model}")
+    m2m_changed.connect(forget_decisions, sender=ExternalRegistry.apps.through,
+                        dispatch_uid="proxy-forget-registry-apps")
+
+
+_connect_signals()
+
+
 # --- the pull log ---------------------------------------------------------------------------
+
+
+def pull_event(*, access: Access, reference: str, kind: str, method: str, status: int,
+               size: int) -> PullEvent:
+    return PullEvent(app_id=access.app.pk, customer_id=access.customer.pk,
+                     registry_id=access.registry_id,
+                     image=access.image[:512], reference=reference[:200], kind=kind,
+                     method=method, status=status, bytes=size)
+
+
+_STOP = object()
+
+
+class PullLogWriter:
+    """One thread writes the pull log in batches (``bulk_create``), off the response path.
+
+    ``put`` never blocks and never touches the database, so a request neither waits for the
+    write nor loses its row when the client hangs up (Django then cancels the response task).
+    A single writer means no two pull-log writers ever compete for SQLite's lock. A failed
+    batch is retried with back-off; rows that still cannot be written are dropped with a
+    warning, never failing a pull. ``flush`` waits until what was put is written; the queue is
+    flushed when the process exits (uvicorn's graceful shutdown).
+    """
+
+    BATCH = 500
+    RETRIES = 6
+
+    def __init__(self):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._registered = False
+
+    def put(self, event: PullEvent) -> None:
+        self._start()
+        self._queue.put(event)
+
+    def flush(self, timeout: float = 30) -> bool:
+        """Wait until every row put before this call is written (or dropped)."""
+        if self._thread is None or not self._thread.is_alive():
+            return self._queue.empty()
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 30) -> None:
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._queue.put(_STOP)
+            thread.join(timeout)
+
+    def _start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._thread = threading.Thread(target=self._run, name="pull-log-writer",
+                                            daemon=True)
+            self._thread.start()
+            if not self._registered:
+                atexit.register(self.close)
+                self._registered = True
+
+    def _run(self) -> None:
+        try:
+            stop = False
+            while not stop:
+                item = self._queue.get()
+                batch, done = [], []
+                while True:
+                    if item is _STOP:
+                        stop = True
+                    elif isinstance(item, threading.Event):
+                        done.append(item)
+                    else:
+                        batch.append(item)
+                    if len(batch) >= self.BATCH:
+                        break
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                if batch:
+                    try:
+                        self._write(batch)
+                    except Exception:  # the writer must outlive any one batch
+                        logger.exception("pull log: %d rows dropped", len(batch))
+                for event in done:
+                    event.set()
+        finally:
+            connection.close()
+
+    def _write(self, batch: list[PullEvent]) -> None:
+        for attempt in range(self.RETRIES):
+            try:
+                PullEvent.objects.bulk_create(batch)
+                return
+            except IntegrityError:
+                # A customer or app deleted meanwhile: write the others one by one.
+                connection.close()
+                self._write_each(batch)
+                return
+            except DatabaseError as e:
+                logger.warning("pull log: writing %d rows failed (%s), attempt %d",
+                               len(batch), type(e).__name__, attempt + 1)
+                connection.close()
+                time.sleep(0.05 * 2 ** attempt)
+        logger.error("pull log: %d rows dropped after %d attempts", len(batch), self.RETRIES)
+
+    def _write_each(self, batch: list[PullEvent]) -> None:
+        for event in batch:
+            try:
+                event.save(force_insert=True)
+            except DatabaseError:
+                connection.close()
+                logger.warning("pull log: one row dropped (its customer, app or registry is gone)")
+
+
+pull_log_writer = PullLogWriter()
 
 
 def log_pull(*, access: Access, reference: str, kind: str, method: str, status: int,
              size: int) -> None:
-    """Write one pull log row; never fails the pull (a busy database only loses the row)."""
-    for attempt in range(3):
-        try:
-            PullEvent.objects.create(
-                app=access.app, customer=access.customer, registry_id=access.registry_id,
-                image=access.image[:512], reference=reference[:200], kind=kind, method=method,
-                status=status, bytes=size,
-            )
-            return
-        except OperationalError as e:
-            logger.warning("pull log: write failed (%s), attempt %d", e, attempt + 1)
-            time.sleep(0.05 * (attempt + 1))
+    """Queue one pull log row (``PullLogWriter``); never blocks, never fails the pull."""
+    pull_log_writer.put(pull_event(access=access, reference=reference, kind=kind, method=method,
+                                   status=status, size=size))

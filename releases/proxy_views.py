@@ -6,28 +6,41 @@
 
 Async views under uvicorn (docs/architecture.md, "Proxy registry"): a pull is mostly waiting
 on the upstream registry, so an event loop serves many pulls at once without a thread each.
-The rules (license, allow-list, resolution, throttling) and the pull log are sync ORM code in
-``proxy.py``, called through ``sync_to_async``; the upstream transfer is httpx.AsyncClient
+The rules (license, allow-list, resolution, throttling) are sync ORM code in ``proxy.py``,
+called through ``sync_to_async`` in one thread hop, and only when no recent decision is cached
+(``cached_access``); the pull log is queued to one writer thread (``log_pull`` never blocks).
+The upstream transfer is httpx.AsyncClient
 (``RegistryClient.aopen``). Manifests are read whole (at most 4 MB) and returned with their
 exact bytes, Content-Type and Docker-Content-Digest; blobs are streamed chunk by chunk.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 import re
 
 from asgiref.sync import sync_to_async
+from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from registries.errors import RegistryError
 from registries.oci import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES
 
-from .proxy import THROTTLE_WINDOW, Access, Refusal, authorize, check_login, log_pull
+from .proxy import (
+    THROTTLE_WINDOW,
+    Access,
+    Refusal,
+    authorize,
+    cached_access,
+    check_login,
+    is_throttled,
+    log_pull,
+    throttled,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +103,14 @@ async def proxy(request, app_slug: str, rest: str):
     match = manifest or blob or tags
     if match is None:
         return oci_error(404, "NAME_UNKNOWN", "Not a manifest, blob or tags address.")
-    access = await sync_to_async(authorize)(
-        header=request.headers.get("Authorization", ""), address=_client_address(request),
-        app_slug=app_slug, name=match["name"])
+    header, address = request.headers.get("Authorization", ""), _client_address(request)
+    access = cached_access(header=header, app_slug=app_slug, name=match["name"])
+    if access is not None:
+        if await _is_throttled(address):  # valid credentials included, as in authorize()
+            return _refused(throttled())
+    else:
+        access = await sync_to_async(authorize)(
+            header=header, address=address, app_slug=app_slug, name=match["name"])
     if isinstance(access, Refusal):
         return _refused(access)
     if manifest:
@@ -102,26 +120,21 @@ async def proxy(request, app_slug: str, rest: str):
     return await _blob(request, access, blob["digest"])
 
 
-_pending_logs: set[asyncio.Task] = set()
+async def _is_throttled(address: str) -> bool:
+    # The default cache is in process memory: a dictionary look-up, no reason for a thread.
+    if isinstance(caches["default"], LocMemCache):
+        return is_throttled(address)
+    return await sync_to_async(is_throttled)(address)
 
 
-async def _write_log(access, reference, kind, method, status, size) -> None:
-    try:
-        # Not thread-sensitive: the write must outlive the request's context when the client
-        # hangs up right after the last byte (Django then cancels the response task).
-        await sync_to_async(log_pull, thread_sensitive=False)(
-            access=access, reference=reference, kind=kind, method=method, status=status,
-            size=size)
-    except Exception:  # the pull log never fails a pull
-        logger.exception("pull log: could not write a row")
-
-
-async def _log(access: Access, reference: str, kind: str, method: str, status: int,
+def _log(access: Access, reference: str, kind: str, method: str, status: int,
                size: int) -> None:
-    task = asyncio.ensure_future(_write_log(access, reference, kind, method, status, size))
-    _pending_logs.add(task)
-    task.add_done_callback(_pending_logs.discard)
-    await asyncio.shield(task)
+    # Queued for the writer thread: no database work and nothing to cancel on this path.
+    try:
+        log_pull(access=access, reference=reference, kind=kind, method=method, status=status,
+                 size=size)
+    except Exception:  # the pull log never fails a pull
+        logger.exception("pull log: could not queue a row")
 
 
 def _upstream_failure(status: int, kind: str) -> tuple[int, str, str]:
@@ -156,13 +169,13 @@ async def _manifest(request, access: Access, reference: str):
                                              headers={"Accept": accept})
     except RegistryError as e:
         response = _registry_error(e)
-        await _log(access, reference, "manifest", method, response.status_code, 0)
+        _log(access, reference, "manifest", method, response.status_code, 0)
         return response
     try:
         if upstream.status_code != 200:
             await upstream.aread()
             status, code, message = _upstream_failure(upstream.status_code, "manifest")
-            await _log(access, reference, "manifest", method, status, 0)
+            _log(access, reference, "manifest", method, status, 0)
             return oci_error(status, code, message)
         body = b""
         if method == "GET":
@@ -170,7 +183,7 @@ async def _manifest(request, access: Access, reference: str):
             async for chunk in upstream.aiter_bytes():
                 total += len(chunk)
                 if total > MAX_MANIFEST_BYTES:
-                    await _log(access, reference, "manifest", method, 502, 0)
+                    _log(access, reference, "manifest", method, 502, 0)
                     return oci_error(502, "UNKNOWN", "The manifest is larger than 4 MB.")
                 chunks.append(chunk)
             body = b"".join(chunks)
@@ -185,7 +198,7 @@ async def _manifest(request, access: Access, reference: str):
         actual = "sha256:" + hashlib.sha256(body).hexdigest()
         expected = reference if reference.startswith("sha256:") else digest
         if expected.startswith("sha256:") and expected != actual:
-            await _log(access, reference, "manifest", method, 502, 0)
+            _log(access, reference, "manifest", method, 502, 0)
             return oci_error(502, "UNKNOWN", "The vendor's registry returned a manifest that "
                                              "does not match its digest.")
         digest = digest or actual
@@ -196,7 +209,7 @@ async def _manifest(request, access: Access, reference: str):
     if length:
         response["Content-Length"] = length
     response["Docker-Distribution-API-Version"] = "registry/2.0"
-    await _log(access, reference, "manifest", method, 200, len(body))
+    _log(access, reference, "manifest", method, 200, len(body))
     return response
 
 
@@ -231,7 +244,7 @@ async def _blob(request, access: Access, digest: str):
         upstream = await access.client.aopen(method, path, repository=access.repository)
     except RegistryError as e:
         response = _registry_error(e)
-        await _log(access, digest, "blob", method, response.status_code, 0)
+        _log(access, digest, "blob", method, response.status_code, 0)
         return response
     if upstream.status_code != 200:
         try:
@@ -241,7 +254,7 @@ async def _blob(request, access: Access, digest: str):
         finally:
             await upstream.aclose()
         status, code, message = _upstream_failure(upstream.status_code, "blob")
-        await _log(access, digest, "blob", method, status, 0)
+        _log(access, digest, "blob", method, status, 0)
         return oci_error(status, code, message)
     headers = {"Docker-Content-Digest": digest, "Docker-Distribution-API-Version": "registry/2.0"}
     length = upstream.headers.get("content-length", "")
@@ -251,7 +264,7 @@ async def _blob(request, access: Access, digest: str):
     if method == "HEAD":
         await upstream.aclose()
         response = HttpResponse(b"", content_type=content_type, headers=headers)
-        await _log(access, digest, "blob", method, 200, 0)
+        _log(access, digest, "blob", method, 200, 0)
         return response
 
     async def body():
@@ -277,8 +290,9 @@ async def _blob(request, access: Access, digest: str):
             logger.warning("proxy: blob stream from upstream broke (%s)", type(e).__name__)
             raise
         finally:
+            # After the stream, with the byte count; queued before anything else can be
+            # interrupted, so it survives a cancellation.
+            _log(access, digest, "blob", method, status, sent)
             await upstream.aclose()
-            # After the stream, not during it: the write is short and never holds the bytes.
-            await _log(access, digest, "blob", method, status, sent)
 
     return StreamingHttpResponse(body(), content_type=content_type, headers=headers)
