@@ -329,3 +329,28 @@ def test_no_license_id_reaches_the_server_log(server):
     for lic in server.data["licenses"].values():
         assert lic not in log
     assert Path(server.directory).exists()
+
+
+def test_a_license_archived_by_another_process_is_refused_within_the_cache_ttl(server):
+    """The decision cache (5 s) is bumped by saves in the server's own process; a change made
+    elsewhere (here manage.py shell) must still stop the license within the TTL."""
+    from releases.proxy import ACCESS_CACHE_SECONDS
+
+    out = server.shell(
+        "from releases.models import App, Customer; app = App.objects.get(slug='" + SLUG + "'); "
+        "c = Customer.objects.create(app=app, channel=app.channels.get(slug='unstable'), "
+        "name='Short Lived'); print('LICENSE=' + c.license_id)")
+    lic = next(x for x in out.splitlines() if x.startswith("LICENSE=")).removeprefix("LICENSE=")
+    path = f"/v2/proxy/{SLUG}/{ECR_IMAGE}/manifests/1.0"
+    assert get(server, path, headers=basic(lic), address="10.3.0.1").status_code == 200
+    server.shell("from django.utils import timezone; from releases.models import Customer; "
+                 "Customer.objects.filter(name='Short Lived').update(archived_at=timezone.now())")
+    archived = time.monotonic()
+    deadline = archived + ACCESS_CACHE_SECONDS + 3
+    while True:
+        status = get(server, path, headers=basic(lic), address="10.3.0.1").status_code
+        if status == 403 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert status == 403
+    assert time.monotonic() - archived <= ACCESS_CACHE_SECONDS + 1
