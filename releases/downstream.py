@@ -44,18 +44,8 @@ import yaml
 
 from registries.reference import DOCKER_HUB, InvalidReference, Reference, parse
 
-# Workload kinds whose pod spec we know, with the path to it.
-POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
-    "Pod": ("spec",),
-    "Deployment": ("spec", "template", "spec"),
-    "StatefulSet": ("spec", "template", "spec"),
-    "DaemonSet": ("spec", "template", "spec"),
-    "ReplicaSet": ("spec", "template", "spec"),
-    "ReplicationController": ("spec", "template", "spec"),
-    "Job": ("spec", "template", "spec"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
-}
-CONTAINER_LISTS = ("initContainers", "containers")
+from .manifests import CONTAINER_LISTS, POD_SPEC_PATHS  # one list of workload kinds
+
 # Installer and troubleshooting kinds are read by KOTS itself, never applied to the cluster.
 # So is a vendor's own Kustomization: base/kustomization.yaml is ours.
 NON_KUBERNETES_GROUPS = ("kots.io", "troubleshoot.sh", "troubleshoot.replicated.com", "kustomize.config.k8s.io")
