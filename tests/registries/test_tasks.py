@@ -31,13 +31,18 @@ def add_ecr(client, keys, **extra):
     })
 
 
+def queued(callbacks):
+    """The on-commit callbacks that queue work; the proxy's cache invalidation is not one."""
+    return [c for c in callbacks if not c.__qualname__.startswith("forget_decisions")]
+
+
 def test_adding_a_registry_validates_it_after_commit(client, alice, ecr_env, aws_users, eager,
                                                      django_capture_on_commit_callbacks):
     login(client, alice)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = add_ecr(client, aws_users.reader)
     assert response.status_code == 302
-    assert len(callbacks) == 1
+    assert len(queued(callbacks)) == 1
     registry = ExternalRegistry.objects.get()
     assert registry.status == Status.CONNECTED, registry.status_message
 
@@ -47,7 +52,7 @@ def test_skip_validation_queues_nothing(client, alice, eager, django_capture_on_
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         add_ecr(client, type("K", (), {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "s"}),
                 skip_validation="on")
-    assert callbacks == []
+    assert queued(callbacks) == []
     assert ExternalRegistry.objects.get().status == Status.NOT_VALIDATED
 
 
