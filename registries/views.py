@@ -21,7 +21,7 @@ from portal.roles import team_required
 from . import iam, services
 from .forms import PRESETS, RegistryForm, TestImageForm
 from .models import ExternalRegistry, Provider
-from .reference import InvalidReference, canonical_registry, parse
+from .reference import DOCKER_HUB, InvalidReference, canonical_registry, parse
 
 
 def _get_registry_for_user(request: HttpRequest, pk: int) -> ExternalRegistry:
@@ -67,6 +67,10 @@ def image_uses(team, endpoint: str) -> list[ImageUse]:
     )
     uses = []
     files = ReleaseFile.objects.filter(release__app__team=team).select_related("release__app")
+    if endpoint != DOCKER_HUB:
+        # An image on any other registry is written with its host: let the database skip the
+        # files that cannot mention it instead of parsing every release of the team.
+        files = files.filter(content__icontains=endpoint)
     for f in files:
         for image in (use.image for use in images_in([(f.name, f.content)])):
             try:
