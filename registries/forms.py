@@ -71,6 +71,17 @@ def endpoint_has_port(endpoint: str) -> bool:
     return ":" in endpoint.rsplit("]", 1)[-1]
 
 
+
+def clean_repository(value: str) -> str:
+    """A repository with optional tag or digest in the registry (`demo-apps/nginx:latest`)."""
+    value = value.strip()
+    if value:
+        try:
+            parse_repository(value)
+        except InvalidReference as e:
+            raise forms.ValidationError(str(e)) from None
+    return value
+
 class RegistryForm(forms.Form):
     provider = forms.ChoiceField(label="Provider", choices=Provider.choices, initial=Provider.ECR)
     endpoint = forms.CharField(label="Endpoint", max_length=255, required=False)
@@ -148,13 +159,7 @@ class RegistryForm(forms.Form):
         return value
 
     def clean_test_image(self):
-        value = self.cleaned_data["test_image"].strip()
-        if value:
-            try:
-                parse_repository(value)
-            except InvalidReference as e:
-                raise forms.ValidationError(str(e)) from None
-        return value
+        return clean_repository(self.cleaned_data["test_image"])
 
     def clean(self):
         data = super().clean()
@@ -258,10 +263,4 @@ class TestImageForm(forms.Form):
     )
 
     def clean_image(self):
-        value = self.cleaned_data["image"].strip()
-        if value:
-            try:
-                parse_repository(value)
-            except InvalidReference as e:
-                raise forms.ValidationError(str(e)) from None
-        return value
+        return clean_repository(self.cleaned_data["image"])
