@@ -227,3 +227,17 @@ def test_an_all_archived_list_says_so(client, alice, customer):
     login(client, alice)
     client.post(f"/customers/{customer.pk}/archive/")
     assert b"Every customer is archived" in client.get("/customers/").content
+
+
+def test_the_list_rows_escape_names_and_show_license_type_and_expiry(client, alice, sample_app):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    channel = sample_app.channels.get(name="Beta")
+    Customer.objects.create(app=sample_app, channel=channel, name="<b>Evil</b> & Co", email="",
+                            license_type="paid", expires_at=timezone.now() - timedelta(days=1))
+    content = login(client, alice).get("/customers/").content.decode()
+    assert "<b>Evil</b>" not in content and "&lt;b&gt;Evil&lt;/b&gt; &amp; Co" in content
+    assert '<span class="badge ok">Paid</span>' in content and '<span class="badge bad">Expired ' in content
+    assert "<td>Beta</td>" in content and "<td>—</td>" in content

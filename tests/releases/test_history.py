@@ -87,3 +87,20 @@ def test_diff_files_reports_added_deleted_changed_and_unchanged():
     assert [(line.kind, line.text) for line in diffs["b.yaml"].lines] == [
         ("hunk", "@@ -1 +1 @@"), ("del", "-y"), ("add", "+y2")]
     assert diffs["a.yaml"].lines == []
+
+
+def test_history_rows_escape_what_users_typed_and_link_edit_only_for_the_newest_draft(client, bob, sam, sample_app):
+    add_releases(sample_app, bob, 1)
+    Release.objects.filter(app=sample_app, sequence=2).first().promotions.update(
+        release_notes="<script>alert(1)</script> " + "x" * 200, is_required=True)
+    Release.create_next(app=sample_app, user=bob, files=[("deployment.yaml", NGINX_DEPLOYMENT)])
+    content = login(client, bob).get("/apps/mysampleecrapp/releases/").content.decode()
+    assert "<script>alert(1)" not in content and "&lt;script&gt;alert(1)&lt;/script&gt;" in content
+    assert "x" * 200 not in content and "x…" in content  # truncated to 140 characters as before
+    assert '<a href="/apps/mysampleecrapp/releases/3/">Release 3</a> <span class="badge warn">Draft</span>' in content
+    assert '<a href="/apps/mysampleecrapp/releases/3/edit/">Edit</a>' in content
+    assert '<a href="/apps/mysampleecrapp/releases/2/diff/">Diff</a>' in content
+    assert '<span class="badge warn">Required</span>' in content and "Not promoted" in content
+    assert '<time class="small muted" datetime="' in content
+    # Support reads the same rows without the Edit link.
+    assert "/releases/3/edit/" not in login(client, sam).get("/apps/mysampleecrapp/releases/").content.decode()
