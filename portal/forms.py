@@ -8,6 +8,16 @@ from django.contrib.auth import get_user_model, password_validation
 from .models import Role
 
 
+def form_status(*forms) -> int:
+    """400 when a submitted form is shown again with its errors, else 200.
+
+    A refusal reads as one to every client (scripts, monitoring, the hostile-input tests), and
+    the page still shows what was typed beside what to fix; htmx swaps 400 and 422 responses
+    (base.html's htmx-config), so live fragments keep working.
+    """
+    return 400 if any(f is not None and f.is_bound and f.errors for f in forms) else 200
+
+
 class AccessibleForm:
     """Tie each input to its help and errors (aria-describedby) and flag errors (aria-invalid).
 

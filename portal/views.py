@@ -11,7 +11,7 @@ from django.urls import reverse_lazy
 from django.views.decorators.http import require_POST
 
 from .audit import audit_log
-from .forms import AddMemberForm, AuditFilterForm, RoleForm, SetPasswordForm
+from .forms import AddMemberForm, AuditFilterForm, RoleForm, SetPasswordForm, form_status
 from .models import AuditEvent, Membership, Role
 from .roles import team_required
 
@@ -158,7 +158,8 @@ def audit(request):
     template = "portal/audit.html"
     if request.htmx and request.htmx.target == "audit-results":
         template += "#results"
-    return render(request, template, {"nav": "audit", "form": form, "page": page, "params": params.urlencode()})
+    return render(request, template, {"nav": "audit", "form": form, "page": page, "params": params.urlencode()},
+                  status=form_status(form))
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):

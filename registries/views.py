@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods
 from django_htmx.http import HttpResponseStopPolling
 
 from portal.audit import audit_log
+from portal.forms import form_status
 from portal.roles import team_required
 
 from . import iam, services
@@ -119,7 +120,7 @@ def registry_add(request):
         else:
             messages.success(request, f"Added {registry.endpoint}." + ("" if skip else " Validating it now."))
             return redirect("registries-list")
-    return render(request, "registries/form.html", _form_context(request, form))
+    return render(request, "registries/form.html", _form_context(request, form), status=form_status(form))
 
 
 @team_required()
@@ -161,7 +162,8 @@ def registry_edit(request, pk: int):
         else:
             messages.success(request, f"Saved {registry.endpoint}." if changed else "Nothing changed.")
             return redirect("registries-detail", pk=registry.pk)
-    return render(request, "registries/form.html", _form_context(request, form, registry))
+    return render(request, "registries/form.html", _form_context(request, form, registry),
+                  status=form_status(form))
 
 
 @team_required("can_manage_registries")
@@ -177,7 +179,8 @@ def registry_test(request, pk: int):
             services.registry_queue_validation(registry=registry, image=image)
         messages.info(request, f"Testing {registry.endpoint}" + (f" with {image}." if image else "."))
         return redirect("registries-detail", pk=registry.pk)
-    return render(request, "registries/test.html", {"nav": "registries", "registry": registry, "form": form})
+    return render(request, "registries/test.html", {"nav": "registries", "registry": registry, "form": form},
+                  status=form_status(form))
 
 
 @team_required("can_manage_registries")

@@ -18,6 +18,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from portal.audit import audit_log
+from portal.forms import form_status
 from portal.roles import team_required
 
 from .customer_forms import CustomerForm, CustomerSearchForm
@@ -122,7 +123,8 @@ def customer_create(request):
     if request.htmx and request.htmx.target == "channel-field":
         # The app changed: offer that app's channels.
         return render(request, "releases/customer_form.html#channel-field", {"form": form})
-    return render(request, "releases/customer_form.html", {"nav": "customers", "form": form, "customer": None})
+    return render(request, "releases/customer_form.html", {"nav": "customers", "form": form, "customer": None},
+                  status=form_status(form))
 
 
 @team_required()
@@ -150,7 +152,8 @@ def customer_edit(request, pk):
             return redirect("releases-customer-detail", pk=customer.pk)
     else:
         form = CustomerForm(instance=customer, team=request.team)
-    return render(request, "releases/customer_form.html", {"nav": "customers", "form": form, "customer": customer})
+    return render(request, "releases/customer_form.html", {"nav": "customers", "form": form, "customer": customer},
+                  status=form_status(form))
 
 
 @require_POST

@@ -15,6 +15,8 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from portal.forms import form_status
+
 from .customer_portal import (
     SESSION_KEY,
     LicenseForm,
@@ -116,7 +118,7 @@ def customer_home(request):
     elif customer is None:
         form = LicenseForm()
     if customer is None or request.method == "POST":
-        return render(request, "customer/sign_in.html", {"form": form})
+        return render(request, "customer/sign_in.html", {"form": form}, status=form_status(form))
 
     releases = list(channel_releases(customer))
     latest = releases[-1] if releases else None

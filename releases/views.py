@@ -26,6 +26,7 @@ from django.utils.text import Truncator
 from django.views.decorators.http import require_POST
 
 from portal.audit import audit_log
+from portal.forms import form_status
 from portal.roles import team_required
 
 from .demo import DEMO_FILES
@@ -200,7 +201,8 @@ def app_create(request):
             messages.success(request, f"App {app.name} created with the channels Stable, Beta and Unstable.")
             return redirect("releases-app-detail", slug=app.slug)
     return render(request, "releases/app_form.html", {"nav": "apps", "form": form,
-                                                      "derived_slug": slug_from_name(form["name"].value() or "")})
+                                                      "derived_slug": slug_from_name(form["name"].value() or "")},
+                  status=form_status(form))
 
 
 def _app_detail_context(request, app, channel_form=None):
@@ -241,12 +243,12 @@ def app_edit(request, slug):
             except IntegrityError:
                 form.add_error("slug", "Your team already has an app with this slug: choose another.")
                 return render(request, "releases/app_edit.html", {"nav": "apps", "app": app, "form": form,
-                                                                  "slug_fixed": slug_fixed})
+                                                                  "slug_fixed": slug_fixed}, status=400)
             audit_log(request=request, team=request.team, action="update", obj=app, detail=changes)
             messages.success(request, f"App {app.name} saved.")
         return redirect("releases-app-detail", slug=app.slug)
     return render(request, "releases/app_edit.html", {"nav": "apps", "app": app, "form": form,
-                                                      "slug_fixed": slug_fixed})
+                                                      "slug_fixed": slug_fixed}, status=form_status(form))
 
 
 @require_POST
@@ -279,7 +281,8 @@ def channel_create(request, slug):
                       detail={"app": app.slug, "name": channel.name})
             messages.success(request, f"Channel {channel.name} added.")
             return redirect("releases-app-detail", slug=app.slug)
-    return render(request, "releases/app_detail.html", _app_detail_context(request, app, channel_form=form))
+    return render(request, "releases/app_detail.html", _app_detail_context(request, app, channel_form=form),
+                  status=form_status(form))
 
 
 @require_POST
@@ -381,7 +384,8 @@ def release_edit(request, slug, sequence):
             file = next((f for f in files if f.name == current), files[0])
             current = file.name
             form = ReleaseFileForm(initial={"original_name": file.name, "name": file.name, "content": file.content})
-    return render(request, "releases/release_edit.html", _editor_context(request, release, form, current))
+    return render(request, "releases/release_edit.html", _editor_context(request, release, form, current),
+                  status=form_status(form))
 
 
 def _save_file(request, release, form, original):
@@ -429,8 +433,8 @@ def release_validate(request, slug, sequence):
     form.is_valid()
     context = _editor_context(request, release, form, original)
     if request.htmx:
-        return render(request, "releases/release_edit.html#yaml-check", context)
-    return render(request, "releases/release_edit.html", context)
+        return render(request, "releases/release_edit.html#yaml-check", context, status=form_status(form))
+    return render(request, "releases/release_edit.html", context, status=form_status(form))
 
 
 @require_POST
@@ -568,7 +572,7 @@ def release_promote(request, slug, sequence):
     return render(request, "releases/release_promote.html", {
         "nav": "apps", "app": app, "release": release, "form": form, "blockers": blockers,
         "images": unique_images(images_in(files)), "failing": failing,
-    })
+    }, status=400 if request.method == "POST" else 200)
 
 
 @require_POST

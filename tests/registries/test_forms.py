@@ -176,7 +176,7 @@ def test_a_rejected_form_keeps_what_was_typed_but_never_the_password(client, ali
         "test_image": "demo-apps/nginx:latest",
     })
     page = response.content.decode()
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert "exactly 12 digits" in page
     for typed in ("4999999999999.dkr.ecr.us-east-2.amazonaws.com", "AKIATYPEDKEY", "my-ecr",
                   "demo-apps/nginx:latest"):

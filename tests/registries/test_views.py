@@ -119,7 +119,7 @@ def test_test_queues_a_validation_with_the_image(client, alice, ecr_registry_row
     assert ecr_registry_row.status == Status.VALIDATING
     assert AuditEvent.objects.get(action="test").detail["image"] == "demo-apps/nginx:1.0"
     bad = client.post(f"/registries/{ecr_registry_row.pk}/test/", {"image": "Bad Image"})
-    assert bad.status_code == 200 and "Bad Image" in bad.content.decode()
+    assert bad.status_code == 400 and "Bad Image" in bad.content.decode()
 
 
 def test_delete_asks_for_confirmation_and_warns_about_promoted_releases(client, alice, sample_app,

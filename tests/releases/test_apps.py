@@ -51,7 +51,7 @@ def test_the_slug_can_be_chosen_at_creation(client, alice, team):
 def test_it_rejects_bad_or_taken_slugs_and_keeps_the_input(client, alice, sample_app, slug, message):
     response = login(client, alice).post("/apps/new/", {"name": "Typed name", "slug": slug})
     content = response.content.decode()
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert message in content
     assert 'value="Typed name"' in content
     assert App.objects.count() == 1
@@ -106,7 +106,7 @@ def test_it_adds_a_custom_channel(client, bob, sample_app):
                                                 ("", "required")])
 def test_it_rejects_a_duplicate_or_empty_channel_name(client, bob, sample_app, name, message):
     response = login(client, bob).post("/apps/mysampleecrapp/channels/new/", {"name": name})
-    assert response.status_code == 200 and message in response.content.decode()
+    assert response.status_code == 400 and message in response.content.decode()
     assert sample_app.channels.count() == 3
 
 
@@ -155,4 +155,4 @@ def test_the_slug_is_fixed_in_the_settings_once_promoted(client, bob, sample_app
 def test_settings_reject_a_taken_slug(client, bob, sample_app, team):
     App.create_with_channels(team=team, name="Fresh", slug="fresh")
     response = login(client, bob).post("/apps/fresh/edit/", {"name": "Fresh", "slug": "mysampleecrapp"})
-    assert response.status_code == 200 and "already has an app" in response.content.decode()
+    assert response.status_code == 400 and "already has an app" in response.content.decode()

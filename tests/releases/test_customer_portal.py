@@ -61,7 +61,7 @@ def test_a_tampered_license_file_is_refused(client, customer):
     document["spec"]["channelName"] = "Stable"
     upload = SimpleUploadedFile("license.yaml", yaml.safe_dump(document).encode())
     response = client.post(HOME, {"license_file": upload})
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert "signature does not match" in response.content.decode()
     assert SESSION_KEY not in client.session
 
@@ -72,7 +72,7 @@ def test_a_tampered_license_file_is_refused(client, customer):
 ])
 def test_bad_input_says_what_to_fix_and_keeps_what_was_typed(client, customer, data, message):
     response = client.post(HOME, data)
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert message in response.content.decode()
     if data:
         assert 'value="nope"' in response.content.decode()

@@ -99,7 +99,7 @@ def test_create_rejects_bad_input_and_keeps_it(client, alice, sample_app):
         "name": "  ", "email": "not-an-email", "app": sample_app.pk,
         "channel": sample_app.channels.get(name="Stable").pk, "license_type": "gold", "expires_on": "soon",
     })
-    assert response.status_code == 200
+    assert response.status_code == 400
     content = response.content.decode()
     assert "Enter the customer&#x27;s name." in content or "This field is required." in content
     assert "Enter a valid email address." in content
@@ -115,14 +115,14 @@ def test_create_rejects_a_channel_of_another_app(client, alice, sample_app):
     response = login(client, alice).post("/customers/new/", {
         "name": "X", "app": sample_app.pk, "channel": other.channels.first().pk, "license_type": "dev",
     })
-    assert response.status_code == 200 and not Customer.objects.exists()
+    assert response.status_code == 400 and not Customer.objects.exists()
 
 
 def test_create_rejects_another_teams_app(client, mallory, sample_app):
     response = login(client, mallory).post("/customers/new/", {
         "name": "X", "app": sample_app.pk, "channel": sample_app.channels.first().pk, "license_type": "dev",
     })
-    assert response.status_code == 200 and not Customer.objects.exists()
+    assert response.status_code == 400 and not Customer.objects.exists()
 
 
 def test_choosing_an_app_offers_its_channels(client, alice, sample_app):

@@ -71,7 +71,7 @@ def test_bad_yaml_is_not_saved_and_everything_typed_is_kept(client, bob, draft):
     response = login(client, bob).post(edit_url(), {
         "original_name": "deployment.yaml", "name": "renamed.yaml", "content": typed})
     content = response.content.decode()
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert "Line 17, column 11" in content and "Container “nginx” needs an “image”." in content
     assert "# my note &lt;b&gt;" in content and "imag: nginx" in content
     assert 'value="renamed.yaml"' in content
@@ -131,7 +131,7 @@ def test_it_renames_a_file(client, bob, draft):
 )
 def test_it_rejects_bad_or_duplicate_file_names(client, bob, draft, name, message):
     response = login(client, bob).post(edit_url(), {"original_name": "", "name": name, "content": NGINX_SERVICE})
-    assert response.status_code == 200 and message in response.content.decode()
+    assert response.status_code == 400 and message in response.content.decode()
     assert draft.files.count() == 2
 
 

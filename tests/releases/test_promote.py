@@ -56,7 +56,7 @@ def test_it_rejects_missing_channels_or_label_and_keeps_the_input(client, bob, d
     data["release_notes"] = "Typed notes"
     response = login(client, bob).post(PROMOTE, data)
     content = response.content.decode()
-    assert response.status_code == 200 and message in content
+    assert response.status_code == 400 and message in content
     assert "Typed notes" in content
     assert not draft.promotions.exists()
 
@@ -65,7 +65,7 @@ def test_it_refuses_to_promote_a_release_with_problems(client, bob, draft):
     draft.files.filter(name="deployment.yaml").update(content="kind: Deployment\n")
     response = login(client, bob).post(PROMOTE, {"channels": draft.app.channels.get(slug="unstable").pk,
                                                  "version_label": "0.0.2"})
-    assert response.status_code == 200 and "Fix the release before promoting it" in response.content.decode()
+    assert response.status_code == 400 and "Fix the release before promoting it" in response.content.decode()
     assert not draft.promotions.exists()
 
 
@@ -78,7 +78,7 @@ def test_it_cannot_promote_to_another_apps_or_an_archived_channel(client, bob, d
     login(client, bob)
     for channel in (other.channels.get(slug="unstable"), beta):
         response = client.post(PROMOTE, {"channels": channel.pk, "version_label": "x"})
-        assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
+        assert response.status_code == 400 and "Select a valid choice" in response.content.decode()
     assert not draft.promotions.exists()
 
 

@@ -53,7 +53,7 @@ def test_without_the_registry_linked_the_page_lists_the_image_and_asks_to_confir
 
 def test_without_the_checkbox_it_refuses_and_keeps_what_was_typed(client, alice, ecr_release):
     response = login(client, alice).post(PROMOTE, form_data(ecr_release.app))
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert 'Tick "Promote anyway"' in response.text.replace("&quot;", '"')
     assert 'value="0.0.2"' in response.text and "Pull nginx from our ECR repository" in response.text
     assert not Promotion.objects.filter(release=ecr_release).exists()
@@ -79,7 +79,7 @@ def test_with_the_ecr_registry_linked_no_confirmation_is_needed(client, alice, l
 
 
 def test_a_developer_must_confirm_too_and_support_cannot_promote(client, bob, sam, ecr_release):
-    assert login(client, bob).post(PROMOTE, form_data(ecr_release.app)).status_code == 200
+    assert login(client, bob).post(PROMOTE, form_data(ecr_release.app)).status_code == 400
     assert not Promotion.objects.filter(release=ecr_release).exists()
     assert login(client, sam).post(PROMOTE, form_data(ecr_release.app,
                                                       promote_anyway="on")).status_code == 403
