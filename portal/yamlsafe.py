@@ -196,7 +196,7 @@ def load_all(text: str) -> list:
 
 
 def load_all_with_nodes(text: str) -> list[tuple[Node, object]]:
-    """``(node, value)`` of every non-empty document: the node tree keeps each value's marks
+    """``(node, value)`` of every document: the node tree keeps each value's marks
     (line, column, index). Constructing flattens merge keys into the mapping nodes, as PyYAML
     does."""
     return _run(text, _documents_with_nodes)
