@@ -12,7 +12,6 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-import yaml
 from django import forms
 
 from .licenses import LicenseError, rfc3339, verify_license_text
@@ -153,10 +152,9 @@ class LicenseForm(forms.Form):
         except UnicodeDecodeError:
             raise forms.ValidationError("This is not a license file: it is not UTF-8 text.") from None
         try:
-            verify_license_text(text)
+            return verify_license_text(text).license_id
         except LicenseError as e:
             raise forms.ValidationError(f"This license file cannot be trusted: {e}.") from None
-        return str(yaml.safe_load(text)["spec"]["licenseID"])
 
     def clean(self):
         cleaned = super().clean()

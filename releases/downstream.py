@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from portal import yamlsafe
 from registries.reference import DOCKER_HUB, InvalidReference, Reference, parse
 
 from .manifests import CONTAINER_LISTS, POD_SPEC_PATHS  # one list of workload kinds
@@ -115,7 +116,7 @@ class ImageUse:
 
 def load_documents(text: str) -> list:
     """The YAML documents of a file (empty documents dropped); yaml.YAMLError when invalid."""
-    return [d for d in yaml.safe_load_all(text) if d is not None]
+    return [d for d in yamlsafe.load_all(text) if d is not None]
 
 
 def is_kubernetes_document(document) -> bool:

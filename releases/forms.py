@@ -2,7 +2,7 @@
 
 from django import forms
 
-from .manifests import file_name_error, validate_file
+from .manifests import file_name_error, problem_count, validate_file
 from .models import SLUG_RE, App, Channel, slug_from_name
 
 # Words the URLs use after /apps/ and /channels/.
@@ -143,10 +143,10 @@ class ReleaseFileForm(forms.Form):
         if "content" in cleaned:
             self.problems = validate_file(cleaned.get("name") or "", cleaned["content"])
             if self.problems:
-                count = len(self.problems)
+                count = problem_count(self.problems)
                 self.add_error(
                     "content",
-                    f"The YAML has {count} problem{'s' if count > 1 else ''}: fix "
+                    f"The YAML has {count:,} problem{'s' if count > 1 else ''}: fix "
                     f"{'them' if count > 1 else 'it'} (see below) and save again.",
                 )
         return cleaned

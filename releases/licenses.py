@@ -8,13 +8,19 @@ installers verify with the public key printed by ``manage.py license_public_key`
 
 The license ID is the customer's credential: it appears in the file and on Admins' pages,
 never in a log line or an audit entry.
+
+Uploaded files are read with ``portal.yamlsafe`` (bounded), and the spec must hold only what
+JSON can carry, since its canonical JSON is what is signed: text, integers within 64 bits,
+finite numbers, booleans, null, lists and mappings with text keys. Dates, sets, ``!!binary``
+and other keys are refused with the path of the value (``spec.entitlements.seats: …``).
 """
 
 import base64
 import binascii
 import json
-from dataclasses import dataclass
-from datetime import UTC
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -24,6 +30,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from django.conf import settings
 from django.utils.text import slugify
+
+from portal import yamlsafe
 
 API_VERSION = "kots.io/v1beta1"
 KIND = "License"
@@ -55,10 +63,49 @@ def public_key_pem() -> str:
     )
 
 
+INT64 = range(-(2**63), 2**63)
+
+
+def _json_problem(value) -> str | None:
+    """Why ``value`` itself (not what it holds) has no JSON form, or None when it has one."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return None
+    if isinstance(value, int):
+        return None if value in INT64 else "an integer beyond 64 bits is not allowed"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "NaN and infinite numbers are not allowed"
+    if isinstance(value, (datetime, date)):  # YAML reads 2030-01-31 unquoted as a date
+        return "a date is not allowed: put it in quotes to make it text"
+    if isinstance(value, (set, frozenset)):
+        return "a set (!!set) is not allowed: use a list"
+    if isinstance(value, (bytes, bytearray)):
+        return "binary data (!!binary) is not allowed"
+    if isinstance(value, (dict, list, tuple)):
+        return None
+    return f"a value of type {type(value).__name__} is not allowed"
+
+
+def _check_json(value, path: str) -> None:
+    """Raise LicenseError at the first value under ``path`` that JSON cannot represent."""
+    problem = _json_problem(value)
+    if problem:
+        raise LicenseError(f"{path}: {problem}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise LicenseError(f"{path}: the key {key!r} is not text: put it in quotes")
+            _check_json(item, f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_json(item, f"{path}[{index}]")
+
+
 def canonical_json(spec: dict) -> bytes:
-    """The bytes that are signed: the spec without ``signature``, sorted keys, no spaces."""
+    """The bytes that are signed: the spec without ``signature``, sorted keys, no spaces.
+    LicenseError names the first value JSON cannot represent."""
     unsigned = {k: v for k, v in spec.items() if k != "signature"}
-    return json.dumps(unsigned, sort_keys=True, separators=(",", ":")).encode()
+    _check_json(unsigned, "spec")
+    return json.dumps(unsigned, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
 def sign_spec(spec: dict) -> str:
@@ -133,12 +180,28 @@ class VerifiedLicense:
     license_type: str
     license_sequence: int
     expires_at: str
+    license_id: str = field(default="", repr=False)  # a credential: kept out of any repr
+
+    def expired(self, now: datetime) -> bool:
+        """Whether ``entitlements.expires_at`` has passed at ``now`` (never, when empty)."""
+        return bool(self.expires_at) and _parse_expiry(self.expires_at) <= now
+
+
+def _parse_expiry(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise LicenseError(f"entitlements.expires_at {value[:40]!r} is not a date and time "
+                           "such as 2030-01-31T00:00:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def verify_license_text(text: str, public_key: Ed25519PublicKey | None = None) -> VerifiedLicense:
     """Check a license file's shape and signature; raise LicenseError saying what is wrong."""
     try:
-        document = yaml.safe_load(text)
+        document = yamlsafe.load(text)
+    except yamlsafe.YAMLLimitError as e:
+        raise LicenseError(e.problem) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -165,6 +228,8 @@ def verify_license_text(text: str, public_key: Ed25519PublicKey | None = None) -
     except InvalidSignature:
         raise LicenseError("the signature does not match: the file was changed or signed by another key") from None
     expires = (spec.get("entitlements") or {}).get("expires_at") or {}
+    if expires.get("value"):
+        _parse_expiry(str(expires["value"]))
     return VerifiedLicense(
         customer_name=str(spec["customerName"]),
         app_slug=str(spec["appSlug"]),
@@ -172,6 +237,7 @@ def verify_license_text(text: str, public_key: Ed25519PublicKey | None = None) -
         license_type=str(spec.get("licenseType", "")),
         license_sequence=int(spec.get("licenseSequence") or 0),
         expires_at=str(expires.get("value") or ""),
+        license_id=str(spec["licenseID"]),
     )
 
 

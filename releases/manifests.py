@@ -8,9 +8,12 @@ column it points at, so the editor can say exactly what to fix:
 - duplicate keys in a mapping (Kubernetes rejects them; PyYAML silently keeps the last one);
 - every container (``containers`` and ``initContainers``) of a workload needs an ``image``.
 
+At most ``MAX_PROBLEMS`` are listed, then one "…and N more problems". YAML is read through
+``portal.yamlsafe``: a file nested too deeply or expanding too far is one problem saying so.
+
 ``images_in(files)`` lists the container images of every workload in ``[(name, text), ...]``,
 in file order; files with syntax errors contribute nothing. Multi-document files (``---``) are
-read document by document. Issue 5 (delivery) reuses this for the private-image check.
+read document by document. The private-image check reuses this.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from dataclasses import dataclass
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from portal import yamlsafe
 
 # Workload kinds and the path from the document to their pod spec.
 POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
@@ -38,6 +43,8 @@ CONTAINER_LISTS = ("initContainers", "containers")
 # A relative path of safe parts ending in .yaml/.yml: `deployment.yaml`, `manifests/db.yml`.
 FILE_NAME_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*/)*[A-Za-z0-9][A-Za-z0-9._-]*\.ya?ml$")
 MAX_FILE_NAME = 255
+# Problems listed per file: enough to work through, few enough that the page stays small.
+MAX_PROBLEMS = 50
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,7 @@ class Problem:
     line: int | None
     column: int | None
     message: str
+    hidden: int = 0  # the closing "…and N more problems" entry stands for N problems not listed
 
     def __str__(self) -> str:
         if self.line is None:
@@ -90,20 +98,9 @@ class _Document:
     data: object
 
 
-def _documents(text: str) -> Iterator[_Document]:
+def _documents(text: str) -> list[_Document]:
     """Each non-empty document with its node tree (for positions) and its Python value."""
-    loader = yaml.SafeLoader(text)
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:
-                continue
-            data = loader.construct_document(node)
-            if data is None:
-                continue
-            yield _Document(node, data)
-    finally:
-        loader.dispose()
+    return [_Document(node, data) for node, data in yamlsafe.load_all_with_nodes(text) if data is not None]
 
 
 def _syntax_problem(error: yaml.YAMLError) -> Problem:
@@ -223,7 +220,16 @@ def validate_file(name: str, text: str) -> list[Problem]:
             if not _scalar(image):
                 problems.append(_at(image or container, f"{label} needs an “image”."))
     problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+    if len(problems) > MAX_PROBLEMS:
+        rest = len(problems) - MAX_PROBLEMS
+        more = Problem(None, None, f"…and {rest:,} more problem{'s' if rest > 1 else ''}.", hidden=rest)
+        problems = [*problems[:MAX_PROBLEMS], more]
     return problems
+
+
+def problem_count(problems: Iterable[Problem]) -> int:
+    """How many problems ``validate_file`` found, the ones it did not list included."""
+    return sum(p.hidden or 1 for p in problems)
 
 
 def images_in(files: Iterable) -> list[ImageUse]:

@@ -32,7 +32,7 @@ from portal.roles import team_required
 from .demo import DEMO_FILES
 from .forms import AppEditForm, AppForm, ChannelForm, PromoteForm, ReleaseFileForm
 from .image_check import release_failing_images
-from .manifests import images_in, unique_images, validate_file
+from .manifests import images_in, problem_count, unique_images, validate_file
 from .models import App, Channel, Promotion, Release, ReleaseFile, slug_from_name
 
 PAGE_SIZE = 25
@@ -346,7 +346,7 @@ def _editor_context(request, release, form, current_name, extra_problems=()):
     return {
         "nav": "apps", "app": release.app, "release": release, "files": files, "form": form,
         "current_name": current_name, "images": unique_images(images_in(pairs)),
-        "problems": problems, "checked": form.is_bound,
+        "problems": problems, "problem_count": problem_count(problems), "checked": form.is_bound,
     }
 
 

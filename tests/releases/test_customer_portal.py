@@ -8,11 +8,13 @@ import pytest
 import yaml
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
+from django.utils.html import escape
 
 from releases.customer_portal import SESSION_KEY
 from releases.licenses import license_yaml
 from releases.models import Release
 from tests.conftest import NGINX_DEPLOYMENT
+from tests.yaml_bombs import alias_bomb, deep_nesting, merge_bomb
 
 HOME = "/customer/"
 
@@ -163,3 +165,27 @@ def test_pages_need_a_signed_in_license(client, customer):
     for url in ("/customer/updates/", "/customer/releases/1/", "/customer/releases/1/download/"):
         response = client.get(url)
         assert response.status_code == 302 and response["Location"] == HOME
+
+
+@pytest.mark.parametrize("content, message", [
+    (merge_bomb().encode(), "expands to more than 1,000,000 nodes (aliases and merge keys counted as copies)"),
+    (alias_bomb().encode(), "expands to more than 1,000,000 nodes (aliases and merge keys counted as copies)"),
+    (deep_nesting(2000).encode(), "nested more than 100 levels deep"),
+    ("date", "spec.extra: a date is not allowed"),
+    ("set", "spec.extra: a set (!!set) is not allowed"),
+    ("binary", "spec.extra: binary data (!!binary) is not allowed"),
+    ("int-key", "spec.extra: the key 1 is not text"),
+    ("huge-int", "spec.extra: an integer beyond 64 bits is not allowed"),
+    (b"\xff\xfe not text", "This is not a license file: it is not UTF-8 text."),
+], ids=["merge-bomb", "alias-bomb", "deep", "date", "set", "binary", "int-key", "huge-int", "not-utf8"])
+def test_a_hostile_license_file_is_refused_with_a_message(client, customer, content, message):
+    odd_values = {"date": "2030-01-31", "set": "!!set {a}", "binary": "!!binary aGVsbG8=",
+                  "int-key": "{1: one}", "huge-int": "99999999999999999999"}
+    if isinstance(content, str):
+        content = (license_yaml(customer) + f"  extra: {odd_values[content]}\n").encode()
+    upload = SimpleUploadedFile("license.yaml", content, "application/yaml")
+    response = client.post(HOME, {"license_id": "typed-id", "license_file": upload})
+    assert response.status_code == 200  # the form again, as for every refused sign-in
+    page = response.content.decode()
+    assert escape(message) in page and 'value="typed-id"' in page
+    assert SESSION_KEY not in client.session

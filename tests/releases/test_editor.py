@@ -2,11 +2,13 @@
 YAML checked live (htmx) and on save, and nothing the user typed is ever lost."""
 
 import pytest
+from django.utils.html import escape
 
 from portal.models import AuditEvent
 from releases.demo import NGINX_DEPLOYMENT, NGINX_SERVICE
 from releases.models import Release
 from tests.conftest import login
+from tests.yaml_bombs import alias_bomb, deep_nesting
 
 ECR_IMAGE = "4999999999999.dkr.ecr.us-east-2.amazonaws.com/demo-apps/nginx"
 ECR_DEPLOYMENT = NGINX_DEPLOYMENT.replace("image: nginx", f"image: {ECR_IMAGE}")
@@ -172,3 +174,27 @@ def test_the_release_page_shows_files_and_images(client, sam, sample_app):
     assert "deployment.yaml" in content and "service.yaml" in content
     assert "<code>nginx</code>" in content and "Deployment/nginx" in content
     assert "Create new release" not in content
+
+
+@pytest.mark.parametrize("text, message", [
+    (deep_nesting(2000), "nested more than 100 levels deep"),
+    (alias_bomb(), "expands to more than 1,000,000 nodes"),
+], ids=["deep", "alias-bomb"])
+def test_deep_nesting_and_bombs_are_one_problem_live_and_on_save(client, bob, draft, text, message):
+    typed = {"original_name": "service.yaml", "name": "service.yaml", "content": text}
+    live = login(client, bob).post("/apps/mysampleecrapp/releases/2/validate/", typed, HTTP_HX_REQUEST="true")
+    assert live.status_code == 200
+    assert message in live.content.decode() and "1 problem to fix" in live.content.decode()
+    saved = client.post(edit_url(), typed)
+    assert saved.status_code == 200
+    assert message in saved.content.decode() and escape(text[:200]) in saved.content.decode()
+    assert draft.files.get(name="service.yaml").content == NGINX_SERVICE
+
+
+def test_the_editor_lists_fifty_problems_and_counts_them_all(client, bob, draft):
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: many}\ndata:\n" + "  k: v\n" * 121
+    response = login(client, bob).post(edit_url(), {"original_name": "service.yaml", "name": "service.yaml",
+                                                    "content": text})
+    content = response.content.decode()
+    assert "120 problems to fix" in content and "The YAML has 120 problems" in content
+    assert content.count("Duplicate key") == 50 and "…and 70 more problems." in content

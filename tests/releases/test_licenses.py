@@ -1,5 +1,6 @@
 import base64
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -15,6 +16,7 @@ from releases.licenses import (
     verify_license_text,
 )
 from tests.conftest import login
+from tests.yaml_bombs import alias_bomb, deep_nesting, merge_bomb
 
 
 @pytest.fixture
@@ -155,3 +157,99 @@ def test_the_license_follows_the_customer(client, alice, customer):
     spec = yaml.safe_load(client.get(f"/customers/{customer.pk}/license/").content)["spec"]
     assert spec["licenseID"] == customer.license_id
     assert spec["licenseSequence"] == 2
+
+
+# --- what JSON cannot carry, hostile files, expiry ------------------------------------------
+
+
+@pytest.mark.parametrize("value, message", [
+    ("2030-01-31", "spec.extra: a date is not allowed: put it in quotes"),
+    ("2030-01-31 10:00:00", "spec.extra: a date is not allowed"),
+    ("!!set {a, b}", "spec.extra: a set (!!set) is not allowed"),
+    ("!!binary aGVsbG8=", "spec.extra: binary data (!!binary) is not allowed"),
+    ("{1: one}", "spec.extra: the key 1 is not text"),
+    ("{nested: [ok, {2030-01-31: x}]}", "spec.extra.nested[1]: the key datetime.date(2030, 1, 31) is not text"),
+    ("99999999999999999999", "spec.extra: an integer beyond 64 bits is not allowed"),
+    (".nan", "spec.extra: NaN and infinite numbers are not allowed"),
+    ("-.inf", "spec.extra: NaN and infinite numbers are not allowed"),
+])
+def test_values_json_cannot_carry_are_refused_with_their_path(license_text, value, message):
+    with pytest.raises(LicenseError, match=re.escape(message)):
+        verify_license_text(license_text + f"  extra: {value}\n")
+
+
+def test_a_key_that_is_not_text_is_refused():
+    with pytest.raises(LicenseError, match="spec: the key 7 is not text"):
+        canonical_json({"signature": "x", 7: "seven"})
+
+
+def test_typed_integers_and_booleans_stay_valid(customer):
+    customer.entitlements = {
+        "seats": {"title": "Seats", "value": 25, "valueType": "Integer"},
+        "sso": {"title": "SSO", "value": True, "valueType": "Boolean"},
+        "quota": {"title": "Quota", "value": 2**63 - 1, "valueType": "Integer"},
+        "ratio": {"title": "Ratio", "value": 0.5, "valueType": "Float"},
+    }
+    result = verify_license_text(license_yaml(customer))
+    assert result.customer_name == "Big Bank"
+    assert b'"seats":{"title":"Seats","value":25,' in canonical_json(yaml.safe_load(license_yaml(customer))["spec"])
+
+
+@pytest.mark.parametrize("text, message", [
+    (merge_bomb(), "expands to more than 1,000,000 nodes (aliases and merge keys counted as copies)"),
+    (alias_bomb(), "expands to more than 1,000,000 nodes (aliases and merge keys counted as copies)"),
+    (deep_nesting(2000), "nested more than 100 levels deep"),
+])
+def test_bombs_and_deep_nesting_are_refused(text, message):
+    with pytest.raises(LicenseError, match=re.escape(message)):
+        verify_license_text(text)
+
+
+def run_verify_license(path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("verify_license", str(path))
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out + captured.err
+
+
+@pytest.mark.parametrize("content, message", [
+    (merge_bomb().encode(), "expands to more than 1,000,000 nodes"),
+    (alias_bomb().encode(), "expands to more than 1,000,000 nodes"),
+    (deep_nesting(2000).encode(), "nested more than 100 levels deep"),
+    (b"a: !!int nope\n", "not valid YAML at line 1, column 4"),
+    (b"kind: License\nspec: \xff\xfe\n", "not UTF-8 text"),
+    (None, "cannot read: No such file or directory"),
+], ids=["merge-bomb", "alias-bomb", "deep", "bad-int", "not-utf8", "missing"])
+def test_verify_license_command_says_invalid_without_a_traceback(tmp_path, capsys, db, content, message):
+    path = tmp_path / "license.yaml"
+    if content is not None:
+        path.write_bytes(content)
+    code, output = run_verify_license(path, capsys)
+    assert code == 1
+    assert output.startswith("INVALID: ") and message in output
+    assert "Traceback" not in output
+
+
+def test_verify_license_command_says_invalid_for_odd_types(license_text, tmp_path, capsys):
+    path = tmp_path / "license.yaml"
+    path.write_text(license_text + "  extra: !!set {a}\n")
+    code, output = run_verify_license(path, capsys)
+    assert code == 1 and output.startswith("INVALID: ") and "spec.extra: a set (!!set) is not allowed" in output
+
+
+def test_verify_license_command_says_expired_with_the_date(customer, tmp_path, capsys):
+    customer.expires_at = datetime(2020, 1, 31, tzinfo=UTC)
+    path = tmp_path / "license.yaml"
+    path.write_text(license_yaml(customer))
+    code, output = run_verify_license(path, capsys)
+    assert code == 2
+    assert output.startswith("EXPIRED: ") and "2020-01-31T00:00:00Z" in output and "OK" not in output
+
+
+def test_verify_license_command_says_ok_before_the_expiry(customer, tmp_path, capsys):
+    customer.expires_at = datetime(2999, 1, 31, tzinfo=UTC)
+    path = tmp_path / "license.yaml"
+    path.write_text(license_yaml(customer))
+    call_command("verify_license", str(path))
+    out = capsys.readouterr().out
+    assert out.startswith("OK: ") and "expires 2999-01-31T00:00:00Z" in out

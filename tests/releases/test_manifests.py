@@ -4,13 +4,17 @@ import pytest
 
 from releases.demo import NGINX_DEPLOYMENT, NGINX_SERVICE
 from releases.manifests import (
+    MAX_PROBLEMS,
     ImageUse,
     Problem,
     file_name_error,
+    image_spans,
     images_in,
+    problem_count,
     unique_images,
     validate_file,
 )
+from tests.yaml_bombs import alias_bomb, block_nesting, crd_bundle, deep_nesting, merge_bomb
 
 ECR_IMAGE = "4999999999999.dkr.ecr.us-east-2.amazonaws.com/demo-apps/nginx"
 
@@ -167,3 +171,41 @@ def test_it_accepts_safe_relative_yaml_names(name):
 )
 def test_it_rejects_unsafe_or_non_yaml_names(name):
     assert file_name_error(name)
+
+
+# --- hostile and huge files ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, message", [
+    (merge_bomb(), "expands to more than 1,000,000 nodes (aliases and merge keys counted as copies)"),
+    (alias_bomb(), "expands to more than 1,000,000 nodes (aliases and merge keys counted as copies)"),
+    (deep_nesting(2000), "nested more than 100 levels deep"),
+    (block_nesting(101), "nested more than 100 levels deep"),
+], ids=["merge-bomb", "alias-bomb", "flow-2000", "block-101"])
+def test_a_bomb_or_deep_nesting_is_one_problem_saying_so(text, message):
+    [problem] = validate_file("bomb.yaml", text)
+    assert message in problem.message and problem.line is not None
+    assert images_in([("bomb.yaml", text)]) == []
+    assert image_spans(text) == []
+
+
+def test_a_value_yaml_cannot_read_is_a_problem_at_its_line():
+    text = NGINX_DEPLOYMENT.replace("  name: nginx\n", "  name: nginx\n  annotations: {at: 2024-13-01}\n", 1)
+    [problem] = validate_file("deployment.yaml", text)
+    assert (problem.line, problem.column) == (5, 21)
+    assert "2024-13-01" in problem.message and "month must be in 1..12" in problem.message
+
+
+def test_problems_are_capped_with_a_count_of_the_rest():
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: many}\ndata:\n" + "  k: v\n" * 121
+    problems = validate_file("configmap.yaml", text)
+    assert len(problems) == MAX_PROBLEMS + 1
+    assert problems[0] == Problem(6, 3, "Duplicate key “k”: remove one of them.")
+    assert str(problems[-1]) == "…and 70 more problems."
+    assert problem_count(problems) == 120
+
+
+def test_a_5mb_bundle_of_custom_resource_definitions_is_fine():
+    text = crd_bundle(5_000_000)
+    assert len(text) >= 5_000_000
+    assert validate_file("crds.yaml", text) == []

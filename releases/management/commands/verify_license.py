@@ -1,14 +1,22 @@
-"""Check a license file: its shape and its Ed25519 signature."""
+"""Check a license file: its shape, its Ed25519 signature and its expiry."""
 
 from pathlib import Path
 
 from django.core.management.base import BaseCommand
+from django.utils import timezone
 
 from releases.licenses import LicenseError, load_public_key, verify_license_text
 
+EXIT_INVALID = 1
+EXIT_EXPIRED = 2
+
 
 class Command(BaseCommand):
-    help = "Verify a license file's signature. Exit 0 when it is valid, 1 when it is not."
+    help = (
+        "Verify a license file. Prints OK and exits 0 when it is valid and unexpired; "
+        f"INVALID (exit {EXIT_INVALID}) when it cannot be trusted; EXPIRED (exit {EXIT_EXPIRED}) "
+        "when it is correctly signed but its expires_at has passed."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="the license YAML file")
@@ -20,19 +28,24 @@ class Command(BaseCommand):
     def handle(self, *args, file, public_key=None, **options):
         try:
             text = Path(file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            return self._fail(f"{file}: cannot read: {getattr(e, 'strerror', None) or e}")
+        except UnicodeDecodeError:
+            return self._fail(EXIT_INVALID, f"INVALID: {file}: not UTF-8 text, so not a license file")
+        except OSError as e:
+            return self._fail(EXIT_INVALID, f"INVALID: {file}: cannot read: {e.strerror or e}")
         try:
             key = load_public_key(Path(public_key).read_text()) if public_key else None
             result = verify_license_text(text, public_key=key)
+            expired = result.expired(timezone.now())
         except (LicenseError, OSError, ValueError) as e:
-            return self._fail(f"{file}: {e}")
-        expiry = result.expires_at or "never"
-        self.stdout.write(self.style.SUCCESS(
-            f"OK: customer {result.customer_name!r}, app {result.app_slug}, channel {result.channel_name}, "
-            f"license type {result.license_type}, sequence {result.license_sequence}, expires {expiry}"
-        ))
+            return self._fail(EXIT_INVALID, f"INVALID: {file}: {e}")
+        summary = (
+            f"customer {result.customer_name!r}, app {result.app_slug}, channel {result.channel_name}, "
+            f"license type {result.license_type}, sequence {result.license_sequence}"
+        )
+        if expired:
+            return self._fail(EXIT_EXPIRED, f"EXPIRED: {file}: expired at {result.expires_at}; {summary}")
+        self.stdout.write(self.style.SUCCESS(f"OK: {summary}, expires {result.expires_at or 'never'}"))
 
-    def _fail(self, message: str):
-        self.stderr.write(self.style.ERROR(f"INVALID: {message}"))
-        raise SystemExit(1)
+    def _fail(self, code: int, message: str):
+        self.stderr.write(self.style.ERROR(message))
+        raise SystemExit(code)
