@@ -58,6 +58,7 @@ def breakdown(*, license_id: str, slug: str, name: str, reference: str, digest: 
     from django.db import connection
 
     from registries.services import registry_pull_client
+    from portal import throttle
     from releases import proxy
     from releases.customer_portal import check_basic_auth
     from releases.downstream import registries_for_app
@@ -80,7 +81,7 @@ def breakdown(*, license_id: str, slug: str, name: str, reference: str, digest: 
 
     registry = team_registries()
     parts = {
-        "throttle check (cache)": lambda: proxy.is_throttled("10.0.0.1"),
+        "throttle check (cache)": lambda: throttle.is_throttled("10.0.0.1"),
         "license check (check_basic_auth)": lambda: check_basic_auth(header, app_slug=slug),
         "allow-list (cache key: 3 aggregates)": lambda: proxy._allow_list(app),
         "registry resolution (team registries, available)": team_registries,

@@ -6,10 +6,12 @@ clients are raw sockets, so nothing between the test and the server tidies up th
 
 from __future__ import annotations
 
+import base64
 import socket
 import threading
 import time
 
+import httpx
 import pytest
 
 from portal.server import HEAD_TIMEOUT
@@ -19,10 +21,15 @@ from tests.servers import LOOPBACK, free_port
 pytestmark = pytest.mark.slow
 
 
+FAILURE_LIMIT = 3
+
+
 def _start(tmp_path_factory, name: str, *, app: str | None = None) -> ProxyServer:
     directory = tmp_path_factory.mktemp(name)
     port = free_port()
-    return ProxyServer(directory, server_env(directory, port), port).start(app=app, migrate=app is None)
+    env = server_env(directory, port, extra={"PORTAL_PROXY_AUTH_FAILURE_LIMIT": str(FAILURE_LIMIT),
+                                             "PORTAL_LOGIN_FAILURE_LIMIT": str(FAILURE_LIMIT)})
+    return ProxyServer(directory, env, port).start(app=app, migrate=app is None)
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +195,29 @@ def test_a_slow_reader_of_a_large_response_is_not_cut(streaming):
     assert elapsed > HEAD_TIMEOUT + 1, f"the reader was not slow enough ({elapsed:.1f} s) to test this"
     _, _, received = bytes(data).partition(b"\r\n\r\n")
     assert received == expected(size_mb)
+
+
+def test_x_forwarded_for_changes_no_client_address_without_trusted_proxies(portal):
+    """PORTAL_TRUSTED_PROXIES is empty: a forged X-Forwarded-For escapes no throttle."""
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"f:f").decode()}
+    for n in range(FAILURE_LIMIT):
+        response = httpx.get(f"{portal.url}/v2/", headers={**wrong, "X-Forwarded-For": f"1.2.3.{n}"})
+        assert response.status_code == 401
+    response = httpx.get(f"{portal.url}/v2/", headers={**wrong, "X-Forwarded-For": "1.2.3.99"})
+    assert response.status_code == 429
+
+    portal.shell("from django.contrib.auth import get_user_model; "
+                 "get_user_model().objects.create_user('victor', 'v@example.com', 'right-pw-1234')")
+    with httpx.Client(base_url=portal.url) as client:
+        def log_in(password: str, address: str) -> httpx.Response:
+            client.get("/accounts/login/")
+            return client.post("/accounts/login/", headers={"X-Forwarded-For": address}, data={
+                "username": "victor", "password": password,
+                "csrfmiddlewaretoken": client.cookies["csrftoken"]})
+
+        for n in range(FAILURE_LIMIT - 1):
+            assert log_in("wrong", f"5.6.7.{n}").status_code == 200  # the form again
+        assert log_in("wrong", "5.6.7.50").status_code == 429  # the limit: locked out
+        locked = log_in("right-pw-1234", "5.6.7.99")
+    assert locked.status_code == 429
+    assert "sessionid" not in client.cookies
