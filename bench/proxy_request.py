@@ -57,8 +57,8 @@ def breakdown(*, license_id: str, slug: str, name: str, reference: str, digest: 
     from asgiref.sync import sync_to_async
     from django.db import connection
 
-    from registries.services import registry_pull_client
     from portal import throttle
+    from registries.services import registry_pull_client
     from releases import proxy
     from releases.customer_portal import check_basic_auth
     from releases.downstream import registries_for_app

@@ -25,10 +25,9 @@ from asgiref.sync import sync_to_async
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from portal.throttle import client_address
 from registries.errors import RegistryError
 from registries.oci import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES
-
-from portal.throttle import client_address
 
 from .proxy import (
     Access,
