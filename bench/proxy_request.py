@@ -57,6 +57,7 @@ def breakdown(*, license_id: str, slug: str, name: str, reference: str, digest: 
     from asgiref.sync import sync_to_async
     from django.db import connection
 
+    from portal import throttle
     from registries.services import registry_pull_client
     from releases import proxy
     from releases.customer_portal import check_basic_auth
@@ -80,7 +81,7 @@ def breakdown(*, license_id: str, slug: str, name: str, reference: str, digest: 
 
     registry = team_registries()
     parts = {
-        "throttle check (cache)": lambda: proxy.is_throttled("10.0.0.1"),
+        "throttle check (cache)": lambda: throttle.is_throttled("10.0.0.1"),
         "license check (check_basic_auth)": lambda: check_basic_auth(header, app_slug=slug),
         "allow-list (cache key: 3 aggregates)": lambda: proxy._allow_list(app),
         "registry resolution (team registries, available)": team_registries,

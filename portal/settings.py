@@ -2,9 +2,12 @@
 
 Every setting has a default that works on a developer machine; a bad value fails loudly at
 start-up with the name of the variable. Secrets that development needs (SECRET_KEY, the
-license signing key, the encryption keys) are generated once into ``var/`` (ignored by git).
+license signing key, the encryption keys) are generated once into ``var/`` (ignored by git),
+unless ``PORTAL_ENV=production``, where every secret must be given. DEBUG is separate and off
+unless ``DEBUG=true``: it only shows tracebacks, it does not decide where secrets come from.
 """
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -43,7 +46,7 @@ def envint(name: str, default: str, minimum: int = 0) -> int:
 def envsecret(name: str, generate=None, *, filename: str | None = None) -> str:
     """Read NAME, or the file named by NAME_FILE; else generate once into var/<filename>.
 
-    Generation is for development only: with DEBUG off a missing secret is an error.
+    Generation is for development only: with PORTAL_ENV=production a missing secret is an error.
     """
     if os.environ.get(name):
         return os.environ[name].strip()
@@ -58,8 +61,8 @@ def envsecret(name: str, generate=None, *, filename: str | None = None) -> str:
     path = VAR_DIR / (filename or name.lower())
     if path.exists():
         return path.read_text().strip()
-    if not DEBUG:
-        raise ImproperlyConfigured(f"{name} (or {name}_FILE) must be set when DEBUG is false")
+    if PORTAL_ENV == "production":
+        raise ImproperlyConfigured(f"{name} (or {name}_FILE) must be set when PORTAL_ENV is production")
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     value = generate()
     path.touch(mode=0o600)
@@ -67,19 +70,58 @@ def envsecret(name: str, generate=None, *, filename: str | None = None) -> str:
     return value
 
 
-DEBUG = envbool("DEBUG", "true")
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def envaddresses(name: str) -> list[str]:
+    """Comma-separated IP addresses or networks (CIDR), normalised; empty by default."""
+    values = [v.strip() for v in os.environ.get(name, "").split(",") if v.strip()]
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {value!r} is not an IP address or network (CIDR)") from None
+    return values
+
+
+DEBUG = envbool("DEBUG", "false")
+PORTAL_ENV = os.environ.get("PORTAL_ENV", "development").strip().lower()
+if PORTAL_ENV not in ("development", "production"):
+    raise ImproperlyConfigured(f"PORTAL_ENV must be development or production, not {PORTAL_ENV!r}")
 SECRET_KEY = envsecret("SECRET_KEY", lambda: secrets.token_urlsafe(50))
 
 HOST = os.environ.get("HOST", "127.0.0.1")
 PORT = envint("PORT", "8000", minimum=1)
-PORTAL_URL = os.environ.get("PORTAL_URL", f"http://{HOST}:{PORT}").rstrip("/")
+if not os.environ.get("PORTAL_URL", "").strip() and not is_loopback(HOST):
+    # The URL goes into licenses, pull secrets and image names: it must be one customers can
+    # reach, which a bind address such as 0.0.0.0 is not.
+    raise ImproperlyConfigured(
+        f"PORTAL_URL must be set when HOST ({HOST}) is not a loopback address: the address "
+        "people and clusters use, e.g. PORTAL_URL=http://portal.example.com:8000")
+PORTAL_URL = (os.environ.get("PORTAL_URL", "").strip() or f"http://{HOST}:{PORT}").rstrip("/")
 _portal_url = urlsplit(PORTAL_URL)
 if _portal_url.scheme not in ("http", "https") or not _portal_url.hostname:
     raise ImproperlyConfigured(f"PORTAL_URL must be an http(s) URL, not {PORTAL_URL!r}")
+if _portal_url.hostname in ("0.0.0.0", "::"):
+    raise ImproperlyConfigured(f"PORTAL_URL must name a host people can reach, not {_portal_url.hostname}")
 PORTAL_HTTPS = _portal_url.scheme == "https"
 
-_default_hosts = "*" if DEBUG else _portal_url.hostname
-ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", _default_hosts).split(",") if h.strip()]
+# host[:port] customers pull proxied images from; defaults to PORTAL_URL's host[:port].
+PORTAL_PROXY_HOST = os.environ.get("PORTAL_PROXY_HOST", "").strip() or _portal_url.netloc
+
+# The host names of PORTAL_URL and the proxy host; a loopback portal also answers to every
+# loopback name, so http://localhost:8000/ works as well as http://127.0.0.1:8000/.
+_default_hosts = [_portal_url.hostname, urlsplit(f"//{PORTAL_PROXY_HOST}").hostname or ""]
+if is_loopback(_portal_url.hostname):
+    _default_hosts += ["localhost", "127.0.0.1", "[::1]"]
+_default_hosts = [f"[{h}]" if ":" in h and not h.startswith("[") else h for h in dict.fromkeys(h for h in _default_hosts if h)]
+ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", ",".join(_default_hosts)).split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [f"{_portal_url.scheme}://{_portal_url.netloc}"]
 
 INSTALLED_APPS = [
@@ -197,10 +239,16 @@ SECURE_SSL_REDIRECT = PORTAL_HTTPS and envbool("PORTAL_SSL_REDIRECT", "true")
 SECURE_HSTS_SECONDS = envint("PORTAL_HSTS_SECONDS", "31536000") if PORTAL_HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = PORTAL_HTTPS
 SECURE_HSTS_PRELOAD = PORTAL_HTTPS
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if envbool("PORTAL_BEHIND_PROXY", "false") else None
+# Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed. The Procfile hands
+# the same variable to uvicorn (--forwarded-allow-ips, else --no-proxy-headers), which sets
+# the client address the throttles count; empty: the connecting address is the client.
+PORTAL_TRUSTED_PROXIES = envaddresses("PORTAL_TRUSTED_PROXIES")
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if PORTAL_TRUSTED_PROXIES else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Error reports (the DEBUG page, mail to admins) hide passwords inside connection strings too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "portal.reporting.PortalExceptionReporterFilter"
 
 # Celery. make run picks the broker (REDIS_URL, a private redis-server, or the filesystem).
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
@@ -313,8 +361,6 @@ CELERY_BEAT_SCHEDULE["registries-sweep-mirrors"] = {
 }
 
 # Delivery (issue 5)
-# host[:port] customers pull proxied images from; defaults to PORTAL_URL's host[:port].
-PORTAL_PROXY_HOST = os.environ.get("PORTAL_PROXY_HOST", "").strip() or _portal_url.netloc
 # Proxy registry: failed logins per client address allowed per 5 minutes before 429s.
 PORTAL_PROXY_AUTH_FAILURE_LIMIT = envint("PORTAL_PROXY_AUTH_FAILURE_LIMIT", "20", minimum=1)
 # Beat queues the private-image checks the broker refused (it was down) or a dead worker lost.

@@ -16,9 +16,9 @@ dot), else Docker Hub (``nginx`` is ``docker.io/library/nginx``). A request is a
   app proxies public images too.
 
 Nothing else is reachable: no catalog, no other repository of the vendor's registry, no other
-host. Failed authentications are counted per client address in Django's cache; past
-``PORTAL_PROXY_AUTH_FAILURE_LIMIT`` in ``THROTTLE_WINDOW`` seconds the address gets 429 until
-the window ends. The views (proxy_views.py) are async; everything here is sync ORM work that
+host. Failed authentications are counted per client address (``portal.throttle``, shared with
+the update API and the customer sign-in); past ``PORTAL_PROXY_AUTH_FAILURE_LIMIT`` in five
+minutes the address's failures get 429 until the window ends, while valid licenses still pull. The views (proxy_views.py) are async; everything here is sync ORM work that
 they call through ``sync_to_async``, in one thread hop per request at most.
 
 Per-request cost (docs/benchmarks.md, "Proxy registry"): a pull is ~14 requests with the same
@@ -27,7 +27,7 @@ credentials, so an allowed decision is kept in process memory for ``ACCESS_CACHE
 registry, or changing a registry's apps, bumps a version that every entry is checked against,
 so an archived or regenerated license made in this process stops at once; anything else (another
 process, a queryset ``update()``) is bounded by the TTL. Refusals are never cached (failed logins
-must be counted), and the throttle is checked on every request. The pull log is written by one
+must be counted). The pull log is written by one
 thread in batches (``PullLogWriter``), off the response path.
 """
 
@@ -49,6 +49,7 @@ from django.db.models import Count, Max
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.utils import timezone
 
+from portal import throttle
 from registries.errors import RegistryError
 from registries.oci import RegistryClient
 from registries.reference import DOCKER_HUB, InvalidReference, Reference, canonical_registry
@@ -60,7 +61,6 @@ from .proxy_models import PullEvent
 
 logger = logging.getLogger(__name__)
 
-THROTTLE_WINDOW = 300  # seconds
 ALLOW_LIST_TTL = 300  # seconds; the key changes anyway when releases or registries change
 USED_EVERY = timedelta(minutes=1)
 # How long an allowed decision is reused without the database (see the module docstring).
@@ -73,6 +73,7 @@ class Refusal:
     status: int
     code: str
     message: str
+    retry_after: int | None = None  # seconds, for 429
 
 
 @dataclass
@@ -89,27 +90,13 @@ class Access:
 # --- throttling ---------------------------------------------------------------------------
 
 
-def _throttle_key(address: str) -> str:
-    return "proxy-auth-failures:" + hashlib.sha256(address.encode()).hexdigest()[:32]
-
-
-def is_throttled(address: str) -> bool:
-    return (cache.get(_throttle_key(address)) or 0) >= settings.PORTAL_PROXY_AUTH_FAILURE_LIMIT
-
-
-def count_failure(address: str) -> None:
-    key = _throttle_key(address)
-    if cache.add(key, 1, THROTTLE_WINDOW):
-        return
-    try:
-        cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, THROTTLE_WINDOW)
-
-
-def throttled() -> Refusal:
-    return Refusal(429, "TOOMANYREQUESTS", "Too many failed logins from this address: try "
-                   f"again in {THROTTLE_WINDOW // 60} minutes.")
+def refuse_failure(address: str, refusal: Refusal) -> Refusal:
+    """A failed login: counted, or 429 once the address is past the limit."""
+    if throttle.is_throttled(address):
+        seconds = throttle.retry_after(address)
+        return Refusal(429, "TOOMANYREQUESTS", throttle.refusal_message(seconds), retry_after=seconds)
+    throttle.count_failure(address)
+    return refusal
 
 
 # --- /v2/ ---------------------------------------------------------------------------------
@@ -117,8 +104,6 @@ def throttled() -> Refusal:
 
 def check_login(*, header: str, address: str) -> Refusal | None:
     """``GET /v2/``: any valid license may log in (which app is decided per repository)."""
-    if is_throttled(address):
-        return throttled()
     from .customer_portal import basic_credentials, check_license
 
     credentials = basic_credentials(header)
@@ -127,10 +112,9 @@ def check_login(*, header: str, address: str) -> Refusal | None:
     username, password = credentials
     check = check_license(username) if username == password else None
     if check is None or not check.ok:
-        count_failure(address)
         status = 401 if check is None or check.status == 401 else 403
         message = check.error if check is not None else "Unknown license: check the license ID."
-        return Refusal(status, "UNAUTHORIZED" if status == 401 else "DENIED", message)
+        return refuse_failure(address, Refusal(status, "UNAUTHORIZED" if status == 401 else "DENIED", message))
     return None
 
 
@@ -180,8 +164,6 @@ def authorize(*, header: str, address: str, app_slug: str, name: str) -> Access 
 
     An allowed decision is remembered (``cached_access``) for ``ACCESS_CACHE_SECONDS``.
     """
-    if is_throttled(address):
-        return throttled()
     version = _decisions_version
     result = _authorize(header=header, address=address, app_slug=app_slug, name=name)
     if isinstance(result, Access):
@@ -192,9 +174,8 @@ def authorize(*, header: str, address: str, app_slug: str, name: str) -> Access 
 def _authorize(*, header: str, address: str, app_slug: str, name: str) -> Access | Refusal:
     check = check_basic_auth(header, app_slug=app_slug)
     if not check.ok:
-        count_failure(address)
         code = "UNAUTHORIZED" if check.status == 401 else "DENIED"
-        return Refusal(check.status, code, check.error)
+        return refuse_failure(address, Refusal(check.status, code, check.error))
     customer = check.customer
     app = customer.app
     denied = Refusal(403, "DENIED", f"{name} is not an image of this application.")
@@ -257,8 +238,7 @@ def _remember(*, header: str, app_slug: str, name: str, access: Access, version:
 
 def cached_access(*, header: str, app_slug: str, name: str) -> Access | None:
     """A decision ``authorize`` allowed less than ``ACCESS_CACHE_SECONDS`` ago, if nothing it
-    read has changed since (in this process); no database, no thread. The caller still checks
-    the throttle."""
+    read has changed since (in this process); no database, no thread."""
     entry = _decisions.get(_decision_key(header, app_slug, name))
     if entry is None:
         return None

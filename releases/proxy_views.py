@@ -22,24 +22,20 @@ import logging
 import re
 
 from asgiref.sync import sync_to_async
-from django.core.cache import caches
-from django.core.cache.backends.locmem import LocMemCache
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from portal.throttle import client_address
 from registries.errors import RegistryError
 from registries.oci import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES
 
 from .proxy import (
-    THROTTLE_WINDOW,
     Access,
     Refusal,
     authorize,
     cached_access,
     check_login,
-    is_throttled,
     log_pull,
-    throttled,
 )
 
 logger = logging.getLogger(__name__)
@@ -56,23 +52,19 @@ UNAVAILABLE_CODES = {"timeout", "refused", "dns"}
 SEND_BYTES = 1 << 20
 
 
-def oci_error(status: int, code: str, message: str) -> JsonResponse:
+def oci_error(status: int, code: str, message: str, *, retry_after: int | None = None) -> JsonResponse:
     response = JsonResponse({"errors": [{"code": code, "message": message, "detail": {}}]},
                             status=status)
     response["Docker-Distribution-API-Version"] = "registry/2.0"
     if status == 401:
         response["WWW-Authenticate"] = f'Basic realm="{REALM}"'
-    if status == 429:
-        response["Retry-After"] = str(THROTTLE_WINDOW)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
     return response
 
 
 def _refused(refusal: Refusal) -> JsonResponse:
-    return oci_error(refusal.status, refusal.code, refusal.message)
-
-
-def _client_address(request) -> str:
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
+    return oci_error(refusal.status, refusal.code, refusal.message, retry_after=refusal.retry_after)
 
 
 @csrf_exempt  # no cookies, no sessions: Basic auth on every request
@@ -81,7 +73,7 @@ async def v2_root(request):
     if request.method not in ("GET", "HEAD"):
         return oci_error(405, "UNSUPPORTED", "The proxy registry is read-only.")
     refusal = await sync_to_async(check_login)(
-        header=request.headers.get("Authorization", ""), address=_client_address(request))
+        header=request.headers.get("Authorization", ""), address=client_address(request))
     if refusal is not None:
         return _refused(refusal)
     response = JsonResponse({})
@@ -103,12 +95,10 @@ async def proxy(request, app_slug: str, rest: str):
     match = manifest or blob or tags
     if match is None:
         return oci_error(404, "NAME_UNKNOWN", "Not a manifest, blob or tags address.")
-    header, address = request.headers.get("Authorization", ""), _client_address(request)
+    header, address = request.headers.get("Authorization", ""), client_address(request)
+    # A cached decision was allowed: valid credentials pass even from a throttled address.
     access = cached_access(header=header, app_slug=app_slug, name=match["name"])
-    if access is not None:
-        if await _is_throttled(address):  # valid credentials included, as in authorize()
-            return _refused(throttled())
-    else:
+    if access is None:
         access = await sync_to_async(authorize)(
             header=header, address=address, app_slug=app_slug, name=match["name"])
     if isinstance(access, Refusal):
@@ -118,13 +108,6 @@ async def proxy(request, app_slug: str, rest: str):
     if tags:
         return await _tags(request, access)
     return await _blob(request, access, blob["digest"])
-
-
-async def _is_throttled(address: str) -> bool:
-    # The default cache is in process memory: a dictionary look-up, no reason for a thread.
-    if isinstance(caches["default"], LocMemCache):
-        return is_throttled(address)
-    return await sync_to_async(is_throttled)(address)
 
 
 def _log(access: Access, reference: str, kind: str, method: str, status: int,

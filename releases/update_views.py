@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from portal import throttle
 from portal.forms import form_status
 
 from .customer_portal import (
@@ -35,17 +36,25 @@ from .licenses import proxy_domain
 # --- the update check API ---------------------------------------------------------------------
 
 
-def _json_error(status: int, message: str) -> JsonResponse:
+def _json_error(status: int, message: str, *, retry_after: int | None = None) -> JsonResponse:
     response = JsonResponse({"error": message}, status=status)
     if status == 401:
         response["WWW-Authenticate"] = 'Basic realm="Vendor Portal updates"'
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
     return response
 
 
 def _api_customer(request, app_slug):
-    """(customer, None) or (None, error response)."""
+    """(customer, None) or (None, error response). Failures count towards the address's
+    throttle; a valid license passes whatever the count."""
     check = check_basic_auth(request.headers.get("Authorization", ""), app_slug=app_slug)
     if not check.ok:
+        address = throttle.client_address(request)
+        if throttle.is_throttled(address):
+            seconds = throttle.retry_after(address)
+            return None, _json_error(429, throttle.refusal_message(seconds), retry_after=seconds)
+        throttle.count_failure(address)
         return None, _json_error(check.status, check.error)
     return check.customer, None
 
@@ -115,6 +124,16 @@ def customer_home(request):
             request.session.cycle_key()
             request.session[SESSION_KEY] = form.cleaned_data["customer"].license_id
             return redirect("releases-portal-home")
+        # A failed sign-in counts towards the address's throttle (shared with the update API
+        # and the proxy registry); past it, failures get 429 and a valid license still works.
+        address = throttle.client_address(request)
+        if throttle.is_throttled(address):
+            seconds = throttle.retry_after(address)
+            form.add_error(None, throttle.refusal_message(seconds))
+            response = render(request, "customer/sign_in.html", {"form": form}, status=429)
+            response["Retry-After"] = str(seconds)
+            return response
+        throttle.count_failure(address)
     elif customer is None:
         form = LicenseForm()
     if customer is None or request.method == "POST":

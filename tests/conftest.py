@@ -7,6 +7,7 @@ import os
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 
 from portal.models import Membership, Role, Team
 from releases.demo import NGINX_DEPLOYMENT, NGINX_SERVICE  # noqa: F401 (tests import them from here)
@@ -21,6 +22,12 @@ PASSWORD = "correct horse battery staple"
 def _fast_password_hashing(settings):
     """Hash passwords cheaply in tests; the real hasher costs ~0.5 s per password here."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Django's cache is per process and outlives a test: throttle counts must not carry over."""
+    cache.clear()
 
 
 def make_user(username: str, team: Team, role: str):

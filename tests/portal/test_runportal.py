@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -23,7 +24,8 @@ redis_server = servers.redis_server  # the session fixture
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 CLEARED = {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "PORTAL_URL", "HOST", "PORT",
-           "PORTAL_SQLITE_PATH", "DJANGO_ALLOW_ASYNC_UNSAFE", "PORTAL_ADMIN_PASSWORD"}
+           "PORTAL_SQLITE_PATH", "DJANGO_ALLOW_ASYNC_UNSAFE", "PORTAL_ADMIN_PASSWORD", "DEBUG",
+           "PORTAL_ENV", "PORTAL_TRUSTED_PROXIES", "ALLOWED_HOSTS", "PORTAL_PROXY_HOST"}
 
 
 def runportal(tmp_path, *args, path=None, **env) -> subprocess.CompletedProcess:
@@ -81,6 +83,58 @@ def test_it_says_which_port_to_use_when_the_port_is_taken(tmp_path):
     assert f"127.0.0.1:{port} is in use" in result.stderr
     assert f"make run PORT={port + 1}" in result.stderr
 
+
+# Nothing binds 0.0.0.0 in these two: each refusal comes before any socket.
+def test_on_a_public_host_it_requires_portal_url(tmp_path):
+    result = runportal(tmp_path, HOST="0.0.0.0")
+    assert result.returncode != 0
+    assert "Configuration error: PORTAL_URL must be set when HOST (0.0.0.0) is not a loopback" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_on_a_public_host_it_refuses_debug(tmp_path):
+    result = runportal(tmp_path, HOST="0.0.0.0", PORTAL_URL="http://portal.example.com:8000", DEBUG="true")
+    assert result.returncode != 0
+    assert "DEBUG=true is only allowed on a loopback HOST; unset DEBUG to serve on 0.0.0.0." in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "var" / "portal.sqlite3").exists()  # refused before migrating
+
+
+def test_with_debug_off_it_serves_loopback_names_static_files_and_friendly_errors(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED}
+    env.update(PORTAL_VAR_DIR=str(tmp_path / "var"), PORT=str(port), PYTHONUNBUFFERED="1",
+               PATH=str(Path(sys.executable).parent))
+    log = (tmp_path / "run.log").open("w+")
+    process = subprocess.Popen([sys.executable, "manage.py", "runportal", "--no-seed"], cwd=BASE_DIR,
+                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def get(url):
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                assert get(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
+                break
+            except OSError:
+                assert process.poll() is None, (tmp_path / "run.log").read_text()
+                assert time.monotonic() < deadline, (tmp_path / "run.log").read_text()
+                time.sleep(0.2)
+        status, page = get(f"http://localhost:{port}/accounts/login/")
+        assert status == 200 and "Log in" in page
+        status, css = get(f"http://localhost:{port}/static/portal/portal.css")
+        assert status == 200 and "{" in css
+        status, page = get(f"http://127.0.0.1:{port}/no/such/page")
+        assert status == 404 and "Not found" in page and "Traceback" not in page
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=60)
 
 
 @pytest.mark.parametrize("how", ["ctrl-c to the group", "sigterm to runportal"])

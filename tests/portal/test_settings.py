@@ -20,7 +20,7 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 CLEARED = {
     "DEBUG", "SECRET_KEY", "SECRET_KEY_FILE", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL",
     "PORTAL_URL", "HOST", "PORT", "CELERY_BROKER_URL", "PORTAL_SQLITE_PATH", "DJANGO_SETTINGS_MODULE",
-    "DJANGO_ALLOW_ASYNC_UNSAFE",
+    "DJANGO_ALLOW_ASYNC_UNSAFE", "PORTAL_ENV", "PORTAL_TRUSTED_PROXIES", "PORTAL_PROXY_HOST",
 }
 
 
@@ -52,7 +52,7 @@ def run_python(tmp_path, code: str, **env) -> subprocess.CompletedProcess:
 def test_development_defaults_work_with_no_environment(tmp_path):
     result = setting(tmp_path, "settings.DEBUG, settings.PORTAL_URL, settings.DATABASES['default']['ENGINE']")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "(True, 'http://127.0.0.1:8000', 'django.db.backends.sqlite3')"
+    assert result.stdout.strip() == "(False, 'http://127.0.0.1:8000', 'django.db.backends.sqlite3')"
     secret_file = tmp_path / "var" / "secret_key"
     assert secret_file.stat().st_mode & 0o077 == 0
     # The generated key is kept: a second start reads the same one.
@@ -61,9 +61,47 @@ def test_development_defaults_work_with_no_environment(tmp_path):
     assert secret_file.read_text() == first
 
 
-def test_portal_url_follows_host_and_port(tmp_path):
-    result = setting(tmp_path, "settings.PORTAL_URL", HOST="0.0.0.0", PORT="9000")
-    assert result.stdout.strip() == "'http://0.0.0.0:9000'"
+def test_portal_url_follows_a_loopback_host_and_port(tmp_path):
+    result = setting(tmp_path, "settings.PORTAL_URL", HOST="127.0.0.1", PORT="9000")
+    assert result.stdout.strip() == "'http://127.0.0.1:9000'"
+
+
+def test_a_loopback_portal_answers_to_every_loopback_name(tmp_path):
+    result = setting(tmp_path, "sorted(settings.ALLOWED_HOSTS)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['127.0.0.1', '[::1]', 'localhost']"
+    proxy = setting(tmp_path, "settings.ALLOWED_HOSTS", PORTAL_URL="https://portal.example.com",
+                    PORTAL_PROXY_HOST="registry.example.com:5000")
+    assert proxy.stdout.strip() == "['portal.example.com', 'registry.example.com']"
+
+
+def test_on_a_public_address_debug_is_off_and_portal_url_is_required(tmp_path):
+    # Nothing binds 0.0.0.0 here: only the settings are imported.
+    result = setting(tmp_path, "settings.DEBUG", HOST="0.0.0.0")
+    assert result.returncode != 0
+    assert "PORTAL_URL must be set when HOST (0.0.0.0) is not a loopback address" in result.stderr
+    given = setting(tmp_path, "settings.DEBUG, settings.PORTAL_URL, settings.ALLOWED_HOSTS, "
+                    "settings.PORTAL_PROXY_HOST", HOST="0.0.0.0", PORTAL_URL="http://portal.example.com:8000")
+    assert given.returncode == 0, given.stderr
+    assert given.stdout.strip() == (
+        "(False, 'http://portal.example.com:8000', ['portal.example.com'], 'portal.example.com:8000')")
+    unreachable = setting(tmp_path, "1", HOST="0.0.0.0", PORTAL_URL="http://0.0.0.0:8000")
+    assert "PORTAL_URL must name a host people can reach" in unreachable.stderr
+
+
+def test_development_secrets_are_generated_whatever_debug_says(tmp_path):
+    result = setting(tmp_path, "settings.DEBUG, settings.PORTAL_ENV", DEBUG="false")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(False, 'development')"
+    assert (tmp_path / "var" / "secret_key").exists()
+    assert (tmp_path / "var" / "encryption_keys").exists()
+
+
+def test_trusted_proxies_drive_the_forwarded_proto_header(tmp_path):
+    expression = "settings.PORTAL_TRUSTED_PROXIES, settings.SECURE_PROXY_SSL_HEADER"
+    assert setting(tmp_path, expression).stdout.strip() == "([], None)"
+    trusted = setting(tmp_path, expression, PORTAL_TRUSTED_PROXIES="10.0.0.1, 192.168.0.0/16")
+    assert trusted.stdout.strip() == "(['10.0.0.1', '192.168.0.0/16'], ('HTTP_X_FORWARDED_PROTO', 'https'))"
 
 
 def test_database_url_selects_postgresql(tmp_path):
@@ -86,6 +124,8 @@ def test_database_url_selects_postgresql(tmp_path):
         ({"DATABASE_URL": "nosuchdb://x"}, "DATABASE_URL"),
         ({"SECRET_KEY_FILE": "/nonexistent/secret"}, "SECRET_KEY_FILE: cannot read"),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL must start with redis://"),
+        ({"PORTAL_ENV": "staging"}, "PORTAL_ENV must be development or production"),
+        ({"PORTAL_TRUSTED_PROXIES": "proxy.example.com"}, "PORTAL_TRUSTED_PROXIES: 'proxy.example.com' is not"),
     ],
 )
 def test_it_fails_loudly_on_bad_values(tmp_path, env, message):
@@ -94,21 +134,21 @@ def test_it_fails_loudly_on_bad_values(tmp_path, env, message):
     assert message in result.stderr
 
 
-def test_without_debug_a_missing_secret_key_stops_start_up(tmp_path):
-    result = manage(tmp_path, "check", DEBUG="false", ALLOWED_HOSTS="portal.example.com")
+def test_in_production_a_missing_secret_key_stops_start_up(tmp_path):
+    result = manage(tmp_path, "check", PORTAL_ENV="production", ALLOWED_HOSTS="portal.example.com")
     assert result.returncode != 0
-    assert "SECRET_KEY (or SECRET_KEY_FILE) must be set when DEBUG is false" in result.stderr
+    assert "SECRET_KEY (or SECRET_KEY_FILE) must be set when PORTAL_ENV is production" in result.stderr
     assert not (tmp_path / "var" / "secret_key").exists()
 
 
 def test_the_deploy_check_passes_without_warnings_for_an_https_portal(tmp_path):
-    # Development secrets other than SECRET_KEY (signing keys...) come from var/ as in an
-    # install that keeps var/ on a volume; a run with DEBUG on generates them.
+    # Secrets other than SECRET_KEY (signing keys...) come from var/ as in an install that
+    # keeps var/ on a volume; a development run generates them.
     assert manage(tmp_path, "check").returncode == 0
     result = manage(
         tmp_path, "check", "--deploy", "--fail-level", "WARNING",
-        DEBUG="false", SECRET_KEY=secrets.token_urlsafe(50), ALLOWED_HOSTS="portal.example.com",
-        PORTAL_URL="https://portal.example.com",
+        PORTAL_ENV="production", SECRET_KEY=secrets.token_urlsafe(50),
+        PORTAL_URL="https://portal.example.com", PORTAL_TRUSTED_PROXIES="10.0.0.1",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
@@ -120,6 +160,37 @@ def test_https_settings_follow_the_scheme_of_portal_url(tmp_path):
     assert setting(tmp_path, expression).stdout.strip() == "(False, False, False)"
     https = setting(tmp_path, expression, PORTAL_URL="https://portal.example.com")
     assert https.stdout.strip() == "(True, True, True)"
+
+
+# Made at run time: the DEBUG page also shows the source lines around each frame.
+PASSWORDS = {name: f"{name}-{secrets.token_hex(6)}" for name in ("db", "broker", "cache", "meta", "local")}
+
+
+def _fail_with_a_connection_string_in_a_variable():
+    connection_string = f"amqp://guest:{PASSWORDS['local']}@queue:5672//"  # noqa: F841 (a frame variable)
+    raise RuntimeError("boom")
+
+
+def _technical_500_page(request) -> str:
+    from django.views.debug import technical_500_response
+
+    try:
+        _fail_with_a_connection_string_in_a_variable()
+    except RuntimeError:
+        return technical_500_response(request, *sys.exc_info()).content.decode()
+
+
+def test_no_error_page_shows_a_connection_string_password(rf, settings):
+    """The DEBUG page lists settings and request META: passwords inside URLs stay hidden."""
+    settings.DATABASE_URL = f"postgres://portal:{PASSWORDS['db']}@db.example.com:5432/portal"
+    settings.CELERY_BROKER_URL = f"redis://:{PASSWORDS['broker']}@redis.example.com:6379/0"
+    settings.PORTAL_EXTRA_CACHES = {"default": {"LOCATION": [f"redis://u:{PASSWORDS['cache']}@cache:6379"]}}
+    # Under a WSGI server META holds the environment.
+    page = _technical_500_page(rf.get("/boom", REDIS_URL=f"rediss://:{PASSWORDS['meta']}@redis.example.com"))
+    assert "redis.example.com" in page and "db.example.com" in page  # the rest still shows
+    for password in PASSWORDS.values():
+        assert password not in page
+    assert "redis://:********************@redis.example.com" in page
 
 
 def test_healthz_answers_through_the_middleware(client, db):

@@ -1,7 +1,9 @@
 """The portal under uvicorn (the real ASGI server) for the proxy registry's tests and bench.
 
 pytest-django's live_server is WSGI and buffers streamed responses, so the proxy is tested
-against ``python -m uvicorn portal.asgi:application``, as ``make run`` serves it. The server has
+against the ``web:`` command of the Procfile (uvicorn and its flags), as ``make run`` and
+production serve it. Forwarded headers are believed only when a test sets
+``PORTAL_TRUSTED_PROXIES`` (as in production, empty by default). The server has
 its own SQLite file (migrated with manage.py); ``seed()`` runs inside ``manage.py shell`` with the
 server's environment to create the team, app, registries, releases and customers, and returns
 what the test needs (license IDs, names) as JSON. ``query()`` reads the pull log the same way.
@@ -60,13 +62,11 @@ class ProxyServer:
         line = next(x for x in out.splitlines() if x.startswith("RESULT="))
         return json.loads(line.removeprefix("RESULT="))
 
-    def start(self, timeout: float = 30) -> ProxyServer:
-        self.manage("migrate", "--noinput")
+    def start(self, timeout: float = 30, *, app: str | None = None, migrate: bool = True) -> ProxyServer:
+        if migrate:
+            self.manage("migrate", "--noinput")
         log = (self.directory / "uvicorn.log").open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", LOOPBACK,
-             "--port", str(self.port), "--no-server-header", "--log-level", "warning"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.process = start_web(self.env, self.port, log, app=app)
         wait_for_port(LOOPBACK, self.port, time.monotonic() + timeout, process=self.process)
         return self
 
@@ -86,10 +86,28 @@ class ProxyServer:
         return 0
 
 
+def procfile_web_command(*, app: str | None = None) -> str:
+    """The Procfile's ``web:`` command; ``app`` replaces the portal's ASGI application."""
+    line = next(x for x in (ROOT / "Procfile").read_text().splitlines() if x.startswith("web:"))
+    command = line.removeprefix("web:").strip()
+    if app is not None:
+        command = command.replace("portal.asgi:application", app, 1)
+    return command
+
+
+def start_web(env: dict[str, str], port: int, log, *, app: str | None = None) -> subprocess.Popen:
+    """Run the Procfile's web command through sh, as honcho does; ``exec`` so that the pid is
+    uvicorn's (tests read its memory)."""
+    env = {**env, "HOST": LOOPBACK, "WEB_PORT": str(port),
+           "PATH": str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")}
+    return subprocess.Popen(["sh", "-c", f"exec {procfile_web_command(app=app)} --log-level warning"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
 def server_env(directory: Path, port: int, *, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {**os.environ}
     for key in ("DATABASE_URL", "PORTAL_SQLITE_TEST_PATH", "CELERY_TASK_ALWAYS_EAGER", "REDIS_URL",
-                "PORTAL_PROXY_HOST"):
+                "PORTAL_PROXY_HOST", "PORTAL_TRUSTED_PROXIES", "PORTAL_ENV", "ALLOWED_HOSTS"):
         env.pop(key, None)
     env.update({
         "DJANGO_SETTINGS_MODULE": "portal.settings",

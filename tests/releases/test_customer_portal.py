@@ -80,6 +80,20 @@ def test_bad_input_says_what_to_fix_and_keeps_what_was_typed(client, customer, d
         assert 'value="nope"' in response.content.decode()
 
 
+def test_failed_sign_ins_are_throttled_per_address_while_a_valid_license_still_works(client, customer, settings):
+    settings.PORTAL_PROXY_AUTH_FAILURE_LIMIT = 3
+    for _ in range(3):
+        assert client.post(HOME, {"license_id": "nope"}).status_code == 200
+    refused = client.post(HOME, {"license_id": "nope"})
+    assert refused.status_code == 429
+    page = refused.content.decode()
+    assert "Too many failed attempts with a license ID from this address: try again in 5 minutes." in page
+    assert 'value="nope"' in page  # what was typed is kept
+    assert 0 < int(refused["Retry-After"]) <= 300
+    response = client.post(HOME, {"license_id": customer.license_id})
+    assert response.status_code == 302 and client.session[SESSION_KEY] == customer.license_id
+
+
 def test_archived_and_expired_licenses_cannot_sign_in(client, customer):
     customer.expires_at = timezone.now() - timedelta(days=1)
     customer.save()

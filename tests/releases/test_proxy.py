@@ -57,6 +57,8 @@ def server(upstream, ecr_registry, moto_server, aws_users, tmp_path_factory):
     server = start_proxy_server(tmp_path_factory.mktemp("proxy"), extra={
         **moto_server.env, "PORTAL_REGISTRY_HOST_MAP": host_map,
         "PORTAL_PROXY_AUTH_FAILURE_LIMIT": str(THROTTLE_LIMIT),
+        # Each test poses as its own client address through X-Forwarded-For.
+        "PORTAL_TRUSTED_PROXIES": "127.0.0.1",
     })
     try:
         server.data = server.call("seed", registries=[
@@ -89,7 +91,7 @@ def basic(license_id: str, password: str | None = None) -> dict[str, str]:
 
 
 def get(server, path: str, *, headers=None, method="GET", address="10.1.0.1") -> httpx.Response:
-    # uvicorn trusts X-Forwarded-For from 127.0.0.1: each test poses as its own client address.
+    # The server trusts X-Forwarded-For from 127.0.0.1 (PORTAL_TRUSTED_PROXIES above).
     headers = {"X-Forwarded-For": address, **(headers or {})}
     return httpx.request(method, f"{server.url}{path}", headers=headers, timeout=30)
 
@@ -315,10 +317,16 @@ def test_failed_logins_are_throttled_per_address(server):
     path = f"/v2/proxy/{SLUG}/{ECR_IMAGE}/manifests/1.0"
     for _ in range(THROTTLE_LIMIT):
         assert get(server, path, headers=basic("f" * 40), address=address).status_code == 401
-    refused = get(server, path, headers=basic(license_of(server, "Big Bank")), address=address)
+    refused = get(server, path, headers=basic("e" * 40), address=address)
     assert refused.status_code == 429
     assert refused.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
+    assert "try again in 5 minutes" in refused.json()["errors"][0]["message"]
+    assert 0 < int(refused.headers["retry-after"]) <= 300
     assert get(server, "/v2/", headers=basic("f" * 40), address=address).status_code == 429
+    # Many clusters sit behind one outbound address: a valid license still pulls from it.
+    assert get(server, "/v2/", headers=basic(license_of(server, "Big Bank")), address=address).status_code == 200
+    ok = get(server, path, headers=basic(license_of(server, "Big Bank")), address=address)
+    assert ok.status_code == 200
     # Another address is not affected.
     ok = get(server, path, headers=basic(license_of(server, "Big Bank")), address="10.9.9.10")
     assert ok.status_code == 200

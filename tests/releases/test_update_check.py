@@ -163,3 +163,19 @@ def test_the_license_id_is_never_logged(client, customer, caplog):
     client.get(PENDING, **basic(customer.license_id))
     assert customer.license_id not in caplog.text
     assert Customer.objects.count() == 1
+
+
+def test_wrong_license_ids_are_throttled_per_address_while_a_valid_one_still_works(client, customer, settings):
+    settings.PORTAL_PROXY_AUTH_FAILURE_LIMIT = 3
+    for _ in range(3):
+        assert client.get(PENDING, **basic("0" * 40)).status_code == 401
+    refused = client.get(PENDING, **basic("0" * 40))
+    assert refused.status_code == 429
+    assert "Too many failed attempts with a license ID from this address: try again in 5 minutes." == refused.json()["error"]
+    assert 0 < int(refused["Retry-After"]) <= 300
+    assert client.get(DOWNLOAD, **basic("1" * 40)).status_code == 429  # downloads count too
+    # Many installs share one outbound address: a valid license is not locked out by the others.
+    assert client.get(PENDING, **basic(customer.license_id)).status_code == 200
+    assert client.get(DOWNLOAD, **basic(customer.license_id)).status_code == 200
+    # Another address is not affected.
+    assert client.get(PENDING, REMOTE_ADDR="10.0.0.2", **basic("0" * 40)).status_code == 401

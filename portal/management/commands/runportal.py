@@ -24,6 +24,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from portal.settings import is_loopback
+
 LOOPBACK = "127.0.0.1"
 # Lines in honcho's output that show each process is up.
 READY_PATTERNS = {
@@ -90,6 +92,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, broker, no_seed, check, timeout, **options):
         host, port = settings.HOST, settings.PORT
+        # Settings already refuse a public HOST without PORTAL_URL. DEBUG pages show settings,
+        # source and request data to whoever triggers an error: only this machine may see them.
+        if settings.DEBUG and not is_loopback(host):
+            raise CommandError(f"DEBUG=true is only allowed on a loopback HOST; unset DEBUG to serve on {host}.")
         if not port_is_free(host, port):
             raise CommandError(f"{host}:{port} is in use. Stop what uses it, or pick another port: make run PORT={port + 1}")
         var_dir = Path(settings.VAR_DIR)

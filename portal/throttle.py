@@ -1,0 +1,58 @@
+"""Failed license logins per client address: one count for every door that takes a license ID.
+
+The proxy registry's login, the update API and the customer sign-in share it. Past
+``PORTAL_PROXY_AUTH_FAILURE_LIMIT`` failures in ``WINDOW`` seconds, an address's further
+*failures* are answered 429 until the window ends; a valid license ID from that address still
+works, because many installs sit behind one outbound address and one broken install must not
+lock the others out (license IDs have 160 bits: the throttle is about load, not guessing).
+
+The counts live in Django's default cache, which is per process today; serving from several
+processes only needs a shared cache here. The client address is ``REMOTE_ADDR``, which uvicorn
+takes from ``X-Forwarded-For`` only for ``PORTAL_TRUSTED_PROXIES``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+
+WINDOW = 300  # seconds
+
+
+def client_address(request) -> str:
+    return request.META.get("REMOTE_ADDR", "") or "unknown"
+
+
+def _key(address: str) -> str:
+    return "license-failures:" + hashlib.sha256(address.encode()).hexdigest()[:32]
+
+
+def is_throttled(address: str) -> bool:
+    return (cache.get(_key(address)) or 0) >= settings.PORTAL_PROXY_AUTH_FAILURE_LIMIT
+
+
+def count_failure(address: str) -> None:
+    key = _key(address)
+    if cache.add(key, 1, WINDOW):
+        cache.set(key + ":until", time.time() + WINDOW, WINDOW)
+        return
+    try:
+        cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, WINDOW)
+        cache.set(key + ":until", time.time() + WINDOW, WINDOW)
+
+
+def retry_after(address: str) -> int:
+    """Seconds until the address's window ends (at least 1)."""
+    until = cache.get(_key(address) + ":until")
+    return max(1, math.ceil(until - time.time())) if until else WINDOW
+
+
+def refusal_message(seconds: int) -> str:
+    wait = f"{math.ceil(seconds / 60)} minutes" if seconds > 60 else f"{seconds} seconds"
+    return f"Too many failed attempts with a license ID from this address: try again in {wait}."
