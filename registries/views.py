@@ -119,7 +119,8 @@ def registry_add(request):
         else:
             messages.success(request, f"Added {registry.endpoint}." + ("" if skip else " Validating it now."))
             return redirect("registries-list")
-    return render(request, "registries/form.html", _form_context(request, form))
+    return render(request, "registries/form.html", _form_context(request, form),
+                  status=400 if form.is_bound else 200)
 
 
 @team_required()
@@ -161,7 +162,8 @@ def registry_edit(request, pk: int):
         else:
             messages.success(request, f"Saved {registry.endpoint}." if changed else "Nothing changed.")
             return redirect("registries-detail", pk=registry.pk)
-    return render(request, "registries/form.html", _form_context(request, form, registry))
+    return render(request, "registries/form.html", _form_context(request, form, registry),
+                  status=400 if form.is_bound else 200)
 
 
 @team_required("can_manage_registries")
