@@ -166,8 +166,13 @@ def _check_digest(digest: str, text: str) -> str:
     return digest
 
 
-def _normalize_host_port(value: str) -> str:
-    """``Host[:port]`` lower-cased; ValueError with a message when it is not a valid host."""
+def _normalize_host_port(value: str, *, strict: bool = False) -> str:
+    """``Host[:port]`` lower-cased; ValueError with a message when it is not a valid host.
+
+    ``strict`` (registry endpoints) also refuses what the HTTP client cannot connect to
+    (``_check_host_name``); image references keep distribution's grammar, and an image on such
+    a host fails its check with the client's message instead.
+    """
     host, port = value, None
     if value.startswith("["):
         end = value.find("]")
@@ -190,7 +195,14 @@ def _normalize_host_port(value: str) -> str:
             host, port = value.split(":", 1)
         if not host:
             raise ValueError(f"the host is missing in {value!r}")
-        host = _check_host_name(host)
+        if strict:
+            host = _check_host_name(host)
+        elif all(_DOMAIN_COMPONENT.fullmatch(part) for part in host.split(".")):
+            host = host.lower()
+        else:
+            raise ValueError(
+                f"invalid host {host!r} (letters, digits and '-' in dot-separated parts)"
+            )
     if port is not None:
         if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise ValueError(f"invalid port {port!r} (a number from 1 to 65535)")
@@ -291,7 +303,7 @@ def normalize_endpoint(text: str) -> str:
     if "?" in value or "#" in value:
         raise ValueError("The endpoint cannot contain '?' or '#': enter just the host and port.")
     try:
-        endpoint = _normalize_host_port(value)
+        endpoint = _normalize_host_port(value, strict=True)
     except ValueError as e:
         raise ValueError(f"Not a valid endpoint: {e}.") from None
     return canonical_registry(endpoint)
