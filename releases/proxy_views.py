@@ -16,11 +16,13 @@ exact bytes, Content-Type and Docker-Content-Digest; blobs are streamed chunk by
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import re
 
+import httpx
 from asgiref.sync import sync_to_async
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
@@ -50,7 +52,7 @@ _DIGEST = r"sha256:[a-f0-9]{64}"
 MANIFEST_PATH = re.compile(rf"^(?P<name>{_NAME})/manifests/(?P<reference>[\w][\w.-]{{0,127}}|{_DIGEST})$")
 BLOB_PATH = re.compile(rf"^(?P<name>{_NAME})/blobs/(?P<digest>{_DIGEST})$")
 TAGS_PATH = re.compile(rf"^(?P<name>{_NAME})/tags/list$")
-UNAVAILABLE_CODES = {"timeout", "refused", "dns"}
+UNAVAILABLE_CODES = {"refused", "dns"}
 # Upstream reads arrive in socket-sized pieces (64-256 KB); each piece sent on is a trip through
 # Django's and uvicorn's send path, so pieces are joined into messages of about this size.
 SEND_BYTES = 1 << 20
@@ -67,6 +69,23 @@ def oci_error(status: int, code: str, message: str) -> JsonResponse:
     return response
 
 
+def oci_view(view):
+    """Every answer under /v2/ is OCI JSON: an unexpected error is a 500 "internal error" with
+    the traceback in the server's log only (never Django's HTML page, never to the client)."""
+
+    @functools.wraps(view)
+    async def wrapper(request, *args, **kwargs):
+        try:
+            return await view(request, *args, **kwargs)
+        except Exception:
+            logger.exception("proxy: internal error on %s %s", request.method,
+                             request.path.split("/blobs/")[0])
+            return oci_error(500, "UNKNOWN", "Internal error in the proxy registry: try again "
+                                             "later.")
+
+    return wrapper
+
+
 def _refused(refusal: Refusal) -> JsonResponse:
     return oci_error(refusal.status, refusal.code, refusal.message)
 
@@ -76,6 +95,7 @@ def _client_address(request) -> str:
 
 
 @csrf_exempt  # no cookies, no sessions: Basic auth on every request
+@oci_view
 async def v2_root(request):
     """The API version check: clients learn here that they must log in with Basic."""
     if request.method not in ("GET", "HEAD"):
@@ -90,12 +110,14 @@ async def v2_root(request):
 
 
 @csrf_exempt  # no cookies, no sessions: Basic auth on every request
+@oci_view
 async def v2_other(request, rest=""):
     """Anything else under /v2/ (catalog, tags, uploads, other names) does not exist here."""
     return oci_error(404, "NAME_UNKNOWN", "Only /v2/proxy/<app>/<image> is served here.")
 
 
 @csrf_exempt  # no cookies, no sessions: Basic auth on every request
+@oci_view
 async def proxy(request, app_slug: str, rest: str):
     if request.method not in ("GET", "HEAD"):
         return oci_error(405, "UNSUPPORTED", "The proxy registry is read-only.")
@@ -152,10 +174,17 @@ def _upstream_failure(status: int, kind: str) -> tuple[int, str, str]:
     return 502, "UNKNOWN", f"The vendor's registry answered HTTP {status}."
 
 
-def _registry_error(e: RegistryError) -> JsonResponse:
-    if e.code in UNAVAILABLE_CODES:
+def _registry_error(e: RegistryError | httpx.HTTPError) -> JsonResponse:
+    """An upstream failure: 502, 503 or 504, never 500 (the portal itself is fine)."""
+    if isinstance(e, httpx.TimeoutException) or getattr(e, "code", "") == "timeout":
+        return oci_error(504, "UNAVAILABLE", "The vendor's registry did not answer in time.")
+    if getattr(e, "code", "") in UNAVAILABLE_CODES:
         return oci_error(503, "UNAVAILABLE", "The vendor's registry cannot be reached right now.")
     return oci_error(502, "UNAVAILABLE", "The vendor's registry failed to answer.")
+
+
+# What reading an upstream answer's body may raise (a connection closed or reset mid-body).
+UPSTREAM_ERRORS = (RegistryError, httpx.HTTPError)
 
 
 async def _manifest(request, access: Access, reference: str):
@@ -190,8 +219,10 @@ async def _manifest(request, access: Access, reference: str):
         media_type = upstream.headers.get("content-type", "application/octet-stream")
         digest = upstream.headers.get("docker-content-digest", "")
         length = upstream.headers.get("content-length", "")
-    except RegistryError as e:
-        return _registry_error(e)
+    except UPSTREAM_ERRORS as e:
+        response = _registry_error(e)
+        _log(access, reference, "manifest", method, response.status_code, 0)
+        return response
     finally:
         await upstream.aclose()
     if method == "GET":
@@ -224,7 +255,7 @@ async def _tags(request, access: Access):
             body = await upstream.aread()
         finally:
             await upstream.aclose()
-    except RegistryError as e:
+    except UPSTREAM_ERRORS as e:
         return _registry_error(e)
     if upstream.status_code != 200:
         status, code, message = _upstream_failure(upstream.status_code, "repository")

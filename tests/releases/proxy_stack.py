@@ -33,6 +33,7 @@ class ProxyServer:
     port: int
     process: subprocess.Popen | None = None
     data: dict = field(default_factory=dict)
+    args: tuple[str, ...] = ()  # more uvicorn options
 
     @property
     def host(self) -> str:
@@ -65,7 +66,8 @@ class ProxyServer:
         log = (self.directory / "uvicorn.log").open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", LOOPBACK,
-             "--port", str(self.port), "--no-server-header", "--log-level", "warning"],
+             "--port", str(self.port), "--no-server-header", "--log-level", "warning",
+             *self.args],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         wait_for_port(LOOPBACK, self.port, time.monotonic() + timeout, process=self.process)
         return self
@@ -106,10 +108,12 @@ def server_env(directory: Path, port: int, *, extra: dict[str, str] | None = Non
     return env
 
 
-def start_proxy_server(directory: Path, *, extra: dict[str, str] | None = None) -> ProxyServer:
+def start_proxy_server(directory: Path, *, extra: dict[str, str] | None = None,
+                       args: tuple[str, ...] = ()) -> ProxyServer:
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    return ProxyServer(directory, server_env(directory, port, extra=extra), port).start()
+    return ProxyServer(directory, server_env(directory, port, extra=extra), port,
+                       args=tuple(args)).start()
 
 
 # --- run inside the server's environment (manage.py shell) ------------------------------------
