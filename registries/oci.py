@@ -118,6 +118,22 @@ def _is_tls_error(exc: BaseException) -> bool:
     return False
 
 
+# What reading a streamed answer's body may raise: the connection closed, reset or timed out
+# mid-body (``aopen`` and ``stream_blob`` hand the body to the caller).
+STREAM_ERRORS = (RegistryError, httpx.HTTPError)
+
+
+def stream_error(error: Exception) -> RegistryError:
+    """One of STREAM_ERRORS as a RegistryError (transient: a retry may get the whole body)."""
+    if isinstance(error, RegistryError):
+        return error
+    if isinstance(error, httpx.TimeoutException):
+        return RegistryError("The registry stopped sending in the middle of an answer.",
+                             permanent=False, code="timeout")
+    return RegistryError("The registry closed the connection in the middle of an answer.",
+                         permanent=False, code="upstream")
+
+
 class RegistryClient:
     """One registry, one set of credentials. Thread-safe; close it (or use ``with``)."""
 

@@ -16,21 +16,22 @@ exact bytes, Content-Type and Docker-Content-Digest; blobs are streamed chunk by
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import json
 import logging
 import re
 
-import httpx
 from asgiref.sync import sync_to_async
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from portal.lifespan import server_stopping
 from registries.errors import RegistryError
-from registries.oci import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES
+from registries.oci import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES, STREAM_ERRORS, stream_error
 
 from .proxy import (
     THROTTLE_WINDOW,
@@ -41,6 +42,7 @@ from .proxy import (
     check_login,
     is_throttled,
     log_pull,
+    pull_log_writer,
     throttled,
 )
 
@@ -174,17 +176,14 @@ def _upstream_failure(status: int, kind: str) -> tuple[int, str, str]:
     return 502, "UNKNOWN", f"The vendor's registry answered HTTP {status}."
 
 
-def _registry_error(e: RegistryError | httpx.HTTPError) -> JsonResponse:
-    """An upstream failure: 502, 503 or 504, never 500 (the portal itself is fine)."""
-    if isinstance(e, httpx.TimeoutException) or getattr(e, "code", "") == "timeout":
+def _registry_error(e: Exception) -> JsonResponse:
+    """An upstream failure (one of STREAM_ERRORS): 502, 503 or 504, never 500."""
+    code = stream_error(e).code
+    if code == "timeout":
         return oci_error(504, "UNAVAILABLE", "The vendor's registry did not answer in time.")
-    if getattr(e, "code", "") in UNAVAILABLE_CODES:
+    if code in UNAVAILABLE_CODES:
         return oci_error(503, "UNAVAILABLE", "The vendor's registry cannot be reached right now.")
     return oci_error(502, "UNAVAILABLE", "The vendor's registry failed to answer.")
-
-
-# What reading an upstream answer's body may raise (a connection closed or reset mid-body).
-UPSTREAM_ERRORS = (RegistryError, httpx.HTTPError)
 
 
 async def _manifest(request, access: Access, reference: str):
@@ -219,7 +218,7 @@ async def _manifest(request, access: Access, reference: str):
         media_type = upstream.headers.get("content-type", "application/octet-stream")
         digest = upstream.headers.get("docker-content-digest", "")
         length = upstream.headers.get("content-length", "")
-    except UPSTREAM_ERRORS as e:
+    except STREAM_ERRORS as e:
         response = _registry_error(e)
         _log(access, reference, "manifest", method, response.status_code, 0)
         return response
@@ -255,7 +254,7 @@ async def _tags(request, access: Access):
             body = await upstream.aread()
         finally:
             await upstream.aclose()
-    except UPSTREAM_ERRORS as e:
+    except STREAM_ERRORS as e:
         return _registry_error(e)
     if upstream.status_code != 200:
         status, code, message = _upstream_failure(upstream.status_code, "repository")
@@ -299,8 +298,12 @@ async def _blob(request, access: Access, digest: str):
         return response
 
     async def body():
-        sent, status = 0, 499  # 499: the client went away before the end
+        # 499: cut short, because the client went away or the server stopped (a stop cancels
+        # the streams still running after --timeout-graceful-shutdown).
+        sent, status = 0, 499
         parts, size = [], 0
+        token = object()
+        _streams.add(token)
         try:
             async for chunk in upstream.aiter_bytes():
                 parts.append(chunk)
@@ -324,6 +327,34 @@ async def _blob(request, access: Access, digest: str):
             # After the stream, with the byte count; queued before anything else can be
             # interrupted, so it survives a cancellation.
             _log(access, digest, "blob", method, status, sent)
+            _streams.discard(token)
             await upstream.aclose()
 
     return StreamingHttpResponse(body(), content_type=content_type, headers=headers)
+
+
+# --- stopping -----------------------------------------------------------------------------------
+
+# The blob streams of this process (event loop only: no lock). A stream leaves the set once its
+# pull log row is queued.
+_streams: set[object] = set()
+# The server stop waits this long for cancelled streams to queue their rows and for the writer
+# to write them: with uvicorn's 3 s graceful timeout it stays within the 5 s a process manager
+# such as honcho grants before it kills.
+STOP_FLUSH_SECONDS = 1.5
+
+
+async def flush_pull_log_on_stop(**kwargs) -> None:
+    """Write the pull log before the process exits (``server_stopping``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STOP_FLUSH_SECONDS
+    logger.info("server stopping: writing the pull log (%d blob streams cut short)",
+                len(_streams))
+    while _streams and loop.time() < deadline:
+        await asyncio.sleep(0.02)  # cancelled streams run their ``finally`` on this loop
+    left = max(deadline - loop.time(), 0.1)
+    if _streams or not await asyncio.to_thread(pull_log_writer.flush, left):
+        logger.warning("pull log: the server stopped before every row was written")
+
+
+server_stopping.connect(flush_pull_log_on_stop, dispatch_uid="proxy-pull-log-flush")

@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import threading
 import time
 
@@ -109,9 +110,9 @@ def upstreams(tmp_path_factory):
     big.stop()
 
 
-def start(tmp_path_factory, upstreams, *, args=()):
+def start(tmp_path_factory, upstreams, *, args=(), extra=None):
     server = start_proxy_server(tmp_path_factory.mktemp("proxy-failures"), args=args, extra={
-        "PORTAL_REGISTRY_HOST_MAP": upstreams["host_map"]})
+        "PORTAL_REGISTRY_HOST_MAP": upstreams["host_map"], **(extra or {})})
     registries = [
         {"endpoint": "256.1.1.1", "name": "bad"},  # saved before the form refused it
         {"endpoint": "flaky.example.com", "name": "flaky"},
@@ -205,16 +206,27 @@ def test_a_blob_the_client_abandons_is_logged_cut_short(server, upstreams):
 def test_a_blob_in_flight_at_a_graceful_stop_is_logged_before_the_process_exits(
         tmp_path_factory, upstreams):
     blob = upstreams["blob"]
-    server = start(tmp_path_factory, upstreams,
+    server = start(tmp_path_factory, upstreams, extra={"LOG_LEVEL": "INFO"},
                    args=("--timeout-graceful-shutdown", graceful_timeout_of_the_procfile()))
+    database = sqlite3.connect(server.env["PORTAL_SQLITE_PATH"], timeout=30,
+                               isolation_level=None)
     try:
         client, response = _start_blob_pull(server, blob)
+        # A busy database while the server stops: the row cannot be written at once, so the
+        # process must wait for its writer rather than exit with the row in memory.
+        database.execute("BEGIN IMMEDIATE")
         os.kill(server.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while "server stopping: writing the pull log" not in server.log():
+            assert time.monotonic() < deadline and server.process.poll() is None, server.log()
+            time.sleep(0.02)
+        database.execute("ROLLBACK")
         server.process.wait(timeout=30)  # the stalled pull does not keep the server up
         rows = _cut_short(server.call("pull_log", customer="Big Bank")["rows"], blob)
         assert len(rows) == 1 and 0 < rows[0]["bytes"] < blob.size
         client.close()
     finally:
+        database.close()
         server.stop()
 
 
