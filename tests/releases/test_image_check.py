@@ -173,6 +173,15 @@ def test_pull_logs_show_on_the_registry_and_customer_pages(client, alice, custom
     assert "Pull activity" in customer_page.text and "GET manifest" in customer_page.text
 
 
+def test_a_blob_cut_short_says_so_in_the_pull_log(client, alice, customer, linked):
+    PullEvent.objects.create(app=customer.app, customer=customer, registry=linked,
+                             image=f"{ECR_HOST}/demo/app", reference="sha256:" + "a" * 64,
+                             kind="blob", status=499, bytes=1 << 20)
+    login(client, alice)
+    page = client.get(f"/customers/{customer.pk}/").text
+    assert "499 cut short" in page and "1.0\xa0MB" in page
+
+
 # --- every check ends ------------------------------------------------------------------------
 
 
