@@ -7,6 +7,8 @@ import django
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.handlers.asgi import ASGIHandler
 
+from portal.lifespan import serve_lifespan
+
 
 def tune_malloc(mmap_threshold: int = 2 << 20, trim_threshold: int = 16 << 20) -> bool:
     """Keep glibc from mapping and unmapping memory for every socket read (proxy registry).
@@ -38,6 +40,12 @@ class PortalASGIHandler(ASGIHandler):
     # Django sends a streamed response in 64 KB messages; the proxy registry streams blobs of
     # hundreds of MB, and 1 MB messages cost a sixteenth of the per-message overhead.
     chunk_size = 2**20
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":  # Django speaks HTTP only (portal/lifespan.py)
+            await serve_lifespan(receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 application = PortalASGIHandler()

@@ -67,6 +67,13 @@ PRESETS: dict[str, dict[str, str]] = {
 }
 
 
+# The largest secret a provider hands out is a Google service account's JSON key (~2.3 KB);
+# access tokens, AWS secret keys and robot tokens are under 2 KB. Anything longer is a paste gone
+# wrong, and would only be encrypted, stored and sent upstream on every login.
+PASSWORD_MAX_LENGTH = 4096
+USERNAME_MAX_LENGTH = 255  # the column's size; AWS Access Key IDs have at most 128
+
+
 def endpoint_has_port(endpoint: str) -> bool:
     return ":" in endpoint.rsplit("]", 1)[-1]
 
@@ -85,10 +92,19 @@ def clean_repository(value: str) -> str:
 class RegistryForm(forms.Form):
     provider = forms.ChoiceField(label="Provider", choices=Provider.choices, initial=Provider.ECR)
     endpoint = forms.CharField(label="Endpoint", max_length=255, required=False)
-    username = forms.CharField(label="Username", max_length=255, required=False)
+    username = forms.CharField(
+        label="Username", max_length=USERNAME_MAX_LENGTH, required=False,
+        error_messages={"max_length": f"Enter at most {USERNAME_MAX_LENGTH} characters: a user "
+                                      "name, robot account or AWS Access Key ID."},
+    )
     # Never rendered back: the stored secret is not shown to anyone, not even its owner.
-    password = forms.CharField(label="Password", required=False, strip=False,
-                               widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}))
+    password = forms.CharField(
+        label="Password", required=False, strip=False, max_length=PASSWORD_MAX_LENGTH,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        error_messages={"max_length": "Paste only the password, token or key: at most "
+                                      f"{PASSWORD_MAX_LENGTH} characters (a Google service "
+                                      "account's JSON key is about 2.3 KB)."},
+    )
     name = forms.CharField(
         label="Name", max_length=63, required=False,
         help_text="Optional short name (lower-case letters, digits and '-'); required when the endpoint has a port.",
@@ -115,6 +131,9 @@ class RegistryForm(forms.Form):
                 "apps": list(instance.apps.all()),
             }
         super().__init__(*args, **kwargs)
+        # No maxlength in the page: a browser would cut a pasted key silently, and the
+        # truncated secret would fail later with a less helpful message.
+        self.fields["password"].widget.attrs.pop("maxlength", None)
         self.fields["apps"].queryset = apps
         provider = self._current_provider()
         preset = PRESETS.get(provider, PRESETS[Provider.OTHER])
@@ -123,7 +142,8 @@ class RegistryForm(forms.Form):
         self.fields["username"].help_text = preset["username_help"]
         password_help = preset["password_help"]
         if instance is not None and instance.has_secret:
-            password_help += " Leave blank to keep the stored one (required again if you change the endpoint)."
+            password_help += (" Leave blank to keep the stored one (required again if you "
+                              "change the endpoint or Insecure registry).")
         self.fields["password"].help_text = password_help
         # For the few lines of JS that switch help texts and fill blank fields on provider change.
         self.fields["provider"].widget.attrs["data-presets"] = json.dumps(PRESETS)
@@ -222,6 +242,11 @@ class RegistryForm(forms.Form):
         if keep and endpoint and endpoint != self.instance.endpoint:
             self.add_error("password", "The endpoint changed: type the password again (stored "
                                        "credentials are only sent to the endpoint they were saved for).")
+            return
+        if keep and bool(data.get("insecure")) != self.instance.insecure:
+            self.add_error("password", "Insecure registry (plain HTTP) changed: type the password "
+                                       "again (stored credentials are only sent the way they were "
+                                       "saved for, never newly over plain HTTP).")
             return
         if not username:
             self.add_error("username", f"Enter the {'AWS Access Key ID' if provider == Provider.ECR else 'username'}.")

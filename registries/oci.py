@@ -33,7 +33,7 @@ import httpx
 
 from . import netguard
 from .errors import RegistryError
-from .reference import DOCKER_HUB, canonical_registry
+from .reference import DOCKER_HUB, canonical_registry, normalize_endpoint
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -118,12 +118,34 @@ def _is_tls_error(exc: BaseException) -> bool:
     return False
 
 
+# What reading a streamed answer's body may raise: the connection closed, reset or timed out
+# mid-body (``aopen`` and ``stream_blob`` hand the body to the caller).
+STREAM_ERRORS = (RegistryError, httpx.HTTPError)
+
+
+def stream_error(error: Exception) -> RegistryError:
+    """One of STREAM_ERRORS as a RegistryError (transient: a retry may get the whole body)."""
+    if isinstance(error, RegistryError):
+        return error
+    if isinstance(error, httpx.TimeoutException):
+        return RegistryError("The registry stopped sending in the middle of an answer.",
+                             permanent=False, code="timeout")
+    return RegistryError("The registry closed the connection in the middle of an answer.",
+                         permanent=False, code="upstream")
+
+
 class RegistryClient:
     """One registry, one set of credentials. Thread-safe; close it (or use ``with``)."""
 
     def __init__(self, endpoint: str, *, username: str = "", password: str = "",
                  insecure: bool = False, timeout: float = 10.0):
         self.endpoint = canonical_registry(endpoint.strip().lower())
+        try:
+            # Rows saved before the form refused such spellings still reach here.
+            normalize_endpoint(self.endpoint)
+        except ValueError as e:
+            raise RegistryError(f"{e} Edit the registry's endpoint.", permanent=True,
+                                code="bad_endpoint") from None
         self.insecure = insecure
         self._username = username
         self._password = password
@@ -248,6 +270,8 @@ class RegistryClient:
                 raise
             except httpx.HTTPError as e:
                 raise self._transport_error(url, e) from None
+            except (httpx.InvalidURL, UnicodeError):
+                raise self._bad_address(url) from None
             location = response.headers.get("location")
             if not location or response.status_code not in (301, 302, 303, 307, 308):
                 return response
@@ -512,6 +536,12 @@ class RegistryClient:
             raise
         except httpx.HTTPError as e:
             raise self._transport_error(url, e) from None
+        except (httpx.InvalidURL, UnicodeError):  # a token realm or redirect to a bad host
+            raise self._bad_address(url) from None
+
+    def _bad_address(self, url: str) -> RegistryError:
+        return RegistryError(f"{self.endpoint} sent the portal to an address it cannot use.",
+                             permanent=True, code="bad_endpoint")
 
     def _transport_error(self, url: str, exc: httpx.HTTPError) -> RegistryError:
         """A connection failure as a RegistryError (shared by the sync and async paths)."""

@@ -29,6 +29,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+import idna
+
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
 DEFAULT_TAG = "latest"
@@ -42,6 +44,7 @@ _TAG = re.compile(r"[\w][\w.-]{0,127}")
 _DIGEST = re.compile(r"([A-Za-z][A-Za-z0-9]*(?:[+._-][A-Za-z][A-Za-z0-9]*)*):([0-9a-fA-F]{32,})")
 _DIGEST_HEX_LENGTH = {"sha256": 64, "sha384": 96, "sha512": 128}
 _IDENTIFIER = re.compile(r"[a-f0-9]{64}")
+_HEX_NUMBER = re.compile(r"0x[0-9a-f]*")
 
 
 class InvalidReference(ValueError):
@@ -163,8 +166,13 @@ def _check_digest(digest: str, text: str) -> str:
     return digest
 
 
-def _normalize_host_port(value: str) -> str:
-    """``Host[:port]`` lower-cased; ValueError with a message when it is not a valid host."""
+def _normalize_host_port(value: str, *, strict: bool = False) -> str:
+    """``Host[:port]`` lower-cased; ValueError with a message when it is not a valid host.
+
+    ``strict`` (registry endpoints) also refuses what the HTTP client cannot connect to
+    (``_check_host_name``); image references keep distribution's grammar, and an image on such
+    a host fails its check with the client's message instead.
+    """
     host, port = value, None
     if value.startswith("["):
         end = value.find("]")
@@ -187,15 +195,57 @@ def _normalize_host_port(value: str) -> str:
             host, port = value.split(":", 1)
         if not host:
             raise ValueError(f"the host is missing in {value!r}")
-        if not all(_DOMAIN_COMPONENT.fullmatch(part) for part in host.split(".")):
+        if strict:
+            host = _check_host_name(host)
+        elif all(_DOMAIN_COMPONENT.fullmatch(part) for part in host.split(".")):
+            host = host.lower()
+        else:
             raise ValueError(
                 f"invalid host {host!r} (letters, digits and '-' in dot-separated parts)"
             )
-        host = host.lower()
     if port is not None:
-        if not port.isdigit() or not port.isascii() or not 0 < int(port) < 65536:
+        if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise ValueError(f"invalid port {port!r} (a number from 1 to 65535)")
         return f"{host}:{int(port)}"
+    return host
+
+
+def _check_host_name(host: str) -> str:
+    """A DNS name or an IPv4 dotted quad, lower-cased; ValueError naming what is wrong.
+
+    Stricter than distribution's grammar on purpose: the HTTP client refuses IPv4 spellings
+    with leading zeros or numbers above 255 and malformed IDNA labels, and resolvers read
+    ``1.2.3`` or ``0x7f.1`` as other addresses than the one shown (``1.2.0.3``, ``127.0.0.1``).
+    A name whose last part is a number is taken as an IPv4 address, as URL parsers do.
+    """
+    labels = host.split(".")
+    if not all(_DOMAIN_COMPONENT.fullmatch(label) for label in labels):
+        raise ValueError(
+            f"invalid host {host!r} (letters, digits and '-' in dot-separated parts)"
+        )
+    last = labels[-1].lower()
+    if last.isdigit() or _HEX_NUMBER.fullmatch(last):
+        if len(labels) != 4 or not all(label.isdigit() for label in labels):
+            raise ValueError(f"invalid IPv4 address {host!r} (write four numbers from 0 to 255 "
+                             "separated by dots, like 192.0.2.10)")
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f"invalid IPv4 address {host!r} (each of the four numbers from 0 to "
+                             "255, without leading zeros)") from None
+        return host
+    if any(len(label) > 63 for label in labels):
+        raise ValueError(f"invalid host {host!r} (each dot-separated part has at most 63 "
+                         "characters)")
+    if len(host) > 253:
+        raise ValueError(f"invalid host {host[:40]!r}… (a host name has at most 253 characters)")
+    host = host.lower()
+    if any(label.lower().startswith("xn--") for label in labels):
+        try:
+            idna.decode(host)
+        except (idna.IDNAError, UnicodeError):
+            raise ValueError(f"invalid host {host!r} (an 'xn--' part is not valid IDNA "
+                             "punycode)") from None
     return host
 
 
@@ -253,7 +303,7 @@ def normalize_endpoint(text: str) -> str:
     if "?" in value or "#" in value:
         raise ValueError("The endpoint cannot contain '?' or '#': enter just the host and port.")
     try:
-        endpoint = _normalize_host_port(value)
+        endpoint = _normalize_host_port(value, strict=True)
     except ValueError as e:
         raise ValueError(f"Not a valid endpoint: {e}.") from None
     return canonical_registry(endpoint)

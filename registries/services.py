@@ -148,6 +148,13 @@ def registry_check(registry: ExternalRegistry, *, image: str = "") -> Outcome:
     return Outcome(f"The credentials work and can read {image}.", warning, timings)
 
 
+def unexpected_error_message(error: BaseException) -> str:
+    """What a user reads when a check failed for a reason nobody foresaw (never a secret)."""
+    return (f"Could not check: an unexpected error ({type(error).__name__}) stopped the check. "
+            "Try again; if it persists, the portal's administrator finds the details in the "
+            "worker's log.")
+
+
 def registry_validate(*, registry_id: int, image: str | None = None, periodic: bool = False,
                       raise_transient: bool = False) -> ExternalRegistry | None:
     """Check a registry and record the result on its row.
@@ -170,6 +177,14 @@ def registry_validate(*, registry_id: int, image: str | None = None, periodic: b
             raise TransientValidationError(e) from None
         logger.info("registry %s: validation failed (%s)", registry.pk, e.code or "error")
         registry.mark_result(ok=False, message=e.message, revision=revision, periodic=periodic)
+        return registry
+    except Exception as e:
+        # A bug or a library's surprise must still end the validation, or the row would stay
+        # Validating and be queued again by every sweep. The traceback goes to the worker's
+        # log only; the page gets the error's type (its text could quote anything).
+        logger.exception("registry %s: validation crashed", registry.pk)
+        registry.mark_result(ok=False, message=unexpected_error_message(e), revision=revision,
+                             periodic=periodic)
         return registry
     logger.info(
         "registry %s: connected in %.3f s (%s)", registry.pk, time.perf_counter() - started,

@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
+from django_htmx.http import HttpResponseStopPolling
 
 from portal.audit import audit_log
 from portal.roles import team_required
@@ -31,7 +32,10 @@ def release_images(request, slug, sequence):
             return redirect("releases-release-detail", slug=app.slug, sequence=release.sequence)
     context = {**release_image_rows(release), "release": release,
                "membership": request.membership}
-    return render(request, "releases/_image_checks.html", context)
+    response = render(request, "releases/_image_checks.html", context)
+    if request.htmx and not context["pending"]:
+        response.status_code = HttpResponseStopPolling.status_code  # every verdict is in
+    return response
 
 
 @team_required("can_edit_releases")

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from registries.errors import RegistryError
 from registries.reference import InvalidReference, Reference, parse
+from registries.services import registry_pull_client, unexpected_error_message
 
 from .downstream import registries_for_app
 from .manifests import images_in
@@ -71,8 +72,6 @@ def verdict_predicate(app) -> Callable[[Reference], bool]:
 
 def check_image(*, app, ref: Reference) -> tuple[str, str, object | None]:
     """(verdict, message, registry) for one image of ``app``. Talks to the registries."""
-    from registries.services import registry_pull_client
-
     registry = next((r for r in registries_for_app(app) if r.endpoint == ref.domain), None)
     insecure = registry.insecure if registry is not None else False
     try:
@@ -89,7 +88,7 @@ def check_image(*, app, ref: Reference) -> tuple[str, str, object | None]:
     try:
         registry_pull_client(registry=registry).head_manifest(ref.path, ref.reference)
     except RegistryError as e:
-        if not e.permanent:
+        if not e.permanent or e.code == "bad_endpoint":
             return Verdict.ERROR, f"Could not check it: {e.message}", registry
         return (Verdict.UNLINKED,
                 f"It is private and the linked registry's credentials cannot read it: {e.message} "
@@ -116,7 +115,13 @@ def release_check_images(*, release_id: int, force: bool = False) -> int:
 
 
 def _check_row(row: ImageVerdict, *, app, ref: Reference) -> str:
-    verdict, message, registry = check_image(app=app, ref=ref)
+    try:
+        verdict, message, registry = check_image(app=app, ref=ref)
+    except Exception as e:
+        # Whatever went wrong, the row must leave Checking (the page polls until it does); the
+        # traceback is for the worker's log, the page gets the error's type only.
+        logger.exception("image check: app %s: %s crashed", app.pk, ref)
+        verdict, message, registry = Verdict.ERROR, unexpected_error_message(e), None
     # Short write, outside any network wait.
     ImageVerdict.objects.filter(pk=row.pk).update(
         verdict=verdict, message=message, registry=registry, checked_at=timezone.now(),

@@ -298,8 +298,9 @@ class PullLogWriter:
     write nor loses its row when the client hangs up (Django then cancels the response task).
     A single writer means no two pull-log writers ever compete for SQLite's lock. A failed
     batch is retried with back-off; rows that still cannot be written are dropped with a
-    warning, never failing a pull. ``flush`` waits until what was put is written; the queue is
-    flushed when the process exits (uvicorn's graceful shutdown).
+    warning, never failing a pull. ``flush`` waits until what was put is written: the proxy
+    flushes it when the server stops (the ASGI lifespan shutdown, ``proxy_views``), and an
+    ``atexit`` handler when the interpreter exits normally.
     """
 
     BATCH = 500

@@ -16,6 +16,8 @@ exact bytes, Content-Type and Docker-Content-Digest; blobs are streamed chunk by
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -25,9 +27,10 @@ from asgiref.sync import sync_to_async
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from portal.lifespan import server_stopping
 from portal.throttle import client_address
 from registries.errors import RegistryError
-from registries.oci import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES
+from registries.oci import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES, STREAM_ERRORS, stream_error
 
 from .proxy import (
     Access,
@@ -36,6 +39,7 @@ from .proxy import (
     cached_access,
     check_login,
     log_pull,
+    pull_log_writer,
 )
 
 logger = logging.getLogger(__name__)
@@ -46,7 +50,7 @@ _DIGEST = r"sha256:[a-f0-9]{64}"
 MANIFEST_PATH = re.compile(rf"^(?P<name>{_NAME})/manifests/(?P<reference>[\w][\w.-]{{0,127}}|{_DIGEST})$")
 BLOB_PATH = re.compile(rf"^(?P<name>{_NAME})/blobs/(?P<digest>{_DIGEST})$")
 TAGS_PATH = re.compile(rf"^(?P<name>{_NAME})/tags/list$")
-UNAVAILABLE_CODES = {"timeout", "refused", "dns"}
+UNAVAILABLE_CODES = {"refused", "dns"}
 # Upstream reads arrive in socket-sized pieces (64-256 KB); each piece sent on is a trip through
 # Django's and uvicorn's send path, so pieces are joined into messages of about this size.
 SEND_BYTES = 1 << 20
@@ -63,11 +67,29 @@ def oci_error(status: int, code: str, message: str, *, retry_after: int | None =
     return response
 
 
+def oci_view(view):
+    """Every answer under /v2/ is OCI JSON: an unexpected error is a 500 "internal error" with
+    the traceback in the server's log only (never Django's HTML page, never to the client)."""
+
+    @functools.wraps(view)
+    async def wrapper(request, *args, **kwargs):
+        try:
+            return await view(request, *args, **kwargs)
+        except Exception:
+            logger.exception("proxy: internal error on %s %s", request.method,
+                             request.path.split("/blobs/")[0])
+            return oci_error(500, "UNKNOWN", "Internal error in the proxy registry: try again "
+                                             "later.")
+
+    return wrapper
+
+
 def _refused(refusal: Refusal) -> JsonResponse:
     return oci_error(refusal.status, refusal.code, refusal.message, retry_after=refusal.retry_after)
 
 
 @csrf_exempt  # no cookies, no sessions: Basic auth on every request
+@oci_view
 async def v2_root(request):
     """The API version check: clients learn here that they must log in with Basic."""
     if request.method not in ("GET", "HEAD"):
@@ -82,12 +104,14 @@ async def v2_root(request):
 
 
 @csrf_exempt  # no cookies, no sessions: Basic auth on every request
+@oci_view
 async def v2_other(request, rest=""):
     """Anything else under /v2/ (catalog, tags, uploads, other names) does not exist here."""
     return oci_error(404, "NAME_UNKNOWN", "Only /v2/proxy/<app>/<image> is served here.")
 
 
 @csrf_exempt  # no cookies, no sessions: Basic auth on every request
+@oci_view
 async def proxy(request, app_slug: str, rest: str):
     if request.method not in ("GET", "HEAD"):
         return oci_error(405, "UNSUPPORTED", "The proxy registry is read-only.")
@@ -135,8 +159,12 @@ def _upstream_failure(status: int, kind: str) -> tuple[int, str, str]:
     return 502, "UNKNOWN", f"The vendor's registry answered HTTP {status}."
 
 
-def _registry_error(e: RegistryError) -> JsonResponse:
-    if e.code in UNAVAILABLE_CODES:
+def _registry_error(e: Exception) -> JsonResponse:
+    """An upstream failure (one of STREAM_ERRORS): 502, 503 or 504, never 500."""
+    code = stream_error(e).code
+    if code == "timeout":
+        return oci_error(504, "UNAVAILABLE", "The vendor's registry did not answer in time.")
+    if code in UNAVAILABLE_CODES:
         return oci_error(503, "UNAVAILABLE", "The vendor's registry cannot be reached right now.")
     return oci_error(502, "UNAVAILABLE", "The vendor's registry failed to answer.")
 
@@ -173,8 +201,10 @@ async def _manifest(request, access: Access, reference: str):
         media_type = upstream.headers.get("content-type", "application/octet-stream")
         digest = upstream.headers.get("docker-content-digest", "")
         length = upstream.headers.get("content-length", "")
-    except RegistryError as e:
-        return _registry_error(e)
+    except STREAM_ERRORS as e:
+        response = _registry_error(e)
+        _log(access, reference, "manifest", method, response.status_code, 0)
+        return response
     finally:
         await upstream.aclose()
     if method == "GET":
@@ -207,7 +237,7 @@ async def _tags(request, access: Access):
             body = await upstream.aread()
         finally:
             await upstream.aclose()
-    except RegistryError as e:
+    except STREAM_ERRORS as e:
         return _registry_error(e)
     if upstream.status_code != 200:
         status, code, message = _upstream_failure(upstream.status_code, "repository")
@@ -251,8 +281,12 @@ async def _blob(request, access: Access, digest: str):
         return response
 
     async def body():
-        sent, status = 0, 499  # 499: the client went away before the end
+        # 499: cut short, because the client went away or the server stopped (a stop cancels
+        # the streams still running after --timeout-graceful-shutdown).
+        sent, status = 0, 499
         parts, size = [], 0
+        token = object()
+        _streams.add(token)
         try:
             async for chunk in upstream.aiter_bytes():
                 parts.append(chunk)
@@ -276,6 +310,34 @@ async def _blob(request, access: Access, digest: str):
             # After the stream, with the byte count; queued before anything else can be
             # interrupted, so it survives a cancellation.
             _log(access, digest, "blob", method, status, sent)
+            _streams.discard(token)
             await upstream.aclose()
 
     return StreamingHttpResponse(body(), content_type=content_type, headers=headers)
+
+
+# --- stopping -----------------------------------------------------------------------------------
+
+# The blob streams of this process (event loop only: no lock). A stream leaves the set once its
+# pull log row is queued.
+_streams: set[object] = set()
+# The server stop waits this long for cancelled streams to queue their rows and for the writer
+# to write them: with uvicorn's 3 s graceful timeout it stays within the 5 s a process manager
+# such as honcho grants before it kills.
+STOP_FLUSH_SECONDS = 1.5
+
+
+async def flush_pull_log_on_stop(**kwargs) -> None:
+    """Write the pull log before the process exits (``server_stopping``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STOP_FLUSH_SECONDS
+    logger.info("server stopping: writing the pull log (%d blob streams cut short)",
+                len(_streams))
+    while _streams and loop.time() < deadline:
+        await asyncio.sleep(0.02)  # cancelled streams run their ``finally`` on this loop
+    left = max(deadline - loop.time(), 0.1)
+    if _streams or not await asyncio.to_thread(pull_log_writer.flush, left):
+        logger.warning("pull log: the server stopped before every row was written")
+
+
+server_stopping.connect(flush_pull_log_on_stop, dispatch_uid="proxy-pull-log-flush")

@@ -190,3 +190,92 @@ def test_provider_choices_are_the_six_of_the_issue():
         "Amazon ECR", "Docker Hub", "GitHub Container Registry", "Google Artifact Registry", "Quay",
         "Other OCI registry",
     ]
+
+
+@pytest.mark.parametrize("typed, canonical", [
+    ("10.0.0.1", "10.0.0.1"),
+    ("[2001:db8::1]:5000", "[2001:db8::1]:5000"),
+    ("registry.example.com:443", "registry.example.com:443"),
+    ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+])
+def test_it_accepts_hosts_addresses_and_ports_the_http_client_can_use(team, typed, canonical):
+    f = form(team, endpoint=typed, name="named")
+    assert f.is_valid(), f.errors
+    assert f.cleaned_data["endpoint"] == canonical
+
+
+@pytest.mark.parametrize("typed, message", [
+    ("0177.0.0.1:5302", "invalid IPv4 address"),
+    ("256.1.1.1", "invalid IPv4 address"),
+    ("999.999.999.999", "invalid IPv4 address"),
+    ("1.2.3", "invalid IPv4 address"),
+    ("0x7f.1", "invalid IPv4 address"),
+    ("a" * 64 + ".example.com", "at most 63 characters"),
+    ("registry.example.com:0", "invalid port"),
+    ("registry.example.com:65536", "invalid port"),
+    ("xn--zz.example.com", "IDNA"),
+    ("a..example.com", "invalid host"),
+    ("registry.example.com.", "invalid host"),
+    ("u@registry.example.com", "credentials"),
+    ("registry.example.com/v2", "Remove the path"),
+    ("registry .example.com", "spaces"),
+])
+def test_a_refused_endpoint_says_what_to_fix_and_is_kept(client, alice, typed, message):
+    login(client, alice)
+    response = client.post("/registries/add/", {
+        "provider": "other", "endpoint": typed, "username": "u", "password": "typed-secret",
+        "name": "named",
+    })
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert message in page
+    assert 'value="' + typed.replace("&", "&amp;") + '"' in page
+    assert "typed-secret" not in page
+    assert ExternalRegistry.objects.count() == 0
+
+
+def test_ticking_insecure_needs_the_password_again(client, alice, bob, team):
+    """A Developer must not send an Admin's stored secret over plain HTTP without knowing it."""
+    registry = make_registry(team, endpoint="registry.example.com", secret="admins-secret")
+    login(client, bob)
+    data = {"provider": "other", "endpoint": "registry.example.com", "username": "user",
+            "password": "", "insecure": "on"}
+    response = client.post(f"/registries/{registry.pk}/edit/", data)
+    assert response.status_code == 400
+    assert "plain HTTP" in response.content.decode()
+    assert "type the password again" in response.content.decode()
+    registry.refresh_from_db()
+    assert registry.insecure is False and registry.secret == "admins-secret"
+
+    response = client.post(f"/registries/{registry.pk}/edit/", {**data, "password": "bobs-own"})
+    assert response.status_code == 302
+    registry.refresh_from_db()
+    assert registry.insecure is True and registry.secret == "bobs-own"
+
+
+def test_unticking_insecure_also_needs_the_password_again(team):
+    registry = make_registry(team, secret="stored-secret", insecure=True)
+    f = form(team, instance=registry, password="", insecure="")
+    assert not f.is_valid()
+    assert "type the password again" in f.errors["password"][0]
+
+
+def test_an_unchanged_scheme_keeps_the_stored_password(team):
+    registry = make_registry(team, secret="stored-secret", insecure=True)
+    f = form(team, instance=registry, password="", insecure="on")
+    assert f.is_valid(), f.errors
+
+
+@pytest.mark.parametrize("field, limit", [("password", 4096), ("username", 255)])
+def test_credentials_have_a_maximum_length(team, field, limit):
+    assert form(team, **{field: "x" * limit}).is_valid()
+    f = form(team, **{field: "x" * (limit + 1)})
+    assert not f.is_valid()
+    assert f"at most {limit} characters" in f.errors[field][0]
+
+
+def test_a_gcp_service_account_key_fits_the_password(team):
+    # A service account's JSON key, pasted whole, is about 2.3 KB.
+    key = '{"type": "service_account", "private_key": "' + "k" * 1700 + '", ' + '"x": "y", ' * 40 + "}"
+    f = form(team, provider="gar", endpoint="us-docker.pkg.dev", password=key)
+    assert f.is_valid(), f.errors

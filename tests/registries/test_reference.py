@@ -120,6 +120,13 @@ ENDPOINTS = [
     ("https://registry-1.docker.io/", "docker.io"),
     ("localhost:5000", "localhost:5000"),
     ("[::1]:5000", "[::1]:5000"),
+    ("[2001:DB8::1]", "[2001:db8::1]"),
+    ("10.0.0.1", "10.0.0.1"),
+    ("0.0.0.0:5000", "0.0.0.0:5000"),  # a usable address; the SSRF guard refuses it, not the grammar
+    ("123.example.com", "123.example.com"),
+    ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+    ("a" * 63 + ".example.com", "a" * 63 + ".example.com"),
+    ("registry.example.com:65535", "registry.example.com:65535"),
 ]
 
 
@@ -140,6 +147,32 @@ BAD_ENDPOINTS = [
     ("registry.example.com:abc", "port"),
     ("-bad.example.com", "invalid host"),
     ("registry.example.com?x=1", "'?'"),
+    # Spellings the HTTP client cannot use, or reads as another address than the one shown.
+    ("0177.0.0.1:5302", "IPv4"),
+    ("01.2.3.4", "IPv4"),
+    ("256.1.1.1", "IPv4"),
+    ("999.999.999.999", "IPv4"),
+    ("1.2.3", "IPv4"),
+    ("1.2.3.4.5", "IPv4"),
+    ("0x7f.1", "IPv4"),
+    ("example.0x10", "IPv4"),
+    ("a" * 64 + ".example.com", "63 characters"),
+    (".".join(["a" * 60] * 5), "253 characters"),
+    ("registry.example.com:0", "port"),
+    ("registry.example.com:65536", "port"),
+    ("registry.example.com:+80", "port"),
+    ("xn--zz.example.com", "IDNA"),
+    ("xn--a.example.com", "IDNA"),
+    ("r\u00e9gistry.example.com", "invalid host"),
+    ("a..example.com", "invalid host"),
+    ("registry.example.com.", "invalid host"),
+    (".example.com", "invalid host"),
+    ("[::1", "IPv6"),
+    ("[zz::1]:5000", "IPv6"),
+    ("[::1]5000", "invalid host"),
+    ("http://u@registry.example.com", "credentials"),
+    ("registry.example\t.com", "spaces"),
+    ("registry.\u3000example.com", "spaces"),
 ]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ class ProxyServer:
     port: int
     process: subprocess.Popen | None = None
     data: dict = field(default_factory=dict)
+    args: tuple[str, ...] = ()  # more uvicorn options
 
     @property
     def host(self) -> str:
@@ -66,7 +68,7 @@ class ProxyServer:
         if migrate:
             self.manage("migrate", "--noinput")
         log = (self.directory / "uvicorn.log").open("ab")
-        self.process = start_web(self.env, self.port, log, app=app)
+        self.process = start_web(self.env, self.port, log, app=app, args=self.args)
         wait_for_port(LOOPBACK, self.port, time.monotonic() + timeout, process=self.process)
         return self
 
@@ -95,12 +97,13 @@ def procfile_web_command(*, app: str | None = None) -> str:
     return command
 
 
-def start_web(env: dict[str, str], port: int, log, *, app: str | None = None) -> subprocess.Popen:
+def start_web(env: dict[str, str], port: int, log, *, app: str | None = None,
+              args: tuple[str, ...] = ()) -> subprocess.Popen:
     """Run the Procfile's web command through sh, as honcho does; ``exec`` so that the pid is
     uvicorn's (tests read its memory)."""
     env = {**env, "HOST": LOOPBACK, "WEB_PORT": str(port),
            "PATH": str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")}
-    return subprocess.Popen(["sh", "-c", f"exec {procfile_web_command(app=app)} --log-level warning"],
+    return subprocess.Popen(["sh", "-c", f"exec {procfile_web_command(app=app)} --log-level warning {shlex.join(args)}"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -124,10 +127,12 @@ def server_env(directory: Path, port: int, *, extra: dict[str, str] | None = Non
     return env
 
 
-def start_proxy_server(directory: Path, *, extra: dict[str, str] | None = None) -> ProxyServer:
+def start_proxy_server(directory: Path, *, extra: dict[str, str] | None = None,
+                       args: tuple[str, ...] = ()) -> ProxyServer:
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    return ProxyServer(directory, server_env(directory, port, extra=extra), port).start()
+    return ProxyServer(directory, server_env(directory, port, extra=extra), port,
+                       args=tuple(args)).start()
 
 
 # --- run inside the server's environment (manage.py shell) ------------------------------------

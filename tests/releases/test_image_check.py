@@ -171,3 +171,60 @@ def test_pull_logs_show_on_the_registry_and_customer_pages(client, alice, custom
     assert f"{ECR_HOST}/demo/app" in registry_page.text
     customer_page = client.get(f"/customers/{customer.pk}/")
     assert "Pull activity" in customer_page.text and "GET manifest" in customer_page.text
+
+
+def test_a_blob_cut_short_says_so_in_the_pull_log(client, alice, customer, linked):
+    PullEvent.objects.create(app=customer.app, customer=customer, registry=linked,
+                             image=f"{ECR_HOST}/demo/app", reference="sha256:" + "a" * 64,
+                             kind="blob", status=499, bytes=1 << 20)
+    login(client, alice)
+    page = client.get(f"/customers/{customer.pk}/").text
+    assert "499 cut short" in page and "1.0\xa0MB" in page
+
+
+# --- every check ends ------------------------------------------------------------------------
+
+
+def test_an_unexpected_error_is_could_not_check_logged_once(client, alice, hosts, release,
+                                                            linked, monkeypatch, caplog):
+    from registries import oci
+    from releases import tasks
+
+    def broken(self, repository, reference):
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(oci.RegistryClient, "head_manifest", broken)
+    tasks.check_release_images(release.pk)
+    rows = ImageVerdict.objects.filter(app=release.app)
+    assert rows.count() == 2
+    for row in rows:
+        assert row.verdict == Verdict.ERROR
+        assert row.message.startswith("Could not check") and "KeyError" in row.message
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2 and all(r.exc_info for r in errors)  # once per image
+    assert aws_secret(linked) not in caplog.text
+    login(client, alice)
+    part = client.get(f"/apps/{release.app.slug}/releases/{release.sequence}/images/",
+                      HTTP_HX_REQUEST="true")
+    assert part.status_code == 286  # htmx stops polling: every verdict is in
+    assert "Could not check" in part.text
+
+
+def aws_secret(registry) -> str:
+    return registry.secret
+
+
+def test_a_stored_registry_endpoint_the_client_cannot_use_is_could_not_check(sample_app, alice,
+                                                                              team):
+    from releases import tasks
+
+    registry = ExternalRegistry(team=team, endpoint="256.1.1.1", provider="other",
+                                username="u", name="old")
+    registry.secret = "old-secret"
+    registry.save()
+    release = Release.create_next(app=sample_app, user=alice, files=[
+        ("app.yaml", deployment("256.1.1.1/team/app:1.0"))])
+    tasks.check_release_images(release.pk)
+    row = ImageVerdict.objects.get(app=sample_app)
+    assert row.verdict == Verdict.ERROR
+    assert "Not a valid endpoint" in row.message and "old-secret" not in row.message
