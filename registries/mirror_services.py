@@ -279,7 +279,8 @@ def _cancel_abandoned_uploads(job: MirrorJob, target: oci.RegistryClient,
     if not job.open_uploads:
         return
     canceled = transfer.cancel_uploads(target, job.target_repository, job.open_uploads)
-    log.append({"event": f"Closed {canceled} upload(s) the interrupted attempt left open."})
+    if canceled:  # the others had finished, or the registry had purged them
+        log.append({"event": f"Closed {canceled} upload(s) the interrupted attempt left open."})
 
 
 def _not_claimed(job_id: int) -> MirrorOutcome:

@@ -11,14 +11,18 @@ import os
 import signal
 import subprocess
 import threading
-import time
 
 import httpx
 import pytest
 
 from tests.registries.images import build_index, push
 from tests.registries.test_mirror_worker_crash import (
-    PYTHON, ROOT, SETUP, SlowBlobs, job_row, wait_for,
+    PYTHON,
+    ROOT,
+    SETUP,
+    SlowBlobs,
+    job_row,
+    wait_for,
 )
 
 KB = 1 << 10
@@ -130,7 +134,7 @@ def test_a_takeover_closes_the_dead_workers_uploads_and_progress_never_goes_back
     # What the page showed never went back.
     values = [(blobs, size) for blobs, size, _ in poller.values]
     assert any(status == "running" for *_, status in poller.values)
-    for before, after in zip(values, values[1:]):
+    for before, after in zip(values, values[1:], strict=False):
         assert after[0] >= before[0] and after[1] >= before[1], (before, after)
 
     raw = subprocess.run(
