@@ -1,4 +1,4 @@
-"""MirrorJob: one copy of an image into a linked registry (issue 4).
+"""MirrorJob: one copy of an image into a linked registry.
 
 Imported at the bottom of registries/models.py so Django sees it. Single-row state changes are
 methods here (claim with a lease, progress, finish, cancel); the copying is mirror_services.py.
@@ -13,7 +13,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from portal.models import Team
@@ -21,6 +22,9 @@ from portal.models import Team
 from . import crypto
 
 LOG_LIMIT = 500  # per-blob log lines kept on the row
+
+QUEUE_UNREACHABLE = ("The worker queue is unreachable: the copy starts on its own when the queue "
+                     "is back.")
 
 
 def lease_length() -> timedelta:
@@ -60,6 +64,10 @@ class MirrorJob(models.Model):
     bytes_done = models.BigIntegerField(default=0)
     bytes_total = models.BigIntegerField(default=0)
     log = models.JSONField(default=list, blank=True)
+    # Upload sessions open in the target registry (their Location as the registry gave it: a
+    # path with the registry's upload state, never a credential), so that the worker taking
+    # over from a dead one can cancel them. Never shown on a page or logged.
+    open_uploads = models.JSONField(default=list, blank=True)
 
     result_digest = models.CharField(max_length=100, blank=True)
     result_skipped = models.BooleanField(default=False)
@@ -149,18 +157,38 @@ class MirrorJob(models.Model):
         return job
 
     def save_progress(self, *, blobs_done: int, blobs_total: int, bytes_done: int,
-                      bytes_total: int, log: list[dict] | None = None) -> bool:
-        """Record progress and renew the lease; False when the job should stop (canceled, lost)."""
+                      bytes_total: int, log: list[dict] | None = None,
+                      open_uploads: list[str] | None = None) -> bool:
+        """Record progress and renew the lease; False when the job should stop (canceled, lost).
+
+        The counts never go down: a worker taking over starts counting again and the bytes a
+        dead worker had in flight are sent again, but the page must not jump backwards.
+        """
         now = timezone.now()
-        fields = dict(blobs_done=blobs_done, blobs_total=blobs_total, bytes_done=bytes_done,
-                      bytes_total=bytes_total, lease_until=now + lease_length(), updated_at=now)
+        fields = dict(blobs_total=blobs_total, bytes_total=bytes_total,
+                      lease_until=now + lease_length(), updated_at=now)
         if log is not None:
             fields["log"] = log[-LOG_LIMIT:]
+        if open_uploads is not None:
+            fields["open_uploads"] = list(open_uploads)
         updated = MirrorJob.objects.filter(
-            pk=self.pk, status=self.Status.RUNNING, cancel_requested=False).update(**fields)
+            pk=self.pk, status=self.Status.RUNNING, cancel_requested=False).update(
+            blobs_done=Greatest("blobs_done", Value(blobs_done)),
+            bytes_done=Greatest("bytes_done", Value(bytes_done)), **fields)
         for key, value in fields.items():
             setattr(self, key, value)
+        self.blobs_done = max(self.blobs_done, blobs_done)
+        self.bytes_done = max(self.bytes_done, bytes_done)
         return bool(updated)
+
+    def note_queued(self, queued: bool) -> None:
+        """Say on the page whether the worker queue took the job (a queued job only)."""
+        if queued:
+            MirrorJob.objects.filter(pk=self.pk, error_code="queue_unreachable").update(
+                error="", error_code="")
+        else:
+            MirrorJob.objects.filter(pk=self.pk, status=self.Status.QUEUED).update(
+                error=QUEUE_UNREACHABLE, error_code="queue_unreachable")
 
     def requeue(self, error: str) -> None:
         """A transient failure: the task retries later; the lease is released."""
@@ -173,7 +201,7 @@ class MirrorJob(models.Model):
     def _finish(self, status: str, **fields) -> bool:
         now = timezone.now()
         values = dict(status=status, lease_until=None, finished_at=now, updated_at=now,
-                      push_username="", push_secret_encrypted="", **fields)
+                      push_username="", push_secret_encrypted="", open_uploads=[], **fields)
         with transaction.atomic():
             updated = MirrorJob.objects.filter(
                 pk=self.pk, status__in=self.ACTIVE).update(**values)

@@ -1,4 +1,4 @@
-"""Mirroring an image into a linked registry (issue 4): create, run, cancel a MirrorJob.
+"""Mirroring an image into a linked registry: create, run, cancel a MirrorJob.
 
 The Celery task (mirror_tasks.py) only calls `image_mirror(job_id=...)`; the copy itself is
 registries/transfer.py, the network seams oci.py and ecr.py.
@@ -14,10 +14,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.audit import audit_log
+from portal.publish import publish
 
 from . import crypto, ecr, oci, transfer
 from .errors import RegistryError
-from .mirror_models import MirrorJob
+from .mirror_models import MirrorJob, lease_length
 from .models import ExternalRegistry
 from .reference import Reference, canonical_registry, parse
 
@@ -27,6 +28,8 @@ MAX_ATTEMPTS = 3          # task deliveries that may end in a transient failure 
 WRITE_EVERY = 1.0         # seconds between progress writes
 LEASE_EVERY = 2.0         # seconds between lease renewals / cancel checks
 CLIENT_TIMEOUT = 60.0
+TASK = "registries.mirror_tasks.mirror_image"   # by name: the task module imports this one
+UNEXPECTED = "The portal failed unexpectedly while copying; see the worker log."
 
 
 class TransientMirrorError(Exception):
@@ -75,14 +78,12 @@ def mirror_create(*, team, registry: ExternalRegistry, source: str, target_repos
     return job
 
 
-def _send(job_id: int) -> None:
-    from .mirror_tasks import mirror_image
-
-    try:
-        mirror_image.apply_async((job_id,), retry=False)
-    except Exception as e:  # noqa: BLE001 - broker down: the sweep queues it later
-        logger.warning("mirror job %s: broker unreachable, left queued (%s)", job_id,
-                       type(e).__name__)
+def _send(job_id: int) -> bool:
+    """Queue the job's task; when the broker is down the job stays Queued, its page says so,
+    and the sweep queues it once the broker answers. True when queued."""
+    queued = publish(TASK, job_id)
+    MirrorJob(pk=job_id).note_queued(queued)
+    return queued
 
 
 def mirror_cancel(*, job: MirrorJob, request=None) -> None:
@@ -99,7 +100,8 @@ def mirror_jobs_sweep(*, older_than_seconds: int = 120) -> int:
     ) | MirrorJob.objects.filter(status=MirrorJob.Status.RUNNING, lease_until__lt=now)
     count = 0
     for pk in stale.values_list("pk", flat=True):
-        _send(pk)
+        if not _send(pk):
+            break  # the broker is down: the next sweep tries again
         count += 1
     return count
 
@@ -170,6 +172,7 @@ class _Tracker:
     def __init__(self, job: MirrorJob, log: list[dict]):
         self.job, self.log = job, log
         self.last_write = self.last_lease = 0.0
+        self.uploads: list[str] | None = None   # as last written
         self.stop = False
 
     def on_progress(self, p: transfer.Progress) -> None:
@@ -177,11 +180,14 @@ class _Tracker:
             self.log.append({"digest": b.digest, "size": b.size, "action": b.action,
                              "seconds": b.seconds, "attempts": b.attempts})
         now = time.monotonic()
-        if p.finished or now - self.last_write >= WRITE_EVERY:
+        # A new upload session is written at once, not within WRITE_EVERY: if this worker
+        # dies, the one taking over can cancel only the sessions it finds on the row.
+        if p.finished or p.open_uploads != self.uploads or now - self.last_write >= WRITE_EVERY:
             self.last_write = self.last_lease = now
+            self.uploads = list(p.open_uploads)
             if not self.job.save_progress(blobs_done=p.blobs_done, blobs_total=p.blobs_total,
                                           bytes_done=p.bytes_done, bytes_total=p.bytes_total,
-                                          log=self.log):
+                                          log=self.log, open_uploads=self.uploads):
                 self.stop = True
 
     def should_cancel(self) -> bool:
@@ -190,20 +196,32 @@ class _Tracker:
             self.last_lease = now
             renewed = MirrorJob.objects.filter(
                 pk=self.job.pk, status=MirrorJob.Status.RUNNING, cancel_requested=False,
-            ).update(lease_until=timezone.now() + self.job_lease())
+            ).update(lease_until=timezone.now() + lease_length())
             self.stop = not renewed
         return self.stop
-
-    @staticmethod
-    def job_lease():
-        from .mirror_models import lease_length
-
-        return lease_length()
 
 
 def image_mirror(*, job_id: int) -> MirrorOutcome:
     """Claim the job and copy; records the outcome on the row. Raises TransientMirrorError
-    (after re-queuing the row) when the task should retry."""
+    (after re-queuing the row) when the task should retry.
+
+    Whatever else goes wrong ends the job Failed with a message a user can read; the traceback
+    goes to the worker log only (it may quote a URL or a response).
+    """
+    try:
+        return _image_mirror(job_id)
+    except TransientMirrorError:
+        raise
+    except Exception:
+        logger.exception("mirror job %s: unexpected error", job_id)
+        job = MirrorJob.objects.filter(pk=job_id).first()
+        if job is not None and not job.is_finished:
+            job.mark_failed(UNEXPECTED, code="internal",
+                            log=[*job.log, {"event": f"Error: {UNEXPECTED}"}])
+        return MirrorOutcome("failed")
+
+
+def _image_mirror(job_id: int) -> MirrorOutcome:
     job = MirrorJob.claim(job_id)
     if job is None:
         return _not_claimed(job_id)
@@ -214,6 +232,7 @@ def image_mirror(*, job_id: int) -> MirrorOutcome:
     try:
         ref = parse(job.source_reference)
         with _source_client(job, ref) as source, _target_client(job) as target:
+            _cancel_abandoned_uploads(job, target, log)
             _ensure_ecr_repository(job, log)
             tracker = _Tracker(job, log)
             platforms = [p.strip() for p in job.platforms.split(",") if p.strip()] or None
@@ -234,10 +253,10 @@ def image_mirror(*, job_id: int) -> MirrorOutcome:
         job.requeue(message)
         raise TransientMirrorError(message) from None
     except Exception:
-        # A bug must not leave the job running for ever; the traceback goes to the worker log.
-        logger.exception("mirror job %s crashed", job_id)
-        job.mark_failed("The portal failed unexpectedly while copying; see the worker log.",
-                        code="internal", log=log)
+        # As image_mirror does, keeping this attempt's log.
+        logger.exception("mirror job %s: unexpected error", job_id)
+        log.append({"event": f"Error: {UNEXPECTED}"})
+        job.mark_failed(UNEXPECTED, code="internal", log=log)
         return MirrorOutcome("failed")
     if result.skipped:
         log.append({"event": f"The target already has {result.digest}: nothing to copy."})
@@ -248,6 +267,20 @@ def image_mirror(*, job_id: int) -> MirrorOutcome:
     if job.source_registry_id:
         job.source_registry.mark_used()
     return MirrorOutcome("succeeded")
+
+
+def _cancel_abandoned_uploads(job: MirrorJob, target: oci.RegistryClient,
+                              log: list[dict]) -> None:
+    """Close the upload sessions a dead worker left open in the target registry.
+
+    Its blobs are copied again from the start (a session's received bytes cannot be trusted
+    without the hash state the dead worker held), so the sessions are canceled, not reused.
+    """
+    if not job.open_uploads:
+        return
+    canceled = transfer.cancel_uploads(target, job.target_repository, job.open_uploads)
+    if canceled:  # the others had finished, or the registry had purged them
+        log.append({"event": f"Closed {canceled} upload(s) the interrupted attempt left open."})
 
 
 def _not_claimed(job_id: int) -> MirrorOutcome:

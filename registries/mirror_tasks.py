@@ -1,4 +1,4 @@
-"""The mirroring task (issue 4): thin, given an id, safe to deliver twice.
+"""The mirroring task: thin, given an id, safe to deliver twice.
 
 acks_late + reject_on_worker_lost: a worker killed mid-copy leaves the message unacknowledged,
 so Redis redelivers it after the visibility timeout and the next worker claims the job once its

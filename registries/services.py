@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import transaction
 
+from portal.publish import publish
+
 from . import crypto, oci
 from .errors import RegistryError
 from .models import ExternalRegistry
@@ -195,31 +197,16 @@ def registry_validate(*, registry_id: int, image: str | None = None, periodic: b
     return registry
 
 
-def _broker_errors() -> tuple[type[BaseException], ...]:
-    from kombu.exceptions import OperationalError
-
-    return (OperationalError, ConnectionError, OSError, TimeoutError)
-
-
 def _send_validation(registry: ExternalRegistry, image: str | None) -> bool:
-    """Publish the task now; on a broker failure mark the row Pending. True when sent."""
-    from .tasks import validate_registry
-
+    """Publish the task now (failing fast, see portal/publish.py); on a broker failure mark the
+    row Pending. True when sent."""
     kwargs = {"image": image} if image is not None else {}
-    try:
-        # Fail fast: a page must not wait for a broker that is down (kombu's default retries
-        # take seconds); the sweep queues the task later.
-        with validate_registry.app.pool.acquire(block=True, timeout=2) as connection:
-            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2,
-                                         timeout=2)
-            validate_registry.apply_async((registry.pk,), kwargs, retry=False,
-                                          connection=connection)
-    except _broker_errors() as e:
-        logger.warning("registry %s: broker unreachable, validation pending (%s)",
-                       registry.pk, type(e).__name__)
-        registry.mark_pending()
-        return False
-    return True
+    # By name: registries/tasks.py imports this module.
+    if publish("registries.tasks.validate_registry", registry.pk, **kwargs):
+        return True
+    logger.warning("registry %s: broker unreachable, validation pending", registry.pk)
+    registry.mark_pending()
+    return False
 
 
 def registry_queue_validation(*, registry: ExternalRegistry, image: str | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Copy an image between registries with identical digests (issue 4; REFERENCE.md's order of work).
+"""Copy an image between registries with identical digests.
 
     result = copy(source, "library/nginx", "1.27", target, "demo-apps/nginx", "1.27",
                   progress=on_progress, should_cancel=lambda: job_was_canceled())
@@ -11,6 +11,11 @@ Order of work (Harbor's replication worker, skopeo `copy --all --preserve-digest
    up to `parallel` blobs at once, each retried with exponential backoff on transient errors;
 4. manifests last, with their original bytes and media type, so every digest equals the source's
    and nothing appears under the tag before all it references is there.
+
+Upload sessions: every session this copier opens is either completed or canceled (DELETE on
+its location, as the distribution spec says) before its blob job ends; `Progress.open_uploads`
+lists the sessions open right now so the caller can record them, and `cancel_uploads()` lets
+whoever takes over from a killed copier close the ones it left.
 
 Memory stays flat: a blob flows chunk by chunk from the source response into the target request
 body (a generator), never held whole. Callbacks (`progress`, `should_cancel`) run on the calling
@@ -89,6 +94,7 @@ class Progress:
     blobs_done: int = 0
     bytes_done: int = 0
     finished: list[BlobResult] = field(default_factory=list)   # blobs finished since last report
+    open_uploads: list[str] = field(default_factory=list)      # upload locations open right now
 
 
 @dataclass
@@ -201,6 +207,7 @@ class Copier:
         self.canceled = threading.Event()
         self._lock = threading.Lock()
         self._bytes: dict[str, int] = {}
+        self._uploads: dict[str, str] = {}     # digest -> its open upload session
         self._finished: list[BlobResult] = []
         self._progress = Progress()
 
@@ -264,8 +271,9 @@ class Copier:
             return False
         raise error_for(response, registry=_name(self.target), what=f"checking blob {digest[:19]}")
 
-    def _start_upload(self, digest: str) -> tuple[str, bool]:
-        """Start an upload, trying a mount first on the same registry: (location, mounted)."""
+    def _start_upload(self, digest: str) -> tuple[str, bool, str]:
+        """Start an upload, trying a mount first on the same registry: (location, mounted, the
+        URL the session was asked for)."""
         path = f"{self.target_repo}/blobs/uploads/"
         extra = {}
         if self.same_registry and self.source_repo != self.target_repo:
@@ -276,7 +284,32 @@ class Copier:
                                        actions="pull,push", **extra)
         _expect(response, (201, 202), registry=_name(self.target),
                 what=f"starting the upload of {digest[:19]} to {self.target_repo}")
-        return response.headers.get("location", ""), response.status_code == 201
+        return (response.headers.get("location", ""), response.status_code == 201,
+                str(response.url))
+
+    def _track_upload(self, digest: str, location: str | None, *, base: str = "") -> None:
+        """Remember (or forget, with None) the open upload session of ``digest``.
+
+        Only a location on the registry itself is kept (a path relative to /v2/ with the
+        registry's upload state): a location on another host may be a signed storage URL, a
+        credential that must not be recorded; such a session expires on its own.
+        """
+        with self._lock:
+            if location is None:
+                self._uploads.pop(digest, None)
+                return
+            host = urlsplit(location).netloc
+            if host and host != urlsplit(base).netloc:
+                self._uploads.pop(digest, None)
+            else:
+                self._uploads[digest] = _upload_path(location)
+
+    def _abandon_upload(self, digest: str) -> None:
+        """Cancel ``digest``'s open session after a failed upload; best effort."""
+        with self._lock:
+            path = self._uploads.pop(digest, None)
+        if path:
+            cancel_uploads(self.target, self.target_repo, [path])
 
     def _source_chunks(self, digest: str, size: int) -> Iterator[bytes]:
         """The blob's bytes from the source, sha256 and size checked before the last chunk."""
@@ -311,9 +344,19 @@ class Copier:
     def _copy_blob(self, digest: str, size: int) -> str:
         if self._blob_present(digest):
             return "present"
-        location, mounted = self._start_upload(digest)
+        location, mounted, base = self._start_upload(digest)
         if mounted:
             return "mounted"
+        self._track_upload(digest, location, base=base)
+        try:
+            self._send_blob(digest, size, location, base)
+        except BaseException:
+            self._abandon_upload(digest)
+            raise
+        self._track_upload(digest, None)
+        return "copied"
+
+    def _send_blob(self, digest: str, size: int, location: str, base: str) -> None:
         target_name = _name(self.target)
         path = _upload_path(location)
         chunks = self._source_chunks(digest, size)
@@ -324,7 +367,7 @@ class Copier:
                 actions="pull,push", headers={**headers, "Content-Length": str(size)},
                 content=chunks)
             _expect(response, (201, 204), registry=target_name, what=f"uploading {digest[:19]}")
-            return "copied"
+            return
         offset = 0
         buffered = _Reader(chunks)
         while offset < size:
@@ -336,14 +379,15 @@ class Copier:
                 content=buffered.take(n))
             _expect(response, (202, 204), registry=target_name,
                     what=f"uploading part of {digest[:19]}")
-            path = _upload_path(response.headers.get("location", location))
+            location = response.headers.get("location", location)
+            self._track_upload(digest, location, base=base)
+            path = _upload_path(location)
             offset += n
         buffered.finish()
         response = self.target.request("PUT", _with_query(path, digest=digest),
                                        repository=self.target_repo, actions="pull,push",
                                        headers={"Content-Length": "0"}, content=b"")
         _expect(response, (201, 204), registry=target_name, what=f"finishing {digest[:19]}")
-        return "copied"
 
     def _blob_job(self, digest: str, size: int) -> BlobResult:
         start = time.monotonic()
@@ -361,6 +405,8 @@ class Copier:
             except Exception as exc:  # noqa: BLE001 - sorted into transient / permanent below
                 if self.canceled.is_set():
                     raise Canceled() from exc
+                if not isinstance(exc, (RegistryError, httpx.HTTPError)):
+                    raise  # a bug, not the network: the caller reports it as such
                 if not _transient(exc) or attempt == self.attempts:
                     raise _as_registry_error(exc, f"copying blob {digest[:19]}") from exc
                 with self._lock:
@@ -402,6 +448,7 @@ class Copier:
             p.finished = finished
             p.blobs_done += len(finished)
             p.bytes_done = sum(self._bytes.values())
+            p.open_uploads = sorted(self._uploads.values())
         self.progress_cb(p)
 
     # the whole image -----------------------------------------------------------------------------
@@ -514,6 +561,22 @@ class _Reader:
             if extra:
                 raise RegistryError("The source blob is longer than its descriptor says.",
                                     permanent=False, code="digest_mismatch")
+
+
+def cancel_uploads(target, target_repo: str, locations: list[str]) -> int:
+    """Cancel upload sessions (paths relative to /v2/ from `Progress.open_uploads`) with DELETE;
+    the number the registry still had. Best effort: a registry that cannot be reached or refuses
+    purges abandoned uploads itself, later."""
+    canceled = 0
+    for location in locations:
+        try:
+            response = target.request("DELETE", location, repository=target_repo,
+                                      actions="pull,push")
+            response.close()
+        except (RegistryError, httpx.HTTPError):
+            continue
+        canceled += response.status_code in (200, 202, 204)
+    return canceled
 
 
 def copy(source, source_repo: str, reference: str, target, target_repo: str, tag: str, *,

@@ -102,10 +102,11 @@ class RedisServer:
             return False
 
 
-def start_redis(directory: Path, *, timeout: float = 15) -> RedisServer:
-    """Start ``redis-server`` on a free loopback port with its files in ``directory``."""
+def start_redis(directory: Path, *, port: int | None = None, timeout: float = 15) -> RedisServer:
+    """Start ``redis-server`` on ``port`` (default: a free loopback port) with its files in
+    ``directory``."""
     binary = require_binary("redis-server")
-    port = free_port()
+    port = port or free_port()
     log = directory / "redis.log"
     process = subprocess.Popen(
         [

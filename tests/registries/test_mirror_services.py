@@ -1,5 +1,6 @@
 """MirrorJob and image_mirror against real loopback registries (issue 4)."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -162,3 +163,28 @@ def test_a_running_copy_stops_soon_after_cancel(team, alice, linked, image, sour
     assert mirror_services.image_mirror(job_id=job.pk).status == "canceled"
     job.refresh_from_db()
     assert job.status == "canceled" and job.finished_at
+
+
+def _boom(*args, **kwargs):
+    raise RuntimeError("boom while talking to https://pusher:pusher-secret-pw@registry.example")
+
+
+@pytest.mark.parametrize("seam", [
+    "registries.transfer.Copier._copy_blob",          # a blob's worker thread
+    "registries.mirror_models.MirrorJob.claim",       # before any copying
+    "registries.mirror_models.MirrorJob.mark_succeeded",  # after the copy
+])
+def test_an_unexpected_error_ends_the_job_failed_with_a_readable_message(
+        team, alice, linked, image, source_registry, target_registry, monkeypatch, caplog, seam):
+    job = create(team, alice, linked[1], source_registry)
+    monkeypatch.setattr(seam, _boom)
+    assert mirror_services.image_mirror(job_id=job.pk).status == "failed"
+    job.refresh_from_db()
+    assert job.status == "failed" and job.error_code == "internal"
+    assert job.error == "The portal failed unexpectedly while copying; see the worker log."
+    assert job.lease_until is None and job.finished_at
+    stored = job.error + json.dumps(job.log)
+    assert "boom" not in stored and target_registry.password not in stored
+    assert "Traceback" not in stored
+    # The traceback is in the worker's log.
+    assert any(r.exc_info and "boom" in str(r.exc_info[1]) for r in caplog.records)
