@@ -484,7 +484,6 @@ def release_diff(request, slug, sequence):
     return render(request, "releases/release_diff.html", {
         "nav": "apps", "app": release.app, "release": release, "against": against, "diffs": diffs,
         "changed": [d for d in diffs if d.status != "unchanged"],
-        "any_too_large": any(d.too_large for d in diffs),
     })
 
 
