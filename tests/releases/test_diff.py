@@ -122,3 +122,8 @@ def test_the_release_page_links_its_download(client, sam, sample_app):
     content = login(client, sam).get("/apps/mysampleecrapp/releases/1/").content.decode()
     assert 'href="/apps/mysampleecrapp/releases/1/download/"' in content
     assert "Download files (.tar.gz)" in content
+
+
+def test_a_download_needs_signing_in(client, sample_app):
+    response = client.get("/apps/mysampleecrapp/releases/1/download/")
+    assert response.status_code == 302 and "/login/" in response["Location"]
