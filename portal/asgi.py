@@ -5,7 +5,12 @@ import os
 
 import django
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+from django.core.exceptions import SuspiciousFileOperation
 from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.exception import response_for_exception
+from django.http import Http404
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
 
 from portal.lifespan import serve_lifespan
 
@@ -48,7 +53,35 @@ class PortalASGIHandler(ASGIHandler):
         await super().__call__(scope, receive, send)
 
 
-application = PortalASGIHandler()
+class PortalStaticFilesHandler(ASGIStaticFilesHandler):
+    """/static/ from the app directories and static/, with the headers every other page carries.
+
+    Django's handler answers only a missing file with 404: a path that leaves the static
+    directories (``/static/../../var/encryption_keys``, however it is encoded) makes the finders
+    raise SuspiciousFileOperation, which escaped as a 500 with a traceback in the log. Such a path
+    names no static file, so it is a 404 like any other. The handler also bypasses the site's
+    middleware; the two that set response headers (nosniff, Referrer-Policy, COOP, HSTS over
+    HTTPS, the HTTPS redirect, X-Frame-Options) wrap the file view here, 404s included.
+    Sessions, CSRF and authentication have nothing to do with a public file.
+    """
+
+    def __init__(self, application):
+        super().__init__(application)
+        self._serve_with_headers = SecurityMiddleware(XFrameOptionsMiddleware(self._serve_file))
+
+    def _serve_file(self, request):
+        try:
+            try:
+                return super().serve(request)
+            except SuspiciousFileOperation:
+                raise Http404("No such static file.") from None
+        except Http404 as e:
+            return response_for_exception(request, e)
+
+    def serve(self, request):
+        return self._serve_with_headers(request)
+
+
 # The portal is self-hosted with no separate web server in front by default: serve /static/
 # from the app directories and static/ (collectstatic is not needed).
-application = ASGIStaticFilesHandler(application)
+application = PortalStaticFilesHandler(PortalASGIHandler())

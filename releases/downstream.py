@@ -32,6 +32,7 @@ base ever drifts. Kustomize runs patches before the images transformer, and the 
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import json
 import posixpath
@@ -460,15 +461,19 @@ def _pull_secret_patch(workload: Workload, secret_name: str) -> dict:
             **node}
 
 
-def tar_gz(files: Mapping[str, str], *, root: str = "") -> bytes:
-    """A gzipped tar of ``files`` {path: text}, under ``root/`` when given (in memory: YAML)."""
+def tar_gz(files: Mapping[str, str], *, root: str = "", mtime: int | None = None) -> bytes:
+    """A gzipped tar of ``files`` {path: text}, under ``root/`` when given (in memory: YAML).
+
+    Names sorted, and every timestamp (the gzip header's too) ``mtime`` when given: the same
+    files and ``mtime`` give the same bytes.
+    """
     buffer = io.BytesIO()
-    now = int(time.time())
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for path, text in files.items():
-            data = text.encode()
+    mtime = int(time.time()) if mtime is None else mtime
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=mtime) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        for path in sorted(files):
+            data = files[path].encode()
             info = tarfile.TarInfo(posixpath.join(root, path) if root else path)
-            info.size, info.mode, info.mtime = len(data), 0o644, now
+            info.size, info.mode, info.mtime = len(data), 0o644, mtime
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 

@@ -22,6 +22,8 @@ urlpatterns = [
     path("apps/<slug:slug>/releases/<int:sequence>/files/delete/", views.file_delete,
          name="releases-file-delete"),
     path("apps/<slug:slug>/releases/<int:sequence>/diff/", views.release_diff, name="releases-release-diff"),
+    path("apps/<slug:slug>/releases/<int:sequence>/download/", views.release_download,
+         name="releases-release-download"),
     path("apps/<slug:slug>/releases/<int:sequence>/promote/", views.release_promote, name="releases-promote"),
     # A finished mirror (issue 4) in the newest release (mirror_views.py)
     path("apps/<slug:slug>/use-mirror/<int:job_id>/", mirror_views.release_use_mirror,

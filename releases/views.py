@@ -6,8 +6,6 @@ has it, is a draft edited in place; a promoted release is frozen and "Create new
 copies its files into the next sequence.
 """
 
-import difflib
-from dataclasses import dataclass
 from html import escape  # as django.utils.html.escape, without its lazy-string wrapper
 
 from django.contrib import messages
@@ -17,7 +15,7 @@ from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -30,6 +28,8 @@ from portal.forms import form_status
 from portal.roles import team_required
 
 from .demo import DEMO_FILES
+from .diff import diff_files
+from .downstream import tar_gz
 from .forms import AppEditForm, AppForm, ChannelForm, PromoteForm, ReleaseFileForm
 from .image_check import release_failing_images
 from .manifests import images_in, problem_count, unique_images, validate_file
@@ -459,7 +459,7 @@ def file_delete(request, slug, sequence):
     return redirect("releases-release-edit", slug=release.app.slug, sequence=release.sequence)
 
 
-# --- release pages: detail, diff ----------------------------------------------------------
+# --- release pages: detail, diff, download ----------------------------------------------------------
 
 
 @team_required()
@@ -476,48 +476,6 @@ def release_detail(request, slug, sequence):
     })
 
 
-@dataclass
-class DiffLine:
-    kind: str  # "add", "del", "hunk", "" (context)
-    text: str
-
-
-@dataclass
-class FileDiff:
-    name: str
-    status: str  # "added", "deleted", "changed", "unchanged"
-    lines: list[DiffLine]
-    added: int = 0
-    removed: int = 0
-
-
-def diff_files(old: dict[str, str], new: dict[str, str]) -> list[FileDiff]:
-    """Per-file unified diffs from ``old`` to ``new`` ({name: content}), in the new release's order."""
-    result = []
-    for name in [*new, *(n for n in old if n not in new)]:
-        before, after = old.get(name), new.get(name)
-        status = "added" if before is None else "deleted" if after is None else (
-            "unchanged" if before == after else "changed")
-        lines, added, removed = [], 0, 0
-        if status != "unchanged":
-            for line in list(difflib.unified_diff(
-                (before or "").splitlines(), (after or "").splitlines(),
-                fromfile=f"a/{name}", tofile=f"b/{name}", lineterm="", n=3,
-            ))[2:]:
-                if line.startswith("@@"):
-                    lines.append(DiffLine("hunk", line))
-                elif line.startswith("+"):
-                    lines.append(DiffLine("add", line))
-                    added += 1
-                elif line.startswith("-"):
-                    lines.append(DiffLine("del", line))
-                    removed += 1
-                else:
-                    lines.append(DiffLine("", line))
-        result.append(FileDiff(name, status, lines, added, removed))
-    return result
-
-
 @team_required()
 def release_diff(request, slug, sequence):
     release = _get_release(request, slug, sequence)
@@ -531,6 +489,22 @@ def release_diff(request, slug, sequence):
         "nav": "apps", "app": release.app, "release": release, "against": against, "diffs": diffs,
         "changed": [d for d in diffs if d.status != "unchanged"],
     })
+
+
+@team_required()
+def release_download(request, slug, sequence):
+    """The release's files as written, as a tar.gz under one folder named after app and release.
+
+    The same builder as the customer's download; every timestamp is the release's last change,
+    so a release downloads as the same bytes every time.
+    """
+    release = _get_release(request, slug, sequence)
+    name = f"{release.app.slug}-release-{release.sequence}"
+    files = {f.name: f.content for f in release.files.all()}
+    response = HttpResponse(tar_gz(files, root=name, mtime=int(release.updated_at.timestamp())),
+                            content_type="application/gzip")
+    response["Content-Disposition"] = f'attachment; filename="{name}.tar.gz"'
+    return response
 
 
 # --- promotion ----------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import pytest
 
 from releases.demo import NGINX_DEPLOYMENT, NGINX_SERVICE
 from releases.models import Release
-from releases.views import diff_files
+from releases.diff import diff_files
 from tests.conftest import login
 
 ECR_IMAGE = "4999999999999.dkr.ecr.us-east-2.amazonaws.com/demo-apps/nginx"
