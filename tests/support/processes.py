@@ -163,6 +163,14 @@ class PortalProcesses:
                 raise TimeoutError(f"/healthz did not answer within {timeout:.0f} s:\n{self.log('web')[-3000:]}")
             time.sleep(0.1)
 
+    def restart_web(self, timeout: float = 60) -> None:
+        """Kill the web process and start it again (a case that pinned it must not slow the next)."""
+        process = self.processes.pop("web")
+        _signal_group(process, signal.SIGKILL)
+        process.wait(timeout=10)
+        self._spawn("web", procfile_commands()["web"])
+        self.wait_healthy(timeout)
+
     def stop(self, timeout: float = 15) -> None:
         for process in self.processes.values():
             if process.poll() is None:

@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from portal.models import Membership, Team
+from portal.models import Membership, Role, Team
 from registries.models import ExternalRegistry, Provider
 from releases.demo import DEMO_FILES
 from releases.licenses import license_yaml
@@ -39,9 +39,15 @@ def seed() -> dict:
         app=app, name="Expired Customer",
         defaults={"channel": customer.channel, "expires_at": timezone.now() - timedelta(days=1)})
     promotion = app.channels.get(slug="unstable").promotions.order_by("-channel_sequence").first()
-    members = {m.role: m.pk for m in Membership.objects.filter(team=team)}
+    target = get_user_model().objects.filter(username="target").first()
+    if target is None:
+        # A member whose password and role hostile forms may try to change (not a login of the stack).
+        target = get_user_model().objects.create_user("target", "target@example.com", None)
+        Membership.objects.create(user=target, team=team, role=Role.DEVELOPER)
+    members = {m.user.username: m.pk for m in Membership.objects.filter(team=team).select_related("user")}
     return {
         "app_slug": app.slug,
+        "app_id": app.pk,
         "draft_sequence": draft.sequence,
         "promoted_sequence": promotion.release.sequence,
         "promotion_id": promotion.pk,
