@@ -18,7 +18,7 @@ BAD_AUTHORIZATION = {
     "no-colon": basic(b"hostile-license"),
     "100k": basic(b"h" * 50_000 + b":" + b"h" * 50_000),
     "bearer-junk": "Bearer " + "A" * 10_000,
-    "empty": "Basic ",
+    "scheme-only": "Basic",
 }
 BAD_SEQUENCES = ["-1", "99999999999999999999", "1e9", "%FF%FE", "\u0663", "0x10", "1;2", "%00"]
 
