@@ -44,13 +44,14 @@ test-postgres:
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
-# Benchmarks (not timed tests): pages and validation write docs/benchmarks.md themselves;
-# mirror and proxy print their tables for it. Run on an otherwise idle machine.
+# Benchmarks (not timed tests): pages, validation and hostile input write docs/benchmarks.md
+# themselves; mirror and proxy print their tables for it. Run on an otherwise idle machine.
 bench: test-deps
 	$(BIN)/python bench/pages.py
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/mirror.py
 	$(BIN)/python bench/proxy.py
+	$(BIN)/python bench/hostile.py
 
 screenshots: $(VENV)/.installed-test
 	$(BIN)/python scripts/screenshots.py
