@@ -14,6 +14,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
+from portal.forms import form_status
 from portal.roles import team_required
 
 from . import mirror_services
@@ -62,7 +63,7 @@ def _mirror_form(request, *, registry: ExternalRegistry | None):
         "no_registries": registries is not None and not registries.exists(),
         "any_ecr": registry.is_ecr if registry else any(r.is_ecr for r in registries),
         "origin_app": origin_app(form["app"].value()),
-    })
+    }, status=form_status(form))
 
 
 @team_required()

@@ -3,8 +3,8 @@
 import pytest
 
 from releases.demo import NGINX_DEPLOYMENT, NGINX_SERVICE
-from releases.models import Release
 from releases.diff import diff_files
+from releases.models import Release
 from tests.conftest import login
 
 ECR_IMAGE = "4999999999999.dkr.ecr.us-east-2.amazonaws.com/demo-apps/nginx"
