@@ -6,6 +6,7 @@ Requests go straight into ``portal.asgi.application`` with the scope uvicorn bui
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote
 
 import pytest
@@ -34,7 +35,10 @@ def asgi_get(raw_path: bytes, *, scheme: str = "http", headers=(), application=a
     async def send(message):
         sent.append(message)
 
-    asyncio.run(application(scope, receive, send))
+    # In a thread of its own: a browser test earlier in the run may leave an event loop
+    # running in the main thread (Playwright's sync API), where asyncio.run() refuses to start.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, application(scope, receive, send)).result()
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], {k.decode().lower(): v.decode() for k, v in start["headers"]}, body

@@ -44,7 +44,7 @@ def test_bad_input_is_rejected_with_a_message_and_kept(client, bob, target):
     response = client.post(reverse("registries-mirror", args=[target.pk]),
                            {"source": "Not An Image", "target_repository": "Bad/Repo",
                             "platforms": "amd64"})
-    assert response.status_code == 200
+    assert response.status_code == 400
     text = response.content.decode()
     assert "cannot contain spaces" in text and "lowercase" in text and "os/architecture" in text
     assert 'value="Bad/Repo"' in text

@@ -83,7 +83,7 @@ def test_bad_input_says_what_to_fix_and_keeps_what_was_typed(client, customer, d
 def test_failed_sign_ins_are_throttled_per_address_while_a_valid_license_still_works(client, customer, settings):
     settings.PORTAL_PROXY_AUTH_FAILURE_LIMIT = 3
     for _ in range(3):
-        assert client.post(HOME, {"license_id": "nope"}).status_code == 200
+        assert client.post(HOME, {"license_id": "nope"}).status_code == 400
     refused = client.post(HOME, {"license_id": "nope"})
     assert refused.status_code == 429
     page = refused.content.decode()
@@ -199,7 +199,7 @@ def test_a_hostile_license_file_is_refused_with_a_message(client, customer, cont
         content = (license_yaml(customer) + f"  extra: {odd_values[content]}\n").encode()
     upload = SimpleUploadedFile("license.yaml", content, "application/yaml")
     response = client.post(HOME, {"license_id": "typed-id", "license_file": upload})
-    assert response.status_code == 200  # the form again, as for every refused sign-in
+    assert response.status_code == 400  # the form again, as for every refused sign-in
     page = response.content.decode()
     assert escape(message) in page and 'value="typed-id"' in page
     assert SESSION_KEY not in client.session

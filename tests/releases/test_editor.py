@@ -183,10 +183,10 @@ def test_the_release_page_shows_files_and_images(client, sam, sample_app):
 def test_deep_nesting_and_bombs_are_one_problem_live_and_on_save(client, bob, draft, text, message):
     typed = {"original_name": "service.yaml", "name": "service.yaml", "content": text}
     live = login(client, bob).post("/apps/mysampleecrapp/releases/2/validate/", typed, HTTP_HX_REQUEST="true")
-    assert live.status_code == 200
+    assert live.status_code == 400
     assert message in live.content.decode() and "1 problem to fix" in live.content.decode()
     saved = client.post(edit_url(), typed)
-    assert saved.status_code == 200
+    assert saved.status_code == 400
     assert message in saved.content.decode() and escape(text[:200]) in saved.content.decode()
     assert draft.files.get(name="service.yaml").content == NGINX_SERVICE
 
