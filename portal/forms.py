@@ -3,9 +3,24 @@
 from datetime import UTC, datetime, time, timedelta
 
 from django import forms
+from django.contrib.auth import forms as auth_forms
 from django.contrib.auth import get_user_model, password_validation
+from django.core import validators
 
 from .models import Role
+
+# Long enough for any passphrase or password manager; short enough that hashing and the
+# similarity check (quadratic in the length) stay cheap whatever a stranger sends.
+MAX_PASSWORD_LENGTH = 1024
+PASSWORD_TOO_LONG = f"Use at most {MAX_PASSWORD_LENGTH:,} characters."
+
+
+def bound_password_fields(form, *names) -> None:
+    """Cap the length of ``form``'s password fields (checked before anything hashes them)."""
+    for name in names:
+        field = form.fields[name]
+        field.max_length = MAX_PASSWORD_LENGTH
+        field.validators.append(validators.MaxLengthValidator(MAX_PASSWORD_LENGTH, PASSWORD_TOO_LONG))
 
 
 def form_status(*forms) -> int:
@@ -54,6 +69,7 @@ class AddMemberForm(AccessibleForm, forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["username"].widget.attrs["autocomplete"] = "off"
+        bound_password_fields(self, "password")
         self.describe_fields()
 
     def clean_username(self):
@@ -85,6 +101,7 @@ class SetPasswordForm(AccessibleForm, forms.Form):
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
+        bound_password_fields(self, "password")
         self.describe_fields()
 
     def clean_password(self):
@@ -132,3 +149,17 @@ class AuditFilterForm(AccessibleForm, forms.Form):
             end = datetime.combine(data["until"], time.min, tzinfo=UTC) + timedelta(days=1)
             events = events.filter(created_at__lt=end)
         return events
+
+
+class LoginForm(auth_forms.AuthenticationForm):
+    """Django's login form with a bounded password (the username is bounded already)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        bound_password_fields(self, "password")
+
+
+class PasswordChangeForm(auth_forms.PasswordChangeForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        bound_password_fields(self, "old_password", "new_password1", "new_password2")

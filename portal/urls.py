@@ -5,7 +5,8 @@ from . import health, views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="releases-app-list", permanent=False)),
-    # Before Django's auth URLs: the same route, audited.
+    # Before Django's auth URLs: the same routes, bounded (and audited).
+    path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/password_change/", views.PasswordChangeView.as_view(), name="password_change"),
     path("accounts/password_reset/", views.password_reset, name="password_reset"),
     path("accounts/", include("django.contrib.auth.urls")),

@@ -11,7 +11,15 @@ from django.urls import reverse_lazy
 from django.views.decorators.http import require_POST
 
 from .audit import audit_log
-from .forms import AddMemberForm, AuditFilterForm, RoleForm, SetPasswordForm, form_status
+from .forms import (
+    AddMemberForm,
+    AuditFilterForm,
+    LoginForm,
+    PasswordChangeForm,
+    RoleForm,
+    SetPasswordForm,
+    form_status,
+)
 from .models import AuditEvent, Membership, Role
 from .roles import team_required
 
@@ -162,10 +170,27 @@ def audit(request):
                   status=form_status(form))
 
 
-class PasswordChangeView(auth_views.PasswordChangeView):
-    """Django's password change, audited."""
+class LoginView(auth_views.LoginView):
+    """Django's login with a bounded form; a refused login answers 400 (axes counts it)."""
 
+    form_class = LoginForm
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        response.status_code = 400
+        return response
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's password change, bounded and audited."""
+
+    form_class = PasswordChangeForm
     success_url = reverse_lazy("password_change_done")
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        response.status_code = 400
+        return response
 
     def form_valid(self, form):
         response = super().form_valid(form)

@@ -29,7 +29,9 @@ def basic(value: bytes) -> str:
     return "Basic " + base64.b64encode(value).decode()
 
 
-AUTHS = ["license", "none", "bearer-junk", "basic-invalid-utf8", "basic-50k"]
+# basic-40k: large credentials that still fit the server's 64 KB head limit (over it, the
+# server answers 431 before the portal sees the request: tests/hostile/test_headers.py).
+AUTHS = ["license", "none", "bearer-junk", "basic-invalid-utf8", "basic-40k"]
 # A valid license at /v2/ is a 200 (the login check), not a refusal.
 CASES = [(name, auth) for name in PATHS for auth in AUTHS if (name, auth) != ("root", "license")]
 
@@ -42,7 +44,7 @@ def test_v2_answers_oci_errors(stack, anonymous, name, auth):
         "none": {},
         "bearer-junk": {"Authorization": "Bearer " + "eyJ" + "A" * 20_000},
         "basic-invalid-utf8": {"Authorization": basic(INVALID_UTF8 + b":" + INVALID_UTF8)},
-        "basic-50k": {"Authorization": basic(b"x" * 25_000 + b":" + b"x" * 25_000)},
+        "basic-40k": {"Authorization": basic(b"x" * 20_000 + b":" + b"x" * 20_000)},
     }[auth]
     path = PATHS[name].format(slug=stack.data["app_slug"])
     with guarded(stack):

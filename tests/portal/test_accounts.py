@@ -28,7 +28,7 @@ def test_a_failed_login_does_not_leak(client, alice, caplog):
     caplog.set_level(logging.DEBUG)
     wrong_password = attempt(client, "alice", WRONG)
     unknown_user = attempt(client, "nobody", WRONG)
-    assert wrong_password.status_code == unknown_user.status_code == 200
+    assert wrong_password.status_code == unknown_user.status_code == 400
     for response in (wrong_password, unknown_user):
         content = response.content.decode()
         assert "Please enter a correct username and password" in content
@@ -42,7 +42,7 @@ def test_a_failed_login_does_not_leak(client, alice, caplog):
 def test_repeated_failures_lock_the_login(client, alice):
     limit = settings.AXES_FAILURE_LIMIT
     for _ in range(limit - 1):
-        assert attempt(client, "alice", WRONG).status_code == 200
+        assert attempt(client, "alice", WRONG).status_code == 400
     locked = attempt(client, "alice", WRONG)
     assert locked.status_code in (403, 429)
     assert b"Too many failed logins" in locked.content
@@ -73,7 +73,7 @@ def test_password_change(client, alice):
     bad = client.post("/accounts/password_change/", {
         "old_password": "nope", "new_password1": "short", "new_password2": "other",
     })
-    assert bad.status_code == 200
+    assert bad.status_code == 400
     assert b"Your old password was entered incorrectly" in bad.content
     response = client.post("/accounts/password_change/", {
         "old_password": PASSWORD, "new_password1": "violet engine 7 lantern", "new_password2": "violet engine 7 lantern",

@@ -216,7 +216,7 @@ def test_x_forwarded_for_changes_no_client_address_without_trusted_proxies(porta
                 "csrfmiddlewaretoken": client.cookies["csrftoken"]})
 
         for n in range(FAILURE_LIMIT - 1):
-            assert log_in("wrong", f"5.6.7.{n}").status_code == 200  # the form again
+            assert log_in("wrong", f"5.6.7.{n}").status_code == 400  # the form again
         assert log_in("wrong", "5.6.7.50").status_code == 429  # the limit: locked out
         locked = log_in("right-pw-1234", "5.6.7.99")
     assert locked.status_code == 429
