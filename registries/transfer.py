@@ -224,7 +224,7 @@ class Copier:
         media_type = response.headers.get("content-type", "").split(";")[0].strip()
         try:
             body = json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep JSON
             raise RegistryError(f"{_name(self.source)} returned a manifest that is not JSON "
                                 f"while {what}.", permanent=True, code="bad_manifest") from None
         media_type = body.get("mediaType") or media_type

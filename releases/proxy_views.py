@@ -244,7 +244,7 @@ async def _tags(request, access: Access):
         return oci_error(status, "NAME_UNKNOWN" if status == 404 else code, message)
     try:
         tags = json.loads(body).get("tags") or []
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # RecursionError: absurdly deep JSON
         return oci_error(502, "UNKNOWN", "The vendor's registry returned an invalid tags list.")
     # Our name for the repository, not the upstream's (pagination is not passed on).
     return JsonResponse({"name": f"proxy/{access.app.slug}/{access.name}", "tags": tags})

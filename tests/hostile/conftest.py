@@ -29,14 +29,14 @@ REQUEST_TIMEOUT = 20
 
 
 def stack_broker(redis_server, db: int) -> str:
-    """The session's redis-server, in a database of its own (the other stacks use db 0)."""
+    """The session's redis-server, in a database of its own (0, 5, 6, 7 and 9 are other tests')."""
     return redis_server.url.rsplit("/", 1)[0] + f"/{db}"
 
 
 @pytest.fixture(scope="session")
 def stack(redis_server, tmp_path_factory):
     processes = PortalProcesses(
-        tmp_path_factory.mktemp("hostile"), stack_broker(redis_server, 5),
+        tmp_path_factory.mktemp("hostile"), stack_broker(redis_server, 11),
         # Many cases fail to sign in on purpose; the throttles have their own stack
         # (test_forwarded_for.py), so here they must not turn every later case into a 429.
         extra_env={"PORTAL_PROXY_AUTH_FAILURE_LIMIT": "1000000"},
