@@ -72,6 +72,7 @@ class _BoundedComposer(Composer):
     def __init__(self):
         super().__init__()
         self._total = 0  # nodes so far, for the whole text, aliases counted as copies
+        self._max_nodes = MAX_NODES
         self._depth = 0
         self._sizes: dict[Node, int] = {}  # expanded size of each finished anchored node
 
@@ -111,9 +112,9 @@ class _BoundedComposer(Composer):
 
     def _count(self, nodes: int, mark) -> None:
         self._total += nodes
-        if self._total > MAX_NODES:
+        if self._total > self._max_nodes:
             raise YAMLLimitError(
-                problem=f"this YAML expands to more than {MAX_NODES:,} nodes (aliases and merge "
+                problem=f"this YAML expands to more than {self._max_nodes:,} nodes (aliases and merge "
                         "keys counted as copies): use fewer aliases and merge keys, or split it",
                 problem_mark=mark,
             )
@@ -160,9 +161,10 @@ else:
 _SYNTAX_ERRORS = (yaml.reader.ReaderError, yaml.scanner.ScannerError, yaml.parser.ParserError, UnicodeError)
 
 
-def _run(text: str, read: Callable):
+def _run(text: str, read: Callable, max_nodes: int):
     for loader_class in _LOADERS:
         loader = loader_class(text)
+        loader._max_nodes = max_nodes
         try:
             return read(loader)
         except _SYNTAX_ERRORS:
@@ -185,18 +187,21 @@ def _documents_with_nodes(loader) -> list[tuple[Node, object]]:
     return documents
 
 
-def load(text: str):
-    """The value of a one-document YAML text (None when empty), like ``yaml.safe_load``."""
-    return _run(text, lambda loader: loader.get_single_data())
+def load(text: str, *, max_nodes: int = MAX_NODES):
+    """The value of a one-document YAML text (None when empty), like ``yaml.safe_load``.
+
+    ``max_nodes`` lowers the budget for texts known to be small (a license has a few dozen
+    nodes), so even a bomb just under the limit costs little."""
+    return _run(text, lambda loader: loader.get_single_data(), max_nodes)
 
 
 def load_all(text: str) -> list:
     """The value of every document, like ``list(yaml.safe_load_all(text))``."""
-    return [data for _node, data in _run(text, _documents_with_nodes)]
+    return [data for _node, data in _run(text, _documents_with_nodes, MAX_NODES)]
 
 
 def load_all_with_nodes(text: str) -> list[tuple[Node, object]]:
     """``(node, value)`` of every document: the node tree keeps each value's marks
     (line, column, index). Constructing flattens merge keys into the mapping nodes, as PyYAML
     does."""
-    return _run(text, _documents_with_nodes)
+    return _run(text, _documents_with_nodes, MAX_NODES)

@@ -8,6 +8,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from django.core.management import call_command
 
+from portal import yamlsafe
 from releases.licenses import (
     LicenseError,
     canonical_json,
@@ -196,12 +197,20 @@ def test_typed_integers_and_booleans_stay_valid(customer):
 
 
 @pytest.mark.parametrize("text, message", [
-    (merge_bomb(), "expands to more than 1,000,000 nodes (aliases and merge keys counted as copies)"),
-    (alias_bomb(), "expands to more than 1,000,000 nodes (aliases and merge keys counted as copies)"),
+    (merge_bomb(), "expands to more than 10,000 nodes (aliases and merge keys counted as copies)"),
+    (alias_bomb(), "expands to more than 10,000 nodes (aliases and merge keys counted as copies)"),
     (deep_nesting(2000), "nested more than 100 levels deep"),
 ])
 def test_bombs_and_deep_nesting_are_refused(text, message):
     with pytest.raises(LicenseError, match=re.escape(message)):
+        verify_license_text(text)
+
+
+def test_a_license_has_a_smaller_node_budget_than_release_files():
+    # 60,000 nodes: fine for a release file, far beyond any license, refused before building it.
+    text = "items: &i [" + ", ".join(["x"] * 99) + "]\nmany: [" + ", ".join(["*i"] * 600) + "]\n"
+    assert len(yamlsafe.load(text)["many"]) == 600
+    with pytest.raises(LicenseError, match=re.escape("expands to more than 10,000 nodes")):
         verify_license_text(text)
 
 
@@ -213,8 +222,8 @@ def run_verify_license(path, capsys):
 
 
 @pytest.mark.parametrize("content, message", [
-    (merge_bomb().encode(), "expands to more than 1,000,000 nodes"),
-    (alias_bomb().encode(), "expands to more than 1,000,000 nodes"),
+    (merge_bomb().encode(), "expands to more than 10,000 nodes"),
+    (alias_bomb().encode(), "expands to more than 10,000 nodes"),
     (deep_nesting(2000).encode(), "nested more than 100 levels deep"),
     (b"a: !!int nope\n", "not valid YAML at line 1, column 4"),
     (b"kind: License\nspec: \xff\xfe\n", "not UTF-8 text"),
