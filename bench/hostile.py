@@ -69,6 +69,9 @@ def cases(stack, sessions):
         ("license upload: date in spec", upload(license_cases["date"])),
         ("live YAML check: merge-key bomb (7 levels)", live_check(release_cases["merge-bomb-7"])),
         ("live YAML check: 2,000-deep block nesting", live_check(release_cases["deep-block"])),
+        # The worst a text can do without being refused: aliases expanding to just under the budget.
+        ("license upload: merge keys just under its 10,000-node budget", upload(under_budget(3))),
+        ("live YAML check: merge keys just under the 100,000-node merge budget", live_check(under_budget(49))),
         ("1 MB header value", raw(head("/customer/", b"X-Hostile: " + b"a" * 2**20))),
         ("200 header fields", raw(head("/customer/", *[f"X-H-{i}: {i}".encode() for i in range(200)]))),
         ("/v2/ manifest, odd host, valid license", lambda: stack.client(timeout=TIMEOUT).get(
@@ -76,6 +79,14 @@ def cases(stack, sessions):
         ("/static/ traversal", raw(head(STATIC_TRAVERSALS[0]))),
         ("login with a 100 KB password", lambda: login_100k(stack)),
     ]
+
+
+def under_budget(merges: int) -> str:
+    """A 1,000-key anchored mapping merged into ``merges`` mappings: about 2,000 × (merges + 1)
+    nodes, each merge flattened into a real copy when constructed (the costly kind of alias)."""
+    keys = ", ".join(f"k{n}: {n}" for n in range(1000))
+    return (f"kind: List\nbase: &b {{{keys}}}\nmore:\n"
+            + "".join(f"- {{<<: *b, n: {n}}}\n" for n in range(merges)))
 
 
 def login_100k(stack):

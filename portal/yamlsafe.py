@@ -12,6 +12,11 @@ every merged mapping were written out in full, before anything is constructed, a
 
 - past ``MAX_NODES`` expanded nodes for the whole text: "expands to more than 1,000,000
   nodes (aliases and merge keys counted as copies)";
+- past ``MAX_MERGED_NODES`` nodes copied in by merge keys: merging is the costly kind of alias
+  (constructing flattens each merge into a real copy, where a plain alias stays one shared
+  object), so it has a budget of its own, ten times smaller: "expands to more than 100,000
+  merged nodes"; plain Kubernetes YAML merges nothing, hand-written files with
+  anchors merge a few hundred nodes;
 - past ``MAX_DEPTH`` nested collections: "nested more than 100 levels deep", long before
   Python's recursion limit (composing takes three frames a level);
 - an alias inside the node it names (a recursive value, which no JSON or Kubernetes object is).
@@ -46,7 +51,9 @@ from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
 MAX_NODES = 1_000_000
+MAX_MERGED_NODES = 100_000
 MAX_DEPTH = 100
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
 try:
     from yaml._yaml import CParser
@@ -73,6 +80,8 @@ class _BoundedComposer(Composer):
         super().__init__()
         self._total = 0  # nodes so far, for the whole text, aliases counted as copies
         self._max_nodes = MAX_NODES
+        self._merging = 0  # > 0 while composing the value of a merge key (<<)
+        self._merged = 0  # nodes copied in by merge keys so far
         self._depth = 0
         self._sizes: dict[Node, int] = {}  # expanded size of each finished anchored node
 
@@ -82,6 +91,15 @@ class _BoundedComposer(Composer):
         return node
 
     def compose_node(self, parent, index):
+        # For a mapping's value, ``index`` is its key node: ``<<`` makes the value a merge.
+        merging = isinstance(index, ScalarNode) and index.tag == MERGE_TAG
+        self._merging += merging
+        try:
+            return self._compose_counted(parent, index)
+        finally:
+            self._merging -= merging
+
+    def _compose_counted(self, parent, index):
         event = self.peek_event()
         if isinstance(event, AliasEvent):
             target = self.anchors.get(event.anchor)
@@ -95,6 +113,8 @@ class _BoundedComposer(Composer):
                         event.start_mark,
                     )
                 self._count(size, event.start_mark)
+                if self._merging:
+                    self._count_merged(size, event.start_mark)
             return super().compose_node(parent, index)
         start = self._total
         self._count(1, event.start_mark)
@@ -116,6 +136,17 @@ class _BoundedComposer(Composer):
             raise YAMLLimitError(
                 problem=f"this YAML expands to more than {self._max_nodes:,} nodes (aliases and merge "
                         "keys counted as copies): use fewer aliases and merge keys, or split it",
+                problem_mark=mark,
+            )
+
+
+    def _count_merged(self, nodes: int, mark) -> None:
+        self._merged += nodes
+        if self._merged > MAX_MERGED_NODES:
+            raise YAMLLimitError(
+                problem=f"this YAML expands to more than {MAX_MERGED_NODES:,} merged nodes "
+                        "(aliases and merge keys counted as copies): use fewer merge keys (<<), or "
+                        "write the values out",
                 problem_mark=mark,
             )
 

@@ -18,6 +18,7 @@ read document by document. The private-image check reuses this.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -92,15 +93,26 @@ def file_name_error(name: str) -> str | None:
 # --- parsing ------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Document:
     node: Node
     data: object
 
 
-def _documents(text: str) -> list[_Document]:
-    """Each non-empty document with its node tree (for positions) and its Python value."""
-    return [_Document(node, data) for node, data in yamlsafe.load_all_with_nodes(text) if data is not None]
+def _parse(text: str) -> tuple[_Document, ...]:
+    return tuple(_Document(node, data) for node, data in yamlsafe.load_all_with_nodes(text) if data is not None)
+
+
+_parse_remembered = functools.lru_cache(maxsize=8)(_parse)
+_REMEMBER_BELOW = 256 * 1024  # characters: a node tree takes tens of times its text in memory
+
+
+def _documents(text: str) -> tuple[_Document, ...]:
+    """Each non-empty document with its node tree (for positions) and its Python value.
+
+    Small texts are remembered: one request checks a file and lists its images (the editor's
+    live check, the release page), and parsing dominates both. Callers only read the result."""
+    return _parse_remembered(text) if len(text) < _REMEMBER_BELOW else _parse(text)
 
 
 def _syntax_problem(error: yaml.YAMLError) -> Problem:

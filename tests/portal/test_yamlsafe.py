@@ -10,6 +10,8 @@ from portal.yamlsafe import MAX_DEPTH, YAMLLimitError
 from tests.yaml_bombs import alias_bomb, block_nesting, merge_bomb
 
 BUDGET_MESSAGE = re.escape("expands to more than 1,000,000 nodes (aliases and merge keys counted as copies)")
+MERGE_MESSAGE = re.escape("expands to more than 100,000 merged nodes (aliases and merge keys counted "
+                          "as copies)")
 DEPTH_MESSAGE = "nested more than 100 levels deep"
 
 
@@ -19,9 +21,11 @@ def test_the_bombs_are_small():
 
 
 @pytest.mark.parametrize("read", [yamlsafe.load, yamlsafe.load_all, yamlsafe.load_all_with_nodes])
-@pytest.mark.parametrize("text", [merge_bomb(), alias_bomb(), merge_bomb(7)], ids=["merge9", "laughs", "merge7"])
-def test_it_refuses_alias_and_merge_key_bombs_while_composing(read, text):
-    with pytest.raises(YAMLLimitError, match=BUDGET_MESSAGE) as refused:
+@pytest.mark.parametrize("text, message", [
+    (merge_bomb(), MERGE_MESSAGE), (alias_bomb(), BUDGET_MESSAGE), (merge_bomb(7), MERGE_MESSAGE),
+], ids=["merge9", "laughs", "merge7"])
+def test_it_refuses_alias_and_merge_key_bombs_while_composing(read, text, message):
+    with pytest.raises(YAMLLimitError, match=message) as refused:
         read(text)
     assert refused.value.problem_mark.line >= 1  # points at the alias that crossed the budget
 
@@ -128,3 +132,20 @@ def what_and_where(error):
     mark = getattr(error, "problem_mark", None)
     return (getattr(error, "problem", str(error)), getattr(error, "context", None),
             mark and (mark.line, mark.column))
+
+
+def merges(count: int) -> str:
+    """A 1,000-key anchored mapping merged ``count`` times: about 2,000 nodes copied per merge."""
+    keys = ", ".join(f"k{n}: {n}" for n in range(1000))
+    return f"base: &b {{{keys}}}\nmore:\n" + "".join(f"- {{<<: *b, n: {n}}}\n" for n in range(count))
+
+
+def test_merge_keys_have_a_budget_of_their_own():
+    # Constructing flattens every merge into a real copy (a plain alias stays one shared object):
+    # 49 merges of 2,001 nodes are read, 50 (100,050 nodes copied) are refused while composing.
+    assert len(yamlsafe.load(merges(49))["more"]) == 49
+    with pytest.raises(YAMLLimitError, match=MERGE_MESSAGE):
+        yamlsafe.load(merges(50))
+    # The same nodes as plain aliases stay within the general budget.
+    keys = ", ".join(f"k{n}: {n}" for n in range(1000))
+    assert len(yamlsafe.load(f"base: &b {{{keys}}}\nmore: [" + ", ".join(["*b"] * 400) + "]\n")["more"]) == 400
