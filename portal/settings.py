@@ -323,7 +323,7 @@ LOGGING = {
     },
 }
 
-# Registries (issue 3)
+# Registries
 # Connect to loopback/private/link-local registry addresses (tests, on-premises registries).
 PORTAL_ALLOW_PRIVATE_REGISTRIES = envbool("PORTAL_ALLOW_PRIVATE_REGISTRIES", "false")
 # "host=http(s)://address[:port],…": send a registry host to another address (tests, mirrors).
@@ -352,7 +352,7 @@ CELERY_BEAT_SCHEDULE["registries-sweep-pending"] = {
     "task": "registries.tasks.sweep_pending",
     "schedule": envint("PORTAL_REGISTRY_SWEEP_SECONDS", "60", minimum=1),
 }
-# Mirroring (issue 4): a job's lease, renewed every few seconds while copying; shorter than the
+# Mirroring: a job's lease, renewed every few seconds while copying; shorter than the
 # broker's visibility timeout so a redelivered task can take over a dead worker's job.
 PORTAL_MIRROR_LEASE_SECONDS = envint("PORTAL_MIRROR_LEASE_SECONDS", "60", minimum=3)
 CELERY_BEAT_SCHEDULE["registries-sweep-mirrors"] = {
@@ -360,7 +360,7 @@ CELERY_BEAT_SCHEDULE["registries-sweep-mirrors"] = {
     "schedule": 120,
 }
 
-# Delivery (issue 5)
+# Delivery
 # Proxy registry: failed logins per client address allowed per 5 minutes before 429s.
 PORTAL_PROXY_AUTH_FAILURE_LIMIT = envint("PORTAL_PROXY_AUTH_FAILURE_LIMIT", "20", minimum=1)
 # Beat queues the private-image checks the broker refused (it was down) or a dead worker lost.

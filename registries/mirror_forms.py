@@ -1,4 +1,4 @@
-"""The "Mirror image" form (issue 4): validates and normalises every input, keeps what was typed."""
+"""The "Mirror image" form: validates and normalises every input, keeps what was typed."""
 
 from __future__ import annotations
 

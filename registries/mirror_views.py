@@ -1,4 +1,4 @@
-"""Mirroring pages (issue 4): "Mirror image" from a registry or a release, the job page, the jobs list.
+"""Mirroring pages: "Mirror image" from a registry or a release, the job page, the jobs list.
 
 Developers and Admins start and cancel mirrors; Support sees jobs. No page renders a secret.
 """

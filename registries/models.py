@@ -1,4 +1,4 @@
-"""External registries linked by a team (issue 3).
+"""External registries linked by a team.
 
 A row holds where a registry is (``endpoint``, canonical ``host[:port]``), how to log in
 (``username`` and the encrypted ``secret``) and what the last validation found (``status``).
@@ -199,4 +199,4 @@ class ExternalRegistry(models.Model):
 
 
 
-from .mirror_models import MirrorJob  # noqa: E402,F401  (issue 4, registries/mirror_models.py)
+from .mirror_models import MirrorJob  # noqa: E402,F401  (registries/mirror_models.py)

@@ -41,4 +41,4 @@ def sweep_pending():
     services.registries_sweep_pending()
 
 
-from .mirror_tasks import *  # noqa: E402,F401,F403  (issue 4: mirror_image, sweep_mirror_jobs)
+from .mirror_tasks import *  # noqa: E402,F401,F403  (mirror_image, sweep_mirror_jobs)

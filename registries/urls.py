@@ -1,4 +1,4 @@
-"""External registries linked by a team (see issue 3)."""
+"""External registries linked by a team."""
 from django.urls import path
 
 from . import mirror_views, views
@@ -10,7 +10,7 @@ urlpatterns = [
     path("registries/<int:pk>/edit/", views.registry_edit, name="registries-edit"),
     path("registries/<int:pk>/test/", views.registry_test, name="registries-test"),
     path("registries/<int:pk>/delete/", views.registry_delete, name="registries-delete"),
-    # Mirroring (issue 4, registries/mirror_views.py)
+    # Mirroring (registries/mirror_views.py)
     path("registries/<int:pk>/mirror/", mirror_views.mirror_new, name="registries-mirror"),
     path("registries/mirror/new/", mirror_views.mirror_new_any, name="registries-mirror-new"),
     path("registries/mirrors/", mirror_views.mirror_list, name="registries-mirror-list"),

@@ -1,4 +1,4 @@
-"""The registries pages: list, add, detail, edit, test, delete (issue 3).
+"""The registries pages: list, add, detail, edit, test, delete.
 
 Developers and Admins manage registries; Support sees them. No page ever renders a secret.
 """

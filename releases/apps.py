@@ -6,4 +6,4 @@ class ReleasesConfig(AppConfig):
     verbose_name = "Releases"
 
     def ready(self):
-        from . import signals  # noqa: F401  (the private-image check, issue 5)
+        from . import signals  # noqa: F401  (the private-image check)

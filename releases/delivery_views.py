@@ -1,4 +1,4 @@
-"""Vendor-side pages of delivery (issue 5): the release's image check and the app's proxy
+"""Vendor-side pages of delivery: the release's image check and the app's proxy
 setting. The proxy registry itself is proxy_views.py; the pull logs are template tags
 (templatetags/delivery.py) on the registry and customer pages."""
 

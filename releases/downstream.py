@@ -1,4 +1,4 @@
-"""The rendered downstream a customer receives for a release ("View Files", issue 5).
+"""The rendered downstream a customer receives for a release ("View Files").
 
 For one customer and one release the tree is::
 

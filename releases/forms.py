@@ -176,7 +176,7 @@ class PromoteForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["channels"].queryset = app.channels.filter(archived_at__isnull=True)
         self.fields["channels"].label_from_instance = lambda c: c.name
-        # Images the private-image check says customers cannot pull (issue 5): promoting
+        # Images the private-image check says customers cannot pull: promoting
         # such a release takes an explicit confirmation.
         self.failing_images = list(failing_images)
         if not self.failing_images:

@@ -1,4 +1,4 @@
-"""The private-image check at release time (issue 5): is each image public, private and
+"""The private-image check at release time: is each image public, private and
 proxied, or private and out of the portal's reach?
 
 KOTS finds out at the customer's site (``IsPrivateImage``: an anonymous manifest fetch; success

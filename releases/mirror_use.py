@@ -1,4 +1,4 @@
-"""Point a release at a mirrored image (issue 4): "Use it in the draft release" of a mirror job.
+"""Point a release at a mirrored image: "Use it in the draft release" of a mirror job.
 
 The release side builds on registries/ (STYLE.md): it reads a finished MirrorJob and rewrites
 every container ``image:`` of the app's newest release that names the job's source (compared

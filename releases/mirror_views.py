@@ -1,4 +1,4 @@
-"""Use a finished mirror in a release (issue 4): preview the image changes, then apply them.
+"""Use a finished mirror in a release: preview the image changes, then apply them.
 
 Developers and Admins (``can_edit_releases``); Support gets 403, another team's app or job 404.
 """

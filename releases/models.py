@@ -243,4 +243,4 @@ class Customer(models.Model):
         self.save(update_fields=["license_id", "license_sequence", "updated_at"])
 
 
-from .proxy_models import ImageVerdict, PullEvent  # noqa: E402,F401  (issue 5, releases/proxy_models.py)
+from .proxy_models import ImageVerdict, PullEvent  # noqa: E402,F401  (releases/proxy_models.py)

@@ -1,4 +1,4 @@
-"""The proxy registry's pull log and the private-image check's verdicts (issue 5)."""
+"""The proxy registry's pull log and the private-image check's verdicts."""
 
 from __future__ import annotations
 

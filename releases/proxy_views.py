@@ -1,4 +1,4 @@
-"""The proxy registry: the OCI distribution pull API, served by the portal (issue 5).
+"""The proxy registry: the OCI distribution pull API, served by the portal.
 
     GET      /v2/                                                     401 + Basic challenge, or 200
     GET/HEAD /v2/proxy/<app slug>/<name>/manifests/<tag or digest>

@@ -1,4 +1,4 @@
-"""Queue the private-image check when a release is created, edited or promoted (issue 5).
+"""Queue the private-image check when a release is created, edited or promoted.
 
 After the commit: the files of a new release are written after its row (bulk_create sends no
 signal), and a failing check must never break the save.

@@ -7,7 +7,7 @@ from . import image_check
 
 @shared_task(acks_late=True)
 def check_release_images(release_id: int, force: bool = False):
-    """The private-image check of one release (issue 5)."""
+    """The private-image check of one release."""
     image_check.release_check_images(release_id=release_id, force=force)
 
 

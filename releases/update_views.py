@@ -1,4 +1,4 @@
-"""Delivery to customers: the update check API and the customer page (issue 5).
+"""Delivery to customers: the update check API and the customer page.
 
 ``GET /release/<app slug>/pending?channelSequence=N`` and ``GET /release/<app slug>?channelSequence=N``
 are what the admin console's "Check for Updates" calls (KOTS ``pkg/upstream/replicated.go``),

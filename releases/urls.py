@@ -25,7 +25,7 @@ urlpatterns = [
     path("apps/<slug:slug>/releases/<int:sequence>/download/", views.release_download,
          name="releases-release-download"),
     path("apps/<slug:slug>/releases/<int:sequence>/promote/", views.release_promote, name="releases-promote"),
-    # A finished mirror (issue 4) in the newest release (mirror_views.py)
+    # A finished mirror in the newest release (mirror_views.py)
     path("apps/<slug:slug>/use-mirror/<int:job_id>/", mirror_views.release_use_mirror,
          name="releases-release-use-mirror"),
     path("apps/use-mirror/<int:job_id>/", mirror_views.use_mirror_pick, name="releases-use-mirror-pick"),

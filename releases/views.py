@@ -1,4 +1,4 @@
-"""Apps, channels, releases, promotion, history and diffs (the release side of issue 2).
+"""Apps, channels, releases, promotion, history and diffs.
 
 Everyone on the team reads; Developers and Admins (``can_edit_releases``) change things.
 Another team's app, channel or release is a 404. Only the newest release, while no channel

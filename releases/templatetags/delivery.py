@@ -1,4 +1,4 @@
-"""Template pieces of delivery (issue 5) that other pages include with one line:
+"""Template pieces of delivery that other pages include with one line:
 ``{% pull_log registry=registry %}``, ``{% pull_log customer=customer %}``,
 ``{% image_checks release %}``."""
 
