@@ -137,6 +137,7 @@ INSTALLED_APPS = [
     "portal",
     "releases",
     "registries",
+    "registries.mirror",
 ]
 
 MIDDLEWARE = [

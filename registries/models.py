@@ -198,5 +198,3 @@ class ExternalRegistry(models.Model):
         )
 
 
-
-from .mirror_models import MirrorJob  # noqa: E402,F401  (registries/mirror_models.py)

@@ -40,5 +40,3 @@ def sweep_pending():
     """Beat: queue the validations that the broker refused (or that a dead worker lost)."""
     services.registries_sweep_pending()
 
-
-from .mirror_tasks import *  # noqa: E402,F401,F403  (mirror_image, sweep_mirror_jobs)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 
 from portal.audit import audit_log
-from registries.mirror_models import MirrorJob
+from registries.mirror.models import MirrorJob
 from registries.reference import InvalidReference, parse
 
 from .manifests import image_spans

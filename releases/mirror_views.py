@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 
 from portal.roles import team_required
-from registries.mirror_models import MirrorJob
+from registries.mirror.models import MirrorJob
 
 from . import mirror_use
 from .mirror_use import PINS, CannotUseMirror, plan_use_mirror

@@ -5,7 +5,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from portal.models import AuditEvent
-from registries.mirror_models import MirrorJob
+from registries.mirror.models import MirrorJob
 from registries.models import ExternalRegistry, Provider
 from releases.manifests import images_in
 from releases.mirror_use import rewrite

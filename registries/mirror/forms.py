@@ -6,8 +6,8 @@ import re
 
 from django import forms
 
-from .mirror_services import default_target
-from .reference import InvalidReference, parse
+from ..reference import InvalidReference, parse
+from .services import default_target
 
 # distribution's repository grammar: lowercase path components separated by "/".
 _REPOSITORY = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")

@@ -1,7 +1,8 @@
 """MirrorJob: one copy of an image into a linked registry.
 
-Imported at the bottom of registries/models.py so Django sees it. Single-row state changes are
-methods here (claim with a lease, progress, finish, cancel); the copying is mirror_services.py.
+The model of the registries_mirror app (table registries_mirrorjob, kept from when it lived in
+registries). Single-row state changes are methods here (claim with a lease, progress, finish,
+cancel); the copying is services.py.
 
 Push credentials typed for one job are stored encrypted on the row (never in a task argument)
 and wiped by every transition that ends the job.
@@ -19,7 +20,7 @@ from django.utils import timezone
 
 from portal.models import Team
 
-from . import crypto
+from .. import crypto
 
 LOG_LIMIT = 500  # per-blob log lines kept on the row
 
@@ -87,6 +88,7 @@ class MirrorJob(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
+        db_table = "registries_mirrorjob"
         indexes = [models.Index(fields=["team", "status"], name="mirrorjob_team_status")]
 
     def __str__(self):

@@ -17,10 +17,10 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 from portal.forms import form_status
 from portal.roles import team_required
 
-from . import mirror_services
-from .mirror_forms import MirrorForm, origin_app
-from .mirror_models import MirrorJob
-from .models import ExternalRegistry
+from ..models import ExternalRegistry
+from . import services as mirror_services
+from .forms import MirrorForm, origin_app
+from .models import MirrorJob
 
 
 def _get_job_for_user(request, pk: int) -> MirrorJob:
@@ -58,7 +58,7 @@ def _mirror_form(request, *, registry: ExternalRegistry | None):
             platforms=data["platforms"], push_username=data["push_username"],
             push_password=data["push_password"], user=request.user, request=request)
         return redirect(job_url(job, app=data["app"]))
-    return render(request, "registries/mirror_form.html", {
+    return render(request, "registries/mirror/form.html", {
         "nav": "registries", "registry": registry, "form": form,
         "no_registries": registries is not None and not registries.exists(),
         "any_ecr": registry.is_ecr if registry else any(r.is_ecr for r in registries),
@@ -73,10 +73,10 @@ def mirror_detail(request, pk: int):
                "blobs": [line for line in job.log if "digest" in line][::-1],
                "events": [line for line in job.log if "event" in line]}
     if request.htmx:
-        html = render_to_string("registries/mirror_detail.html#job-progress", context,
+        html = render_to_string("registries/mirror/detail.html#job-progress", context,
                                 request=request)
         return HttpResponseStopPolling(html) if job.is_finished else HttpResponse(html)
-    return render(request, "registries/mirror_detail.html", context)
+    return render(request, "registries/mirror/detail.html", context)
 
 
 @require_POST
@@ -109,7 +109,7 @@ def mirror_list(request):
         jobs = jobs.filter(source_reference__icontains=q) | jobs.filter(
             target_repository__icontains=q)
     page = Paginator(jobs.order_by("-created_at", "-pk"), 25).get_page(request.GET.get("page"))
-    return render(request, "registries/mirror_list.html", {
+    return render(request, "registries/mirror/list.html", {
         "nav": "registries", "page": page, "statuses": MirrorJob.Status.choices,
         "registries": ExternalRegistry.objects.filter(team=request.team),
         "status": status, "registry": registry, "q": q,

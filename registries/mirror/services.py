@@ -1,6 +1,6 @@
 """Mirroring an image into a linked registry: create, run, cancel a MirrorJob.
 
-The Celery task (mirror_tasks.py) only calls `image_mirror(job_id=...)`; the copy itself is
+The Celery task (tasks.py) only calls `image_mirror(job_id=...)`; the copy itself is
 registries/transfer.py, the network seams oci.py and ecr.py.
 """
 
@@ -16,11 +16,12 @@ from django.utils import timezone
 from portal.audit import audit_log
 from portal.publish import publish
 
-from . import crypto, ecr, oci, transfer
-from .errors import RegistryError
-from .mirror_models import MirrorJob, lease_length
-from .models import ExternalRegistry
-from .reference import Reference, canonical_registry, parse
+from .. import crypto, ecr, oci, transfer
+from ..errors import RegistryError
+from ..models import ExternalRegistry
+from ..reference import Reference, canonical_registry, parse
+from ..services import _login
+from .models import MirrorJob, lease_length
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +110,7 @@ def mirror_jobs_sweep(*, older_than_seconds: int = 120) -> int:
 # --- the worker's part ------------------------------------------------------------------------
 
 def _registry_login(registry: ExternalRegistry) -> tuple[str, str]:
-    from .services import _login  # the validation's login: ECR token exchange, decryption errors
-
+    # The validation's login: ECR token exchange, decryption errors.
     username, password, _warning = _login(registry, {})
     return username, password
 

@@ -1,4 +1,4 @@
-"""MirrorJob and image_mirror against real loopback registries (issue 4)."""
+"""MirrorJob and image_mirror against real loopback registries."""
 
 import json
 from datetime import timedelta
@@ -7,8 +7,8 @@ import pytest
 from django.utils import timezone
 
 from portal.models import AuditEvent
-from registries import mirror_services
-from registries.mirror_models import MirrorJob
+from registries.mirror import services as mirror_services
+from registries.mirror.models import MirrorJob
 from registries.models import ExternalRegistry, Provider
 from registries.reference import parse
 from tests.registries.images import build_index, push
@@ -171,8 +171,8 @@ def _boom(*args, **kwargs):
 
 @pytest.mark.parametrize("seam", [
     "registries.transfer.Copier._copy_blob",          # a blob's worker thread
-    "registries.mirror_models.MirrorJob.claim",       # before any copying
-    "registries.mirror_models.MirrorJob.mark_succeeded",  # after the copy
+    "registries.mirror.models.MirrorJob.claim",       # before any copying
+    "registries.mirror.models.MirrorJob.mark_succeeded",  # after the copy
 ])
 def test_an_unexpected_error_ends_the_job_failed_with_a_readable_message(
         team, alice, linked, image, source_registry, target_registry, monkeypatch, caplog, seam):

@@ -8,8 +8,8 @@ import redis
 from django.urls import reverse
 
 from portal import publish as publisher
-from registries import mirror_services
-from registries.mirror_models import QUEUE_UNREACHABLE, MirrorJob
+from registries.mirror import services as mirror_services
+from registries.mirror.models import QUEUE_UNREACHABLE, MirrorJob
 from registries.models import ExternalRegistry, Provider
 from tests.conftest import login
 from tests.registries.product_helpers import celery_conf

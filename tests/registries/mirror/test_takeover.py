@@ -1,7 +1,7 @@
 """A worker killed while blobs are uploading: the worker taking over closes the upload sessions
 the dead one left open in the target registry, and the progress the page shows never goes back.
 
-The same stack as test_mirror_worker_crash.py: real Redis, two docker-registry servers, two real
+The same stack as test_worker_crash.py: real Redis, two docker-registry servers, two real
 Celery workers sharing one SQLite file, a proxy that holds blob downloads so the kill lands while
 uploads are open.
 """
@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.registries.images import build_index, push
-from tests.registries.test_mirror_worker_crash import (
+from tests.registries.mirror.test_worker_crash import (
     PYTHON,
     ROOT,
     SETUP,

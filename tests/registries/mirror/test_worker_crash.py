@@ -1,4 +1,4 @@
-"""A real Celery worker killed with SIGKILL mid-copy; the redelivered task finishes (issue 4).
+"""A real Celery worker killed with SIGKILL mid-copy; the redelivered task finishes.
 
 Everything runs in subprocesses sharing one SQLite file (the worker must see the rows): real
 Redis, two real registries, a proxy that slows blob downloads so the kill lands mid-copy.
@@ -19,7 +19,7 @@ import pytest
 from tests.registries.faults import Proxy
 from tests.registries.images import build_index, push
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PYTHON = sys.executable
 KB = 1 << 10
 
@@ -44,7 +44,7 @@ class SlowBlobs(Proxy):
 SETUP = """
 from django.contrib.auth import get_user_model
 from portal.models import Membership, Role, Team
-from registries import mirror_services
+from registries.mirror import services as mirror_services
 from registries.models import ExternalRegistry, Provider
 team = Team.objects.create(name="Acme")
 alice = get_user_model().objects.create_user("alice", "a@example.com", "pw")

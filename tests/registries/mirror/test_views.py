@@ -1,9 +1,9 @@
-"""Mirroring pages (issue 4)."""
+"""Mirroring pages."""
 
 import pytest
 from django.urls import reverse
 
-from registries.mirror_models import MirrorJob
+from registries.mirror.models import MirrorJob
 from registries.models import ExternalRegistry, Provider
 from tests.conftest import login
 
@@ -21,7 +21,7 @@ def test_the_form_defaults_the_target_to_prefix_name_and_tag(client, bob, target
                                                              django_capture_on_commit_callbacks,
                                                              monkeypatch):
     sent = []
-    monkeypatch.setattr("registries.mirror_services._send", sent.append)
+    monkeypatch.setattr("registries.mirror.services._send", sent.append)
     login(client, bob)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("registries-mirror", args=[target.pk]),
@@ -104,7 +104,7 @@ def second(team):
 
 def test_from_a_release_the_source_is_prefilled_and_the_target_registry_chosen(
         client, bob, target, second, monkeypatch, django_capture_on_commit_callbacks):
-    monkeypatch.setattr("registries.mirror_services._send", lambda pk: None)
+    monkeypatch.setattr("registries.mirror.services._send", lambda pk: None)
     login(client, bob)
     url = reverse("registries-mirror-new")
     form = client.get(url, {"source": "nginx", "app": "mysampleecrapp"}).content.decode()
@@ -134,7 +134,7 @@ def test_from_a_release_the_source_is_prefilled_and_the_target_registry_chosen(
 
 def test_one_registry_is_preselected_and_other_teams_registries_refused(
         client, bob, target, mallory, monkeypatch):
-    monkeypatch.setattr("registries.mirror_services._send", lambda pk: None)
+    monkeypatch.setattr("registries.mirror.services._send", lambda pk: None)
     theirs = ExternalRegistry(team=mallory.membership.team, provider=Provider.OTHER,
                               endpoint="127.0.0.1:5997", username="m", insecure=True)
     theirs.secret = "theirs"
