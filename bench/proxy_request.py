@@ -59,23 +59,24 @@ def breakdown(*, license_id: str, slug: str, name: str, reference: str, digest: 
 
     from portal import throttle
     from registries.services import registry_pull_client
-    from releases import proxy
     from releases.customer_portal import check_basic_auth
-    from releases.downstream import registries_for_app
-    from releases.models import PullEvent
+    from releases.proxy import access as proxy_access
+    from releases.proxy import decisions, pull_log
+    from releases.proxy.models import PullEvent
+    from releases.selectors import registries_for_app
 
     header = "Basic " + base64.b64encode(f"{license_id}:{license_id}".encode()).decode()
     check = check_basic_auth(header, app_slug=slug)
     assert check.ok, check.error
     app = check.customer.app
-    access = proxy.authorize(header=header, address="10.0.0.1", app_slug=slug, name=name)
-    assert isinstance(access, proxy.Access), access
+    access = decisions.authorize(header=header, address="10.0.0.1", app_slug=slug, name=name)
+    assert isinstance(access, proxy_access.Access), access
     access.client.auth_headers(access.repository)  # challenge and token, once
     from registries.models import ExternalRegistry
 
     def team_registries():
         registries = list(ExternalRegistry.objects.filter(team_id=app.team_id))
-        _, registry = proxy.resolve(app, name, registries)
+        _, registry = proxy_access.resolve(app, name, registries)
         registries_for_app(app).filter(pk=registry.pk).exists()
         return registry
 
@@ -83,26 +84,26 @@ def breakdown(*, license_id: str, slug: str, name: str, reference: str, digest: 
     parts = {
         "throttle check (cache)": lambda: throttle.is_throttled("10.0.0.1"),
         "license check (check_basic_auth)": lambda: check_basic_auth(header, app_slug=slug),
-        "allow-list (cache key: 3 aggregates)": lambda: proxy._allow_list(app),
+        "allow-list (cache key: 3 aggregates)": lambda: proxy_access._allow_list(app),
         "registry resolution (team registries, available)": team_registries,
         "upstream client (registry_pull_client)": lambda: registry_pull_client(
             registry=registry, endpoint=registry.endpoint),
         "upstream Authorization header (cached token)": lambda: access.client.auth_headers(
             access.repository),
-        "authorize() as a whole": lambda: proxy.authorize(
+        "authorize() as a whole": lambda: decisions.authorize(
             header=header, address="10.0.0.1", app_slug=slug, name=name),
     }
     row = {"access": access, "reference": digest, "kind": "blob", "method": "GET", "status": 200,
            "size": 1}
-    if hasattr(proxy, "pull_log_writer"):
-        parts["pull-log INSERT, one row (direct)"] = lambda: proxy.pull_event(**row).save()
-        parts["pull-log row queued (log_pull, the request's share)"] = lambda: proxy.log_pull(**row)
+    if hasattr(pull_log, "pull_log_writer"):
+        parts["pull-log INSERT, one row (direct)"] = lambda: pull_log.pull_event(**row).save()
+        parts["pull-log row queued (log_pull, the request's share)"] = lambda: pull_log.log_pull(**row)
     else:
-        parts["pull-log INSERT (log_pull)"] = lambda: proxy.log_pull(**row)
-    if hasattr(proxy, "cached_access"):
+        parts["pull-log INSERT (log_pull)"] = lambda: pull_log.log_pull(**row)
+    if hasattr(decisions, "cached_access"):
         parts["upstream Authorization header in the loop (cached_auth_headers)"] = (
             lambda: access.client.cached_auth_headers(access.repository))
-        parts["authorization cache hit (cached_access)"] = lambda: proxy.cached_access(
+        parts["authorization cache hit (cached_access)"] = lambda: decisions.cached_access(
             header=header, app_slug=slug, name=name)
     out = {}
     for label, fn in parts.items():
@@ -112,8 +113,8 @@ def breakdown(*, license_id: str, slug: str, name: str, reference: str, digest: 
             fn()
             samples.append(time.perf_counter() - started)
         out[label] = statistics.median(samples)
-    if hasattr(proxy, "pull_log_writer"):
-        proxy.pull_log_writer.flush()
+    if hasattr(pull_log, "pull_log_writer"):
+        pull_log.pull_log_writer.flush()
     PullEvent.objects.filter(customer=check.customer, bytes=1, reference=digest).delete()
 
     async def hops():

@@ -136,6 +136,8 @@ INSTALLED_APPS = [
     "axes",
     "portal",
     "releases",
+    "releases.image_check",
+    "releases.proxy",
     "registries",
     "registries.mirror",
 ]

@@ -4,6 +4,3 @@ from django.apps import AppConfig
 class ReleasesConfig(AppConfig):
     name = "releases"
     verbose_name = "Releases"
-
-    def ready(self):
-        from . import signals  # noqa: F401  (the private-image check)

@@ -13,7 +13,7 @@ proxied image becomes ``<proxy host>/proxy/<app slug>/<image as written, without
 digest>``; an image on a registry with a port (a ``:`` is not allowed in a reference path) or
 on a dot-less host such as ``localhost`` is proxied under that registry's Name instead; images
 already on the proxy host are left alone. Which images are proxied is the caller's decision
-(``is_proxied``): by default the private-image check's verdicts (image_check.verdict_predicate).
+(``is_proxied``): by default the private-image check's verdicts (image_check.selectors.verdict_predicate).
 
 Doing better than KOTS on tags. Kustomize's ``images:`` transformer matches entries by name
 only, so KOTS's one entry per image collapses ``nginx:1.25`` in one workload and
@@ -481,25 +481,15 @@ def tar_gz(files: Mapping[str, str], *, root: str = "", mtime: int | None = None
 # --- the portal's view of it --------------------------------------------------------------
 
 
-def registries_for_app(app):
-    """The team's registries this app may use (an empty app list means every app)."""
-    from django.db.models import Q
-
-    from registries.models import ExternalRegistry
-
-    return ExternalRegistry.objects.filter(team_id=app.team_id).filter(
-        Q(apps=app) | Q(apps__isnull=True)
-    ).distinct()
-
-
 def downstream_for(*, customer, release, is_proxied: Callable[[Reference], bool] | None = None) -> Downstream:
     """The downstream ``customer`` receives for ``release`` (proxy host from the settings)."""
     from .licenses import proxy_domain
+    from .selectors import registries_for_app
 
     app = release.app
     registries = list(registries_for_app(app))
     if is_proxied is None:
-        from .image_check import verdict_predicate  # the private-image check's verdicts
+        from .image_check.selectors import verdict_predicate  # the private-image check's verdicts
 
         is_proxied = verdict_predicate(app)
     return render_downstream(
@@ -519,10 +509,11 @@ def proxied_repositories(app, *, is_proxied: Callable[[Reference], bool] | None 
     release uses it under exactly this proxied name (tags and digests are not restricted).
     """
     from .licenses import proxy_domain
+    from .selectors import registries_for_app
 
     registries = list(registries_for_app(app))
     if is_proxied is None:
-        from .image_check import verdict_predicate  # the private-image check's verdicts
+        from .image_check.selectors import verdict_predicate  # the private-image check's verdicts
 
         is_proxied = verdict_predicate(app)
     proxy_host = proxy_domain()

@@ -242,5 +242,3 @@ class Customer(models.Model):
         self.license_sequence += 1
         self.save(update_fields=["license_id", "license_sequence", "updated_at"])
 
-
-from .proxy_models import ImageVerdict, PullEvent  # noqa: E402,F401  (releases/proxy_models.py)

@@ -1,6 +1,8 @@
 from django.urls import path, re_path
 
-from . import customer_views, delivery_views, mirror_views, proxy_views, update_views, views
+from . import customer_views, mirror_views, update_views, views
+from .image_check import views as image_check_views
+from .proxy import views as proxy_views
 
 urlpatterns = [
     path("apps/", views.app_list, name="releases-app-list"),
@@ -47,11 +49,11 @@ urlpatterns = [
     path("customer/releases/<int:channel_sequence>/", update_views.customer_files, name="releases-portal-files"),
     path("customer/releases/<int:channel_sequence>/download/", update_views.customer_download,
          name="releases-portal-download"),
-    # Delivery, vendor side (delivery_views.py): the image check, "Proxy public images too"
-    path("apps/<slug:slug>/releases/<int:sequence>/images/", delivery_views.release_images,
+    # Delivery, vendor side (image_check/views.py): the image check, "Proxy public images too"
+    path("apps/<slug:slug>/releases/<int:sequence>/images/", image_check_views.release_images,
          name="releases-release-images"),
-    path("apps/<slug:slug>/proxy-public/", delivery_views.app_proxy_public, name="releases-app-proxy-public"),
-    # The proxy registry (proxy_views.py): OCI distribution pull API, async
+    path("apps/<slug:slug>/proxy-public/", image_check_views.app_proxy_public, name="releases-app-proxy-public"),
+    # The proxy registry (proxy/views.py): OCI distribution pull API, async
     path("v2/", proxy_views.v2_root, name="releases-proxy-root"),
     re_path(r"^v2/proxy/(?P<app_slug>[a-z0-9-]+)/(?P<rest>.+)$", proxy_views.proxy, name="releases-proxy"),
     re_path(r"^v2/(?P<rest>.*)$", proxy_views.v2_other),

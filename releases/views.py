@@ -31,7 +31,8 @@ from .demo import DEMO_FILES
 from .diff import diff_files
 from .downstream import tar_gz
 from .forms import AppEditForm, AppForm, ChannelForm, PromoteForm, ReleaseFileForm
-from .image_check import release_failing_images
+from .image_check.selectors import release_failing_images
+from .image_check.services import release_checks_ensure
 from .manifests import images_in, problem_count, unique_images, validate_file
 from .models import App, Channel, Promotion, Release, ReleaseFile, slug_from_name
 
@@ -465,6 +466,7 @@ def file_delete(request, slug, sequence):
 @team_required()
 def release_detail(request, slug, sequence):
     release = _get_release(request, slug, sequence)
+    release_checks_ensure(release)  # viewing a release starts its image check
     files = list(release.files.all())
     problems = {f.name: validate_file(f.name, f.content) for f in files}
     return render(request, "releases/release_detail.html", {

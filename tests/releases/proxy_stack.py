@@ -217,7 +217,7 @@ spec:
 
 def pull_log(*, customer: str) -> dict:
     """The pull log rows of one customer (by name), oldest first."""
-    from releases.models import PullEvent
+    from releases.proxy.models import PullEvent
 
     rows = PullEvent.objects.filter(customer__name=customer).order_by("id")
     return {"rows": [

@@ -8,13 +8,13 @@ from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from .models import Promotion, Release, ReleaseFile
+from releases.models import Promotion, Release, ReleaseFile
+
+from .services import release_queue_image_check
 
 
 def _queue(release_id: int) -> None:
     def run():
-        from .image_check import release_queue_image_check
-
         release = Release.objects.filter(pk=release_id).first()
         if release is not None:
             release_queue_image_check(release=release)

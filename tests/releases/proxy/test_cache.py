@@ -16,8 +16,9 @@ import pytest
 from django.utils import timezone
 
 from registries.models import ExternalRegistry
-from releases import proxy
-from releases.models import PullEvent
+from releases.proxy import decisions, pull_log
+from releases.proxy.access import Access, Refusal
+from releases.proxy.models import PullEvent
 
 NAME = "registry.example.com/team/app"
 
@@ -40,24 +41,24 @@ def registry(team, sample_app):
 def remembered(customer, registry):
     """An allowed decision as ``authorize`` stores it; returns the header."""
     header = header_for(customer.license_id)
-    access = proxy.Access(customer=customer, app=customer.app, client=None,
-                          repository="team/app", image=NAME, name=NAME, registry_id=registry.pk)
-    proxy._remember(header=header, app_slug=customer.app.slug, name=NAME, access=access,
-                    version=proxy._decisions_version)
-    assert proxy.cached_access(header=header, app_slug=customer.app.slug, name=NAME) is access
+    access = Access(customer=customer, app=customer.app, client=None,
+                    repository="team/app", image=NAME, name=NAME, registry_id=registry.pk)
+    decisions._remember(header=header, app_slug=customer.app.slug, name=NAME, access=access,
+                        version=decisions._decisions_version)
+    assert decisions.cached_access(header=header, app_slug=customer.app.slug, name=NAME) is access
     return header
 
 
 def cached(header, customer):
-    return proxy.cached_access(header=header, app_slug=customer.app.slug, name=NAME)
+    return decisions.cached_access(header=header, app_slug=customer.app.slug, name=NAME)
 
 
 def test_the_cache_serves_only_the_same_credentials_app_and_name(customer, remembered):
-    assert proxy.cached_access(header=header_for("x" * 40), app_slug=customer.app.slug,
-                               name=NAME) is None
-    assert proxy.cached_access(header=remembered, app_slug="otherapp", name=NAME) is None
-    assert proxy.cached_access(header=remembered, app_slug=customer.app.slug,
-                               name="registry.example.com/team/secret") is None
+    assert decisions.cached_access(header=header_for("x" * 40), app_slug=customer.app.slug,
+                                   name=NAME) is None
+    assert decisions.cached_access(header=remembered, app_slug="otherapp", name=NAME) is None
+    assert decisions.cached_access(header=remembered, app_slug=customer.app.slug,
+                                   name="registry.example.com/team/secret") is None
 
 
 def test_a_regenerated_license_is_not_served_from_the_cache(customer, remembered):
@@ -89,41 +90,41 @@ def test_a_license_that_expires_meanwhile_is_not_served(customer, remembered):
 
 
 def test_a_decision_lives_at_most_the_ttl(customer, remembered, monkeypatch):
-    later = proxy.time.monotonic() + proxy.ACCESS_CACHE_SECONDS + 0.01
-    monkeypatch.setattr(proxy.time, "monotonic", lambda: later)
+    later = decisions.time.monotonic() + decisions.ACCESS_CACHE_SECONDS + 0.01
+    monkeypatch.setattr(decisions.time, "monotonic", lambda: later)
     assert cached(remembered, customer) is None
 
 
 def test_a_decision_computed_before_a_change_is_never_served(customer, registry):
     header = header_for(customer.license_id)
-    version = proxy._decisions_version  # authorize() reads the version before the database
+    version = decisions._decisions_version  # authorize() reads the version before the database
     customer.archived_at = timezone.now()
     customer.save()  # the change lands while that request is still deciding
-    access = proxy.Access(customer=customer, app=customer.app, client=None,
-                          repository="team/app", image=NAME, name=NAME, registry_id=registry.pk)
-    proxy._remember(header=header, app_slug=customer.app.slug, name=NAME, access=access,
-                    version=version)
+    access = Access(customer=customer, app=customer.app, client=None,
+                    repository="team/app", image=NAME, name=NAME, registry_id=registry.pk)
+    decisions._remember(header=header, app_slug=customer.app.slug, name=NAME, access=access,
+                        version=version)
     assert cached(header, customer) is None
 
 
 def test_refusals_are_not_cached(customer, registry):
     header = header_for("0" * 40)
-    refusal = proxy.authorize(header=header, address="10.0.0.1", app_slug=customer.app.slug,
-                              name=NAME)
-    assert isinstance(refusal, proxy.Refusal) and refusal.status == 401
-    assert proxy.cached_access(header=header, app_slug=customer.app.slug, name=NAME) is None
+    refusal = decisions.authorize(header=header, address="10.0.0.1", app_slug=customer.app.slug,
+                                  name=NAME)
+    assert isinstance(refusal, Refusal) and refusal.status == 401
+    assert decisions.cached_access(header=header, app_slug=customer.app.slug, name=NAME) is None
 
 
 @pytest.mark.django_db(transaction=True)
 def test_every_row_queued_from_many_threads_is_written(customer, registry):
-    access = proxy.Access(customer=customer, app=customer.app, client=None,
-                          repository="team/app", image=NAME, name=NAME, registry_id=registry.pk)
-    writer = proxy.PullLogWriter()
+    access = Access(customer=customer, app=customer.app, client=None,
+                    repository="team/app", image=NAME, name=NAME, registry_id=registry.pk)
+    writer = pull_log.PullLogWriter()
 
     def pull(i):
         for n in range(50):
-            writer.put(proxy.pull_event(access=access, reference=f"sha256:{i:02d}{n:062d}",
-                                        kind="blob", method="GET", status=200, size=n))
+            writer.put(pull_log.pull_event(access=access, reference=f"sha256:{i:02d}{n:062d}",
+                                           kind="blob", method="GET", status=200, size=n))
 
     threads = [threading.Thread(target=pull, args=(i,)) for i in range(8)]
     for t in threads:
@@ -141,13 +142,13 @@ def test_a_row_whose_customer_is_gone_does_not_lose_the_others(customer, sample_
     from releases.models import Customer
 
     other = Customer.objects.create(app=sample_app, channel=customer.channel, name="Gone Ltd")
-    writer = proxy.PullLogWriter()
+    writer = pull_log.PullLogWriter()
     rows = []
     for who in (customer, other, customer):
-        access = proxy.Access(customer=who, app=sample_app, client=None, repository="team/app",
-                              image=NAME, name=NAME, registry_id=registry.pk)
-        rows.append(proxy.pull_event(access=access, reference="1.0", kind="manifest",
-                                     method="GET", status=200, size=1))
+        access = Access(customer=who, app=sample_app, client=None, repository="team/app",
+                        image=NAME, name=NAME, registry_id=registry.pk)
+        rows.append(pull_log.pull_event(access=access, reference="1.0", kind="manifest",
+                                        method="GET", status=200, size=1))
     other.delete()
     for row in rows:
         writer.put(row)

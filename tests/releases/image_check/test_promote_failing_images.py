@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests/registries/servers.py and test_image_check)
+# ruff: noqa: F811  (pytest fixtures imported from tests/registries/servers.py and image_check/test_check.py)
 """Promoting a release whose images customers will fail to pull takes an explicit confirmation.
 
 The walkthrough's step 3 and 4: alice points deployment.yaml at the private ECR image and
@@ -11,10 +11,10 @@ from __future__ import annotations
 import pytest
 
 from portal.models import AuditEvent
-from releases import image_check
+from releases.image_check import services
 from releases.models import Promotion, Release
 from tests.conftest import NGINX_DEPLOYMENT, login
-from tests.releases.test_image_check import (  # noqa: F401 (fixtures)
+from tests.releases.image_check.test_check import (  # noqa: F401 (fixtures)
     hosts,
     linked,
     private_image,
@@ -33,7 +33,7 @@ def ecr_release(sample_app, alice, private_image, hosts):
              for name, content in files]
     assert any(private_image in content for _, content in files), NGINX_DEPLOYMENT
     release = Release.create_next(app=sample_app, user=alice, files=files)
-    image_check.release_check_images(release_id=release.pk)
+    services.release_check_images(release_id=release.pk)
     return release
 
 

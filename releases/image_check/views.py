@@ -1,6 +1,6 @@
 """Vendor-side pages of delivery: the release's image check and the app's proxy
-setting. The proxy registry itself is proxy_views.py; the pull logs are template tags
-(templatetags/delivery.py) on the registry and customer pages."""
+setting. The proxy registry itself is proxy/views.py; the pull logs are template tags
+(proxy/templatetags/pull_log.py) on the registry and customer pages."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from django_htmx.http import HttpResponseStopPolling
 
 from portal.audit import audit_log
 from portal.roles import team_required
+from releases.models import Release
+from releases.views import _get_app
 
-from .image_check import release_image_rows, release_queue_image_check
-from .models import Release
-from .views import _get_app
+from .selectors import release_image_rows
+from .services import release_checks_ensure, release_queue_image_check
 
 
 @team_required()
@@ -30,6 +31,8 @@ def release_images(request, slug, sequence):
         release_queue_image_check(release=release, force=True)
         if not request.htmx:
             return redirect("releases-release-detail", slug=app.slug, sequence=release.sequence)
+    else:
+        release_checks_ensure(release)
     context = {**release_image_rows(release), "release": release,
                "membership": request.membership}
     response = render(request, "releases/_image_checks.html", context)

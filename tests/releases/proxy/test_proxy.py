@@ -342,7 +342,7 @@ def test_no_license_id_reaches_the_server_log(server):
 def test_a_license_archived_by_another_process_is_refused_within_the_cache_ttl(server):
     """The decision cache (5 s) is bumped by saves in the server's own process; a change made
     elsewhere (here manage.py shell) must still stop the license within the TTL."""
-    from releases.proxy import ACCESS_CACHE_SECONDS
+    from releases.proxy.decisions import ACCESS_CACHE_SECONDS
 
     out = server.shell(
         "from releases.models import App, Customer; app = App.objects.get(slug='" + SLUG + "'); "

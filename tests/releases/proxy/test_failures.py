@@ -242,7 +242,7 @@ def test_an_unexpected_error_is_an_oci_json_500_without_traceback(monkeypatch, c
                                                                   seam):
     from django.test import Client
 
-    from releases import proxy_views
+    from releases.proxy import views as proxy_views
 
     def broken(**kwargs):
         raise KeyError("surprise")

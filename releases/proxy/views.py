@@ -6,7 +6,7 @@
 
 Async views under uvicorn (docs/architecture.md, "Proxy registry"): a pull is mostly waiting
 on the upstream registry, so an event loop serves many pulls at once without a thread each.
-The rules (license, allow-list, resolution, throttling) are sync ORM code in ``proxy.py``,
+The rules (license, allow-list, resolution, throttling) are sync ORM code in ``access.py``,
 called through ``sync_to_async`` in one thread hop, and only when no recent decision is cached
 (``cached_access``); the pull log is queued to one writer thread (``log_pull`` never blocks).
 The upstream transfer is httpx.AsyncClient
@@ -27,20 +27,13 @@ from asgiref.sync import sync_to_async
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from portal.lifespan import server_stopping
 from portal.throttle import client_address
 from registries.errors import RegistryError
 from registries.oci import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES, STREAM_ERRORS, stream_error
 
-from .proxy import (
-    Access,
-    Refusal,
-    authorize,
-    cached_access,
-    check_login,
-    log_pull,
-    pull_log_writer,
-)
+from .access import Access, Refusal, check_login
+from .decisions import authorize, cached_access
+from .pull_log import log_pull, pull_log_writer
 
 logger = logging.getLogger(__name__)
 
@@ -328,7 +321,8 @@ STOP_FLUSH_SECONDS = 1.5
 
 
 async def flush_pull_log_on_stop(**kwargs) -> None:
-    """Write the pull log before the process exits (``server_stopping``)."""
+    """Write the pull log before the process exits (``server_stopping``, connected in
+    ``ProxyConfig.ready()``)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + STOP_FLUSH_SECONDS
     logger.info("server stopping: writing the pull log (%d blob streams cut short)",
@@ -339,5 +333,3 @@ async def flush_pull_log_on_stop(**kwargs) -> None:
     if _streams or not await asyncio.to_thread(pull_log_writer.flush, left):
         logger.warning("pull log: the server stopped before every row was written")
 
-
-server_stopping.connect(flush_pull_log_on_stop, dispatch_uid="proxy-pull-log-flush")

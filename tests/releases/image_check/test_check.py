@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from registries.models import ExternalRegistry
-from releases import image_check
 from releases.downstream import downstream_for, proxied_repositories
-from releases.models import ImageVerdict, PullEvent, Release
-from releases.proxy_models import Verdict
+from releases.image_check import selectors, services, tasks
+from releases.image_check.models import ImageVerdict, Verdict
+from releases.models import Release
+from releases.proxy.models import PullEvent
 from tests.conftest import login
 from tests.registries import images
 from tests.registries.servers import ECR_HOST, MOTO_TOKEN_PASSWORD
@@ -67,17 +68,17 @@ def verdicts(app) -> dict[str, str]:
 
 def test_public_private_linked_and_private_unlinked(hosts, release, private_image, linked):
     app = release.app
-    image_check.release_check_images(release_id=release.pk)
+    services.release_check_images(release_id=release.pk)
     found = verdicts(app)
     assert found[f"{PUBLIC_HOST}/pub/app:1.0"] == Verdict.PUBLIC
     assert found[private_image] == Verdict.PRIVATE
     # Not linked any more: customers will fail to pull it.
     linked.delete()
-    image_check.release_check_images(release_id=release.pk, force=True)
+    services.release_check_images(release_id=release.pk, force=True)
     row = ImageVerdict.objects.get(app=app, reference=private_image)
     assert row.verdict == Verdict.UNLINKED and row.fails
     assert "customers will fail to pull" in row.message
-    assert image_check.release_failing_images(release) == [private_image]
+    assert selectors.release_failing_images(release) == [private_image]
 
 
 def test_a_linked_registry_for_another_app_does_not_count(hosts, release, private_image, linked,
@@ -86,18 +87,18 @@ def test_a_linked_registry_for_another_app_does_not_count(hosts, release, privat
 
     other = App.create_with_channels(team=team, name="Other", slug="other")
     linked.apps.add(other)
-    image_check.release_check_images(release_id=release.pk)
+    services.release_check_images(release_id=release.pk)
     assert verdicts(release.app)[private_image] == Verdict.UNLINKED
 
 
 def test_verdicts_are_cached(hosts, release, linked):
-    assert image_check.release_check_images(release_id=release.pk) == 2
-    assert image_check.release_check_images(release_id=release.pk) == 0
+    assert services.release_check_images(release_id=release.pk) == 2
+    assert services.release_check_images(release_id=release.pk) == 0
 
 
 def test_the_downstream_follows_the_verdicts(hosts, release, private_image, linked, customer):
     app = release.app
-    image_check.release_check_images(release_id=release.pk)
+    services.release_check_images(release_id=release.pk)
     out = downstream_for(customer=customer, release=release)
     proxied = {r.written: r.proxied for r in out.images}
     assert proxied[private_image].endswith(f"/proxy/{app.slug}/{ECR_HOST}/demo/private:1.0")
@@ -109,7 +110,7 @@ def test_the_downstream_follows_the_verdicts(hosts, release, private_image, link
 
 
 def test_the_allow_list_leaves_out_unpullable_images(hosts, release, private_image, alice):
-    image_check.release_check_images(release_id=release.pk)  # not linked
+    services.release_check_images(release_id=release.pk)  # not linked
     release.promote_to(release.app.channels.get(slug="stable"), user=alice, version_label="2")
     assert f"{ECR_HOST}/demo/private" not in proxied_repositories(release.app)
 
@@ -124,7 +125,7 @@ def test_the_release_page_polls_until_every_verdict_is_in(client, alice, hosts, 
     assert page.status_code == 200
     assert 'id="image-checks"' in page.text and 'hx-trigger="every 2s"' in page.text
     assert "Checking…" in page.text
-    image_check.release_check_images(release_id=release.pk)
+    services.release_check_images(release_id=release.pk)
     part = client.get(f"/apps/{release.app.slug}/releases/{release.sequence}/images/",
                       HTTP_HX_REQUEST="true")
     assert "hx-trigger" not in part.text
@@ -132,7 +133,7 @@ def test_the_release_page_polls_until_every_verdict_is_in(client, alice, hosts, 
 
 
 def test_the_release_page_warns_about_a_failing_image(client, alice, hosts, release):
-    image_check.release_check_images(release_id=release.pk)
+    services.release_check_images(release_id=release.pk)
     login(client, alice)
     part = client.get(f"/apps/{release.app.slug}/releases/{release.sequence}/images/")
     assert "Customers will fail to pull" in part.text
@@ -188,7 +189,6 @@ def test_a_blob_cut_short_says_so_in_the_pull_log(client, alice, customer, linke
 def test_an_unexpected_error_is_could_not_check_logged_once(client, alice, hosts, release,
                                                             linked, monkeypatch, caplog):
     from registries import oci
-    from releases import tasks
 
     def broken(self, repository, reference):
         raise KeyError("surprise")
@@ -216,8 +216,6 @@ def aws_secret(registry) -> str:
 
 def test_a_stored_registry_endpoint_the_client_cannot_use_is_could_not_check(sample_app, alice,
                                                                               team):
-    from releases import tasks
-
     registry = ExternalRegistry(team=team, endpoint="256.1.1.1", provider="other",
                                 username="u", name="old")
     registry.secret = "old-secret"

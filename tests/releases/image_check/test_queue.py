@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests/registries/servers.py and test_image_check)
+# ruff: noqa: F811  (pytest fixtures imported from tests/registries/servers.py and image_check/test_check.py)
 """Queueing the private-image check: fail fast on a dead broker, and beat's sweep catches up.
 
 A release saved while the broker is down keeps its images "Checking" with nothing queued; the
@@ -15,12 +15,13 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from releases import image_check, tasks
-from releases.models import ImageVerdict, Release
-from releases.proxy_models import CHECK_LEASE, Verdict
+from portal import publish
+from releases.image_check import selectors, services, tasks
+from releases.image_check.models import CHECK_LEASE, ImageVerdict, Verdict
+from releases.models import Release
 from tests.conftest import login
 from tests.registries.product_helpers import celery_conf
-from tests.releases.test_image_check import (  # noqa: F401 (fixtures)
+from tests.releases.image_check.test_check import (  # noqa: F401 (fixtures)
     PUBLIC_HOST,
     deployment,
     hosts,
@@ -35,7 +36,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def broker_not_known_down(monkeypatch):
-    monkeypatch.setattr(image_check, "_broker_down_until", 0.0)
+    monkeypatch.setattr(publish, "_down_until", {})
 
 
 @pytest.fixture
@@ -70,7 +71,7 @@ def test_with_the_broker_down_a_save_fails_fast_and_leaves_the_checks_pending(
     second, seconds = save_release(sample_app, alice, "example.com/b:1", django_capture_on_commit_callbacks)
     assert seconds < 0.5, f"a save waited {seconds:.2f} s for a broker known to be down"
     assert rows(sample_app)["example.com/b:1"] == (Verdict.CHECKING, None)
-    assert set(image_check.verdicts_needing_queue().values_list("reference", flat=True)) == {
+    assert set(selectors.verdicts_needing_queue().values_list("reference", flat=True)) == {
         "example.com/a:1", "example.com/b:1"}
 
 
@@ -87,19 +88,19 @@ def test_the_panel_keeps_polling_while_the_broker_is_down(client, alice, release
 def test_the_sweep_queues_the_pending_checks_once_the_broker_is_back(
         hosts, release, private_image, dead_broker, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        image_check.release_queue_image_check(release=release)
-    assert image_check.verdicts_needing_queue().count() == 2
+        services.release_queue_image_check(release=release)
+    assert selectors.verdicts_needing_queue().count() == 2
     # While the broker is down the sweep queues nothing and keeps the rows pending.
-    image_check._broker_down_until = 0.0
-    assert image_check.verdicts_sweep_pending() == 0
-    assert image_check.verdicts_needing_queue().count() == 2
-    image_check._broker_down_until = 0.0
+    publish._down_until.clear()
+    assert services.verdicts_sweep_pending() == 0
+    assert selectors.verdicts_needing_queue().count() == 2
+    publish._down_until.clear()
     with celery_conf(task_always_eager=True, broker_url="memory://"):  # the broker is back
         tasks.sweep_image_checks()
     found = {ref: verdict for ref, (verdict, _) in rows(release.app).items()}
     assert found == {f"{PUBLIC_HOST}/pub/app:1.0": Verdict.PUBLIC, private_image: Verdict.UNLINKED}
     assert all(queued is None for _, queued in rows(release.app).values())
-    assert image_check.verdicts_needing_queue().count() == 0
+    assert selectors.verdicts_needing_queue().count() == 0
 
 
 def test_the_sweep_leaves_queued_checks_alone_and_requeues_lost_ones(sample_app, eager, monkeypatch):
@@ -110,9 +111,9 @@ def test_the_sweep_leaves_queued_checks_alone_and_requeues_lost_ones(sample_app,
     done = ImageVerdict.objects.create(app=sample_app, reference="example.com/c:1",
                                        verdict=Verdict.PUBLIC, checked_at=now)
     checked = []
-    monkeypatch.setattr(image_check, "check_image",
+    monkeypatch.setattr(services, "check_image",
                         lambda *, app, ref: checked.append(str(ref)) or (Verdict.PUBLIC, "ok", None))
-    assert image_check.verdicts_sweep_pending() == 1
+    assert services.verdicts_sweep_pending() == 1
     assert checked == ["example.com/b:1"]
     fresh.refresh_from_db(), lost.refresh_from_db(), done.refresh_from_db()
     assert fresh.verdict == Verdict.CHECKING and lost.verdict == Verdict.PUBLIC

@@ -19,55 +19,25 @@ decision, falling back to "on a linked registry" for images not checked yet.
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Callable
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
+from portal.publish import publish
 from registries.errors import RegistryError
 from registries.reference import InvalidReference, Reference, parse
 from registries.services import registry_pull_client, unexpected_error_message
+from releases.models import Release
 
-from .downstream import registries_for_app
-from .manifests import images_in
-from .proxy_models import CHECK_LEASE, ImageVerdict, Verdict
+from ..selectors import registries_for_app
+from .models import ImageVerdict, Verdict
+from .selectors import release_references, release_verdicts, verdicts_needing_queue
+
+# Queued by name: the tasks module calls these services (the names they were registered under).
+CHECK_RELEASE_TASK = "releases.tasks.check_release_images"
+CHECK_VERDICT_TASK = "releases.tasks.check_image_verdict"
 
 logger = logging.getLogger(__name__)
-
-
-def release_references(release) -> list[Reference]:
-    """The distinct, valid image references a release uses, in first-use order."""
-    seen: dict[str, Reference] = {}
-    for use in images_in(release.files.all()):
-        try:
-            ref = parse(use.image)
-        except InvalidReference:
-            continue
-        seen.setdefault(str(ref), ref)
-    return list(seen.values())
-
-
-def verdict_predicate(app) -> Callable[[Reference], bool]:
-    """Is ``ref`` proxied for ``app``? From the verdicts where there are some."""
-    linked = {r.endpoint for r in registries_for_app(app)}
-    verdicts = dict(ImageVerdict.objects.filter(app=app).values_list("reference", "verdict"))
-    proxy_public = app.proxy_public_images
-
-    def is_proxied(ref: Reference) -> bool:
-        verdict = verdicts.get(str(ref))
-        if verdict == Verdict.PRIVATE:
-            return True
-        if verdict == Verdict.PUBLIC:
-            return proxy_public
-        if verdict == Verdict.UNLINKED:
-            # The proxy could not pull it either; keep the name the vendor wrote.
-            return False
-        return proxy_public or ref.domain in linked
-
-    return is_proxied
 
 
 def check_image(*, app, ref: Reference) -> tuple[str, str, object | None]:
@@ -98,8 +68,6 @@ def check_image(*, app, ref: Reference) -> tuple[str, str, object | None]:
 
 def release_check_images(*, release_id: int, force: bool = False) -> int:
     """Check every image of a release whose verdict is missing or stale; the number checked."""
-    from .models import Release
-
     release = Release.objects.select_related("app").filter(pk=release_id).first()
     if release is None:
         return 0
@@ -143,14 +111,6 @@ def verdict_check(*, verdict_id: int) -> str | None:
     return _check_row(row, app=row.app, ref=ref)
 
 
-def release_verdicts(release) -> list[tuple[Reference, ImageVerdict | None]]:
-    """Each image of the release with its verdict row (None: never checked)."""
-    refs = release_references(release)
-    rows = {v.reference: v for v in ImageVerdict.objects.filter(
-        app_id=release.app_id, reference__in=[str(r) for r in refs])}
-    return [(ref, rows.get(str(ref))) for ref in refs]
-
-
 def release_queue_image_check(*, release, force: bool = False) -> None:
     """Mark the release's missing or stale verdicts Checking and queue the check after commit."""
     stale = []
@@ -165,49 +125,10 @@ def release_queue_image_check(*, release, force: bool = False) -> None:
         transaction.on_commit(lambda: _send(release.pk, force))
 
 
-# After the broker refused a task, saves skip it for this long (the sweep queues their checks):
-# one failed connection attempt per process and window, not one per save or per signal.
-BROKER_BACKOFF = 30.0  # seconds
-_broker_down_until = 0.0
-_broker_lock = threading.Lock()
-
-
-def _broker_seems_down() -> bool:
-    return time.monotonic() < _broker_down_until
-
-
-def _publish(task, args: tuple, kwargs: dict) -> bool:
-    """Publish ``task`` now, failing fast on a broker that is down; True when sent.
-
-    As registries/services.py: one connection attempt with a 2 s ceiling, no kombu retries
-    (they take seconds). After a failure, further publishes in this process are skipped for
-    BROKER_BACKOFF seconds; the rows stay Checking with no ``queued_at`` and beat's sweep
-    (``verdicts_sweep_pending``) queues them once the broker answers.
-    """
-    global _broker_down_until
-    from kombu.exceptions import OperationalError
-
-    if _broker_seems_down():
-        return False
-    try:
-        with task.app.pool.acquire(block=True, timeout=2) as connection:
-            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2,
-                                         timeout=2)
-            task.apply_async(args, kwargs, retry=False, connection=connection)
-    except (OperationalError, ConnectionError, OSError, TimeoutError) as e:
-        with _broker_lock:
-            _broker_down_until = time.monotonic() + BROKER_BACKOFF
-        logger.warning("image check not queued: broker unreachable (%s); the sweep queues it",
-                       type(e).__name__)
-        return False
-    return True
-
-
 def _send(release_id: int, force: bool) -> None:
-    from .models import Release
-    from .tasks import check_release_images
-
-    if _publish(check_release_images, (release_id,), {"force": force}):
+    # A broker that is down leaves the rows Checking with no ``queued_at``: beat's sweep
+    # (``verdicts_sweep_pending``) queues them once the broker answers.
+    if publish(CHECK_RELEASE_TASK, release_id, force=force):
         release = Release.objects.filter(pk=release_id).first()
         if release is not None:
             refs = [str(ref) for ref in release_references(release)]
@@ -215,17 +136,8 @@ def _send(release_id: int, force: bool) -> None:
                                         verdict=Verdict.CHECKING).update(queued_at=timezone.now())
 
 
-def verdicts_needing_queue(*, now=None):
-    """Checking rows whose check the broker refused, or whose queued check seems lost."""
-    now = now or timezone.now()
-    return ImageVerdict.objects.filter(
-        Q(queued_at__isnull=True) | Q(queued_at__lt=now - CHECK_LEASE), verdict=Verdict.CHECKING)
-
-
 def verdicts_sweep_pending() -> int:
     """Beat: queue the checks that were never queued (broker down) or were lost; the number."""
-    from .tasks import check_image_verdict
-
     queued = 0
     for row in verdicts_needing_queue().only("pk", "queued_at"):
         now = timezone.now()
@@ -234,26 +146,16 @@ def verdicts_sweep_pending() -> int:
                                               verdict=Verdict.CHECKING).update(queued_at=now)
         if not claimed:
             continue
-        if not _publish(check_image_verdict, (row.pk,), {}):
+        if not publish(CHECK_VERDICT_TASK, row.pk):
             ImageVerdict.objects.filter(pk=row.pk, queued_at=now).update(queued_at=row.queued_at)
             break  # the broker is down: the next sweep tries again
         queued += 1
     return queued
 
 
-def release_image_rows(release) -> dict:
-    """What the release page shows: each image with its verdict, whether checks are pending,
-    and how many fail. Images never checked (or checked long ago) are queued here."""
-    rows = release_verdicts(release)
+def release_checks_ensure(release) -> None:
+    """Before a page shows the release's checks: queue the images never checked (or checked
+    long ago), so viewing a release starts its check."""
     if any(row is None or (not row.is_fresh and row.verdict != Verdict.CHECKING)
-           for _, row in rows):
+           for _, row in release_verdicts(release)):
         release_queue_image_check(release=release)
-        rows = release_verdicts(release)
-    pending = any(row is None or row.verdict == Verdict.CHECKING for _, row in rows)
-    failing = sum(1 for _, row in rows if row is not None and row.fails)
-    return {"rows": rows, "pending": pending, "failing": failing}
-
-
-def release_failing_images(release) -> list[str]:
-    """The images of ``release`` whose last verdict says customers will fail to pull them."""
-    return [str(ref) for ref, row in release_verdicts(release) if row is not None and row.fails]

@@ -1,0 +1,188 @@
+"""The proxy registry's rules (sync): who may pull what, and from where.
+
+A customer pulls ``<proxy host>/proxy/<app slug>/<name>``; ``name`` is resolved to an upstream
+repository by one rule: its first part is a team registry's Name first, else a host (it has a
+dot), else Docker Hub (``nginx`` is ``docker.io/library/nginx``). A request is allowed only when
+
+- HTTP Basic carries a license ID as username and password, and ``check_license`` accepts it
+  for this app (exists, not archived, not expired, app not archived, the URL's app);
+- ``name`` is in the app's allow-list: the proxied names of the images its promoted releases
+  use, on any channel (``downstream.proxied_repositories``). We allow every channel's
+  releases, not only the license's channel: a customer moved from Beta to Stable keeps
+  running what Beta gave them, and the images are the vendor's to hand out to that app's
+  customers either way. Tags and digests are not restricted (KOTS does not either);
+- the allow-list and the resolution agree on the upstream repository, and that repository is
+  on a registry linked to the team and available to the app, or on a public registry when the
+  app proxies public images too.
+
+Nothing else is reachable: no catalog, no other repository of the vendor's registry, no other
+host. Failed authentications are counted per client address (``portal.throttle``, shared with
+the update API and the customer sign-in); past ``PORTAL_PROXY_AUTH_FAILURE_LIMIT`` in five
+minutes the address's failures get 429 until the window ends, while valid licenses still pull. The views (views.py) are async; everything here is sync ORM work that
+they call through ``sync_to_async``, in one thread hop per request at most.
+
+Per-request cost (docs/benchmarks.md, "Proxy registry"): an allowed decision is reused for a
+few seconds (decisions.py); the pull log is written by one thread in batches (pull_log.py),
+off the response path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Count, Max
+from django.utils import timezone
+
+from portal import throttle
+from registries.errors import RegistryError
+from registries.oci import RegistryClient
+from registries.reference import DOCKER_HUB, InvalidReference, Reference, canonical_registry
+
+from ..customer_portal import check_basic_auth
+from ..downstream import proxied_repositories
+from ..models import App, Customer
+from ..selectors import registries_for_app
+
+logger = logging.getLogger(__name__)
+
+ALLOW_LIST_TTL = 300  # seconds; the key changes anyway when releases or registries change
+USED_EVERY = timedelta(minutes=1)
+
+
+@dataclass
+class Refusal:
+    status: int
+    code: str
+    message: str
+    retry_after: int | None = None  # seconds, for 429
+
+
+@dataclass
+class Access:
+    customer: Customer
+    app: App
+    client: RegistryClient
+    repository: str  # the upstream repository path
+    image: str  # host/path, for the pull log
+    name: str  # the path after /proxy/<slug>/
+    registry_id: int | None
+
+
+# --- throttling ---------------------------------------------------------------------------
+
+
+def refuse_failure(address: str, refusal: Refusal) -> Refusal:
+    """A failed login: counted, or 429 once the address is past the limit."""
+    if throttle.is_throttled(address):
+        seconds = throttle.retry_after(address)
+        return Refusal(429, "TOOMANYREQUESTS", throttle.refusal_message(seconds), retry_after=seconds)
+    throttle.count_failure(address)
+    return refusal
+
+
+# --- /v2/ ---------------------------------------------------------------------------------
+
+
+def check_login(*, header: str, address: str) -> Refusal | None:
+    """``GET /v2/``: any valid license may log in (which app is decided per repository)."""
+    from ..customer_portal import basic_credentials, check_license
+
+    credentials = basic_credentials(header)
+    if credentials is None:
+        return Refusal(401, "UNAUTHORIZED", "Log in with your license ID as username and password.")
+    username, password = credentials
+    check = check_license(username) if username == password else None
+    if check is None or not check.ok:
+        status = 401 if check is None or check.status == 401 else 403
+        message = check.error if check is not None else "Unknown license: check the license ID."
+        return refuse_failure(address, Refusal(status, "UNAUTHORIZED" if status == 401 else "DENIED", message))
+    return None
+
+
+# --- repositories ---------------------------------------------------------------------------
+
+
+def _allow_list(app: App) -> dict[str, Reference]:
+    """``proxied_repositories(app)``, cached under a key that changes with what it reads."""
+    from registries.models import ExternalRegistry
+
+    from ..image_check.models import ImageVerdict
+
+    promotions = app.releases.filter(promoted_at__isnull=False).aggregate(
+        n=Count("id"), last=Max("promoted_at"))
+    registries = ExternalRegistry.objects.filter(team_id=app.team_id).aggregate(
+        n=Count("id", distinct=True), last=Max("updated_at"), links=Count("apps"))
+    verdicts = ImageVerdict.objects.filter(app=app).aggregate(last=Max("checked_at"))
+    fingerprint = repr((app.pk, app.slug, app.proxy_public_images, sorted(promotions.items()),
+                        sorted(registries.items()), verdicts["last"], settings.PORTAL_PROXY_HOST))
+    key = "proxy-allow:" + hashlib.sha256(fingerprint.encode()).hexdigest()
+    allowed = cache.get(key)
+    if allowed is None:
+        from ..image_check.selectors import verdict_predicate
+
+        allowed = proxied_repositories(app, is_proxied=verdict_predicate(app))
+        cache.set(key, allowed, ALLOW_LIST_TTL)
+    return allowed
+
+
+def resolve(app: App, name: str, team_registries) -> tuple[Reference, object | None] | None:
+    """The upstream repository of ``name`` (the path after /proxy/<slug>/) and its registry."""
+    first, _, rest = name.partition("/")
+    by_name = {r.name: r for r in team_registries if r.name}
+    if first in by_name and rest:
+        registry = by_name[first]
+        return Reference(domain=registry.endpoint, path=rest), registry
+    if "." in first and rest:
+        domain, path = canonical_registry(first.lower()), rest
+    else:
+        domain, path = DOCKER_HUB, name if "/" in name else f"library/{name}"
+    registry = next((r for r in team_registries if r.endpoint == domain), None)
+    return Reference(domain=domain, path=path), registry
+
+
+def decide(*, header: str, address: str, app_slug: str, name: str) -> Access | Refusal:
+    """May this request pull ``name`` of app ``app_slug``? With the upstream client if so.
+    From the database; ``decisions.authorize`` remembers what this allows."""
+    check = check_basic_auth(header, app_slug=app_slug)
+    if not check.ok:
+        code = "UNAUTHORIZED" if check.status == 401 else "DENIED"
+        return refuse_failure(address, Refusal(check.status, code, check.error))
+    customer = check.customer
+    app = customer.app
+    denied = Refusal(403, "DENIED", f"{name} is not an image of this application.")
+    try:
+        allowed = _allow_list(app).get(name)
+    except InvalidReference:
+        allowed = None
+    if allowed is None:
+        return denied
+    from registries.models import ExternalRegistry
+
+    team_registries = list(ExternalRegistry.objects.filter(team_id=app.team_id))
+    upstream, registry = resolve(app, name, team_registries)
+    if (upstream.domain, upstream.path) != (allowed.domain, allowed.path):
+        return denied
+    if registry is not None:
+        available = registries_for_app(app).filter(pk=registry.pk).exists()
+        if not available:
+            return denied
+    elif not app.proxy_public_images:
+        return denied  # not linked: only public images, and only when the app proxies them
+    from registries.services import registry_pull_client
+
+    try:
+        client = registry_pull_client(registry=registry, endpoint=upstream.domain)
+    except RegistryError as e:
+        logger.warning("proxy: cannot log in to registry %s (%s)", getattr(registry, "pk", None),
+                       e.code)
+        return Refusal(502, "UNAVAILABLE", "The vendor's registry cannot be reached right now.")
+    if registry is not None and (registry.last_used_at is None
+                                 or registry.last_used_at < timezone.now() - USED_EVERY):
+        registry.mark_used()  # at most once a minute: not one write per blob
+    return Access(customer=customer, app=app, client=client, repository=upstream.path,
+                  image=upstream.name(), name=name, registry_id=getattr(registry, "pk", None))

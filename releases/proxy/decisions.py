@@ -1,0 +1,102 @@
+"""The proxy registry's decision cache: an allowed decision reused for a few seconds.
+
+A pull is ~14 requests with the same credentials, so an allowed decision is kept in process
+memory for ``ACCESS_CACHE_SECONDS`` per (hash of the Authorization header, app slug, name).
+Saving or deleting a customer, an app or a registry, or changing a registry's apps, bumps a
+version that every entry is checked against (``connect_signals``, from ``ProxyConfig.ready()``),
+so an archived or regenerated license made in this process stops at once; anything else
+(another process, a queryset ``update()``) is bounded by the TTL. Refusals are never cached
+(failed logins must be counted). ``authorize`` is the proxy's way in: ``access.decide`` asks
+the database, and what it allows is remembered here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+from django.db import transaction
+from django.db.models.signals import m2m_changed, post_delete, post_save
+
+from registries.models import ExternalRegistry
+from releases.models import App, Customer
+
+from .access import Access, Refusal, decide
+
+# How long an allowed decision is reused without the database (see the module docstring).
+ACCESS_CACHE_SECONDS = 5.0
+MAX_CACHED_DECISIONS = 4096
+
+
+# --- the decision cache ----------------------------------------------------------------------
+
+_decisions: dict[tuple, tuple[float, int, Access]] = {}
+_decisions_lock = threading.Lock()
+_decisions_version = 0
+
+
+def authorize(*, header: str, address: str, app_slug: str, name: str) -> Access | Refusal:
+    """May this request pull ``name`` of app ``app_slug``? With the upstream client if so.
+
+    An allowed decision is remembered (``cached_access``) for ``ACCESS_CACHE_SECONDS``.
+    """
+    version = _decisions_version
+    result = decide(header=header, address=address, app_slug=app_slug, name=name)
+    if isinstance(result, Access):
+        _remember(header=header, app_slug=app_slug, name=name, access=result, version=version)
+    return result
+
+
+def _decision_key(header: str, app_slug: str, name: str) -> tuple:
+    # A hash, not the header: the license ID is a credential.
+    return hashlib.sha256(header.encode()).digest(), app_slug, name
+
+
+def _remember(*, header: str, app_slug: str, name: str, access: Access, version: int) -> None:
+    expires = time.monotonic() + ACCESS_CACHE_SECONDS
+    with _decisions_lock:
+        if len(_decisions) >= MAX_CACHED_DECISIONS:
+            now = time.monotonic()
+            for key in [k for k, v in _decisions.items() if v[0] <= now]:
+                del _decisions[key]
+            while len(_decisions) >= MAX_CACHED_DECISIONS:
+                del _decisions[next(iter(_decisions))]  # the oldest
+        _decisions[_decision_key(header, app_slug, name)] = (expires, version, access)
+
+
+def cached_access(*, header: str, app_slug: str, name: str) -> Access | None:
+    """A decision ``authorize`` allowed less than ``ACCESS_CACHE_SECONDS`` ago, if nothing it
+    read has changed since (in this process); no database, no thread."""
+    entry = _decisions.get(_decision_key(header, app_slug, name))
+    if entry is None:
+        return None
+    expires, version, access = entry
+    if (expires <= time.monotonic() or version != _decisions_version
+            or access.customer.is_expired):
+        return None
+    return access
+
+
+def forget_decisions(**kwargs) -> None:
+    """Every cached decision is stale: now, and again when the transaction commits (a request
+    reading the old rows before the commit cannot store a decision that outlives it)."""
+
+    def bump():
+        global _decisions_version
+        with _decisions_lock:
+            _decisions_version += 1
+            _decisions.clear()
+
+    bump()
+    transaction.on_commit(bump, robust=True)
+
+
+def connect_signals() -> None:
+    """Connected in ``ProxyConfig.ready()``."""
+    for model in (Customer, App, ExternalRegistry):
+        post_save.connect(forget_decisions, sender=model, dispatch_uid=f"proxy-forget-{model}")
+        post_delete.connect(forget_decisions, sender=model,
+                            dispatch_uid=f"proxy-forget-del-{model}")
+    m2m_changed.connect(forget_decisions, sender=ExternalRegistry.apps.through,
+                        dispatch_uid="proxy-forget-registry-apps")
