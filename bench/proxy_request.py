@@ -58,7 +58,7 @@ def breakdown(*, license_id: str, slug: str, name: str, reference: str, digest: 
     from django.db import connection
 
     from portal import throttle
-    from registries.services import registry_pull_client
+    from registries.credentials import registry_pull_client
     from releases import proxy
     from releases.customer_portal import check_basic_auth
     from releases.downstream import registries_for_app

@@ -27,9 +27,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from registries.credentials import registry_pull_client
 from registries.errors import RegistryError
 from registries.reference import InvalidReference, Reference, parse
-from registries.services import registry_pull_client, unexpected_error_message
+from registries.services import unexpected_error_message
 
 from .downstream import registries_for_app
 from .manifests import images_in
