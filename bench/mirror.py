@@ -38,7 +38,7 @@ def child_copy(args) -> None:
 
     django.setup()
     from registries import transfer
-    from registries.oci import RegistryClient
+    from registries.oci.client import RegistryClient
 
     src = RegistryClient(args.src, username=args.user, password=args.password, insecure=True,
                          timeout=60)

@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 REFRESH_BEFORE = dt.timedelta(minutes=5)
 # moto answers expiresAt = 2015-01-01; a token already "expired" when issued means the clock
-# or the server is off: keep it this long (Harbor's cap) and let a 401 from the registry drop it.
+# or the server is off: keep it this long (Harbor's cap) and let a 401 from the registry drop it
+# (registries/credentials.py renews it then, tested in tests/registries/test_credentials.py).
 FALLBACK_LIFETIME = dt.timedelta(hours=1)
 
 _ECR_HOST = re.compile(

@@ -1,9 +1,11 @@
-"""The one error type of the registry seams (oci.py, ecr.py, netguard.py).
+"""The one error type of the registry seams (oci/, ecr.py, netguard.py, credentials.py).
 
 ``message`` is shown to users as is, so it never contains a secret; ``permanent`` says whether a
 retry can help (bad credentials: no; a 5xx or a timeout: yes); ``code`` is a stable string for
-tests and the UI: unknown_access_key, bad_secret, access_denied, unauthorized, image_not_found,
-dns, refused, timeout, tls, forbidden_address, bad_endpoint, upstream, schema1, digest_mismatch.
+tests and the UI, one of: unknown_access_key, bad_secret, decrypt, access_denied (AWS or the
+registry said no: IAM, or a 403), unauthorized, image_not_found, platform_not_found, bad_image,
+dns, refused, timeout, tls, forbidden_address, bad_endpoint, upstream, schema1, bad_manifest,
+digest_mismatch. A registry's HTTP answers map to codes in one place: registries/oci/errors.py.
 """
 
 

@@ -8,22 +8,18 @@ or stores a secret: RegistryError messages never contain one.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.db import transaction
 
 from portal.publish import publish
 
-from . import crypto, oci
+from .credentials import registry_client
 from .errors import RegistryError
 from .models import ExternalRegistry
-from .reference import InvalidReference, canonical_registry, parse_repository
+from .reference import InvalidReference, parse_repository
 
 logger = logging.getLogger(__name__)
 
@@ -43,99 +39,12 @@ class Outcome:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _login(registry: ExternalRegistry, timings: dict[str, float], *,
-           check_account: bool = True) -> tuple[str, str, str]:
-    """(username, password, warning) to speak to the registry with.
-
-    ``check_account=False`` skips the STS advice (the proxy and the image check log in often).
-    """
-    try:
-        secret = registry.secret
-    except crypto.DecryptionError:
-        raise RegistryError(
-            "The stored password cannot be decrypted with the portal's encryption keys: "
-            "edit the registry and type the password again.",
-            permanent=True, code="decrypt",
-        ) from None
-    if not registry.is_ecr:
-        return registry.username, secret, ""
-    if not (registry.username or secret) and not settings.PORTAL_ALLOW_AMBIENT_AWS_CREDENTIALS:
-        raise RegistryError(
-            "Enter the AWS Access Key ID as Username and the AWS Secret Access Key as Password.",
-            permanent=True, code="unknown_access_key",
-        )
-    from . import ecr  # boto3 is slow to import; only ECR registries need it
-
-    keys = {"access_key_id": registry.username, "secret_access_key": secret,
-            "region": registry.ecr_region}
-    started = time.perf_counter()
-    username, password = ecr.get_registry_credentials(
-        **keys, cache_key=f"registry-{registry.pk}-{registry.revision}"
-    )
-    timings["token"] = time.perf_counter() - started
-    warning = ""
-    if not check_account:
-        return username, password, warning
-    started = time.perf_counter()
-    try:
-        account = ecr.caller_account(**keys)
-    except RegistryError as e:
-        # The token exchange worked; the account check is advice only.
-        logger.info("registry %s: caller account unknown (%s)", registry.pk, e.code)
-    else:
-        if account and registry.ecr_account and account != registry.ecr_account:
-            warning = (
-                f"These keys belong to AWS account {account}, not to the endpoint's account "
-                f"{registry.ecr_account}: pulls work only if account {registry.ecr_account} "
-                "shares its repositories with it."
-            )
-    timings["sts"] = time.perf_counter() - started
-    return username, password, warning
-
-
-# Pull clients shared by the proxy registry and the private-image check: a client keeps its
-# challenge and tokens, so a blob pull costs no extra round trip. Keyed by what the client
-# logs in with (a hash of the password: an ECR token refresh or a changed secret makes a new one).
-_PULL_CLIENTS: OrderedDict[tuple, oci.RegistryClient] = OrderedDict()
-_PULL_CLIENTS_LOCK = threading.Lock()
-MAX_PULL_CLIENTS = 64
-
-
-def registry_pull_client(*, registry: ExternalRegistry | None, endpoint: str = "",
-                         insecure: bool = False) -> oci.RegistryClient:
-    """A shared client that pulls from ``registry`` with its credentials, or anonymously from
-    ``endpoint`` when ``registry`` is None. Blocking (ECR token exchange); do not close it."""
-    if registry is None:
-        username = password = ""
-        key: tuple = ("anonymous", canonical_registry(endpoint), insecure)
-    else:
-        username, password, _ = _login(registry, {}, check_account=False)
-        endpoint, insecure = registry.endpoint, registry.insecure
-        digest = hashlib.sha256(f"{username}\0{password}".encode()).hexdigest()
-        key = (registry.pk, endpoint, insecure, username, digest)
-    # The client's address comes from the host map: a changed map makes a new client.
-    key += (getattr(settings, "PORTAL_REGISTRY_HOST_MAP", ""),)
-    with _PULL_CLIENTS_LOCK:
-        client = _PULL_CLIENTS.get(key)
-        if client is not None:
-            _PULL_CLIENTS.move_to_end(key)
-            return client
-        client = oci.RegistryClient(endpoint, username=username, password=password,
-                                    insecure=insecure, timeout=30)
-        _PULL_CLIENTS[key] = client
-        while len(_PULL_CLIENTS) > MAX_PULL_CLIENTS:
-            # Not closed: a request may still use it; its connections go with it.
-            _PULL_CLIENTS.popitem(last=False)
-        return client
-
-
 def registry_check(registry: ExternalRegistry, *, image: str = "") -> Outcome:
     """Log in, ping and read ``image``'s manifest; RegistryError on the first failure."""
     timings: dict[str, float] = {}
-    username, password, warning = _login(registry, timings)
-    started = time.perf_counter()
-    with oci.RegistryClient(registry.endpoint, username=username, password=password,
-                            insecure=registry.insecure) as client:
+    with registry_client(registry, check_account=True, timings=timings) as client:
+        warning = client.account_warning
+        started = time.perf_counter()
         client.ping()
         timings["ping"] = time.perf_counter() - started
         if not image:

@@ -21,10 +21,9 @@ Memory stays flat: a blob flows chunk by chunk from the source response into the
 body (a generator), never held whole. Callbacks (`progress`, `should_cancel`) run on the calling
 thread only, so they may use the database; worker threads only stream.
 
-Both clients are `registries.oci.RegistryClient`s; this module uses only their low-level
-`request(method, path, *, repository, actions, headers, content, stream, follow_redirects)` (path
-relative to /v2/) and `endpoint`. Redirected blob downloads (ECR -> S3) are followed by that
-client without the registry's Authorization header.
+Both clients are `registries.oci.client.RegistryClient`s; this module orchestrates their verbs
+(manifests, blob HEAD/GET/upload/mount) and never builds a request itself. Redirected blob
+downloads (ECR -> S3) are followed by that client without the registry's Authorization header.
 """
 
 from __future__ import annotations
@@ -38,21 +37,9 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import httpx
-
 from .errors import RegistryError
-
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-SCHEMA1 = (
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-)
-INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
-MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
-ACCEPT = ", ".join([OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST])
+from .oci.client import STREAM_ERRORS, upload_path
+from .oci.media import Manifest, image_manifest
 
 READ_CHUNK = 1 << 20          # bytes read from the source at a time
 MONOLITHIC_MAX = 64 << 20     # blobs up to this size: one streamed PUT; larger: PATCH chunks
@@ -65,17 +52,6 @@ TICK = 0.25                   # how often the calling thread reports progress an
 
 class Canceled(Exception):
     """The copy stopped because `should_cancel()` said so."""
-
-
-@dataclass(frozen=True)
-class Manifest:
-    digest: str
-    media_type: str
-    content: bytes
-
-    @property
-    def data(self) -> dict:
-        return json.loads(self.content)
 
 
 @dataclass(frozen=True)
@@ -113,50 +89,10 @@ class CopyResult:
 
 # --- errors -----------------------------------------------------------------------------------
 
-def _registry_codes(response: httpx.Response) -> str:
-    try:
-        errors = response.json().get("errors") or []
-        return ", ".join(f"{e.get('code')}: {e.get('message')}" for e in errors if e.get("code"))
-    except Exception:  # noqa: BLE001 - any non-JSON body
-        return ""
-
-
-def error_for(response: httpx.Response, *, registry: str, what: str) -> RegistryError:
-    """A RegistryError a user can act on; 401/403/404 are permanent, 429/5xx transient."""
-    status = response.status_code
-    detail = _registry_codes(response)
-    suffix = f" ({detail})" if detail else f" (HTTP {status})"
-    if status == 401:
-        return RegistryError(
-            f"{registry} rejected the credentials while {what}{suffix}. Check the username and "
-            "password (pushing needs credentials with write access).",
-            permanent=True, code="unauthorized")
-    if status == 403 or "DENIED" in detail:
-        return RegistryError(
-            f"{registry} denied access while {what}{suffix}: the credentials work but lack "
-            "permission for this repository (pushing needs write access).",
-            permanent=True, code="denied")
-    if status == 404:
-        return RegistryError(f"Not found on {registry} while {what}{suffix}.",
-                             permanent=True, code="image_not_found")
-    if status == 429 or status >= 500:
-        return RegistryError(f"{registry} answered HTTP {status} while {what}; will retry.",
-                             permanent=False, code="upstream")
-    return RegistryError(f"{registry} refused {what}{suffix}.", permanent=True,
-                         code="bad_request")
-
-
-def _expect(response: httpx.Response, statuses: tuple[int, ...], *, registry: str,
-            what: str) -> httpx.Response:
-    if response.status_code not in statuses:
-        raise error_for(response, registry=registry, what=what)
-    return response
-
-
 def _transient(exc: BaseException) -> bool:
     if isinstance(exc, RegistryError):
         return not exc.permanent
-    return isinstance(exc, httpx.HTTPError)
+    return isinstance(exc, STREAM_ERRORS)
 
 
 def _as_registry_error(exc: BaseException, what: str) -> RegistryError:
@@ -170,20 +106,6 @@ def _as_registry_error(exc: BaseException, what: str) -> RegistryError:
 
 def _name(client) -> str:
     return getattr(client, "endpoint", "the registry")
-
-
-def _upload_path(location: str) -> str:
-    """Turn an upload Location (absolute or /v2/-relative) into a path relative to /v2/."""
-    parts = urlsplit(location)
-    path = parts.path
-    if path.startswith("/v2/"):
-        path = path[len("/v2/"):]
-    return path + (f"?{parts.query}" if parts.query else "")
-
-
-def _with_query(path: str, **params: str) -> str:
-    sep = "&" if "?" in path else "?"
-    return path + sep + "&".join(f"{k}={v}" for k, v in params.items())
 
 
 def _platform(entry: dict) -> str:
@@ -214,78 +136,33 @@ class Copier:
     # manifests ---------------------------------------------------------------------------------
 
     def get_manifest(self, reference: str) -> Manifest:
-        what = f"reading {self.source_repo}:{reference}" if not reference.startswith("sha256:") \
-            else f"reading {self.source_repo}@{reference}"
-        response = self._retry(lambda: self.source.request(
-            "GET", f"{self.source_repo}/manifests/{reference}", repository=self.source_repo,
-            actions="pull", headers={"Accept": ACCEPT}), what=what, client=self.source,
-            statuses=(200,))
-        content = response.content
-        media_type = response.headers.get("content-type", "").split(";")[0].strip()
-        try:
-            body = json.loads(content)
-        except (ValueError, RecursionError):  # RecursionError: absurdly deep JSON
-            raise RegistryError(f"{_name(self.source)} returned a manifest that is not JSON "
-                                f"while {what}.", permanent=True, code="bad_manifest") from None
-        media_type = body.get("mediaType") or media_type
-        if media_type in SCHEMA1 or body.get("schemaVersion") == 1:
-            raise RegistryError(
-                f"{self.source_repo}:{reference} is a Docker schema 1 image, which cannot be "
-                "copied with its digest preserved. Rebuild or re-push it with a current Docker "
-                "or buildx (schema 2 / OCI).", permanent=True, code="schema1")
-        if media_type not in INDEX_TYPES + MANIFEST_TYPES:
-            raise RegistryError(f"{what}: unsupported manifest type {media_type!r}.",
-                                permanent=True, code="bad_manifest")
-        digest = "sha256:" + hashlib.sha256(content).hexdigest()
-        if reference.startswith("sha256:") and reference != digest:
-            raise RegistryError(f"{what}: the manifest's content does not match its digest.",
-                                permanent=False, code="digest_mismatch")
-        return Manifest(digest, media_type, content)
+        image = f"{self.source_repo}:{reference}" if not reference.startswith("sha256:") \
+            else f"{self.source_repo}@{reference}"
+        manifest = self._retry(lambda: self.source.get_manifest(self.source_repo, reference),
+                               what=f"reading {image}")
+        return image_manifest(manifest, image=image)
 
     def target_digest(self, reference: str) -> str | None:
-        response = self._retry(lambda: self.target.request(
-            "HEAD", f"{self.target_repo}/manifests/{reference}", repository=self.target_repo,
-            actions="pull,push", headers={"Accept": ACCEPT}), what=f"checking "
-            f"{self.target_repo}:{reference}", client=self.target, statuses=(200, 404))
-        return response.headers.get("docker-content-digest") if response.status_code == 200 else None
+        return self._retry(lambda: self.target.manifest_digest(
+            self.target_repo, reference, actions="pull,push"),
+            what=f"checking {self.target_repo}:{reference}")
 
     def put_manifest(self, reference: str, manifest: Manifest) -> None:
         what = f"pushing the manifest {self.target_repo}:{reference}"
-        response = self._retry(lambda: self.target.request(
-            "PUT", f"{self.target_repo}/manifests/{reference}", repository=self.target_repo,
-            actions="pull,push", headers={"Content-Type": manifest.media_type},
-            content=manifest.content), what=what, client=self.target, statuses=(200, 201))
-        pushed = response.headers.get("docker-content-digest")
-        if pushed and pushed != manifest.digest:
+        pushed = self._retry(lambda: self.target.put_manifest(
+            self.target_repo, reference, manifest.content, manifest.media_type), what=what)
+        if pushed != manifest.digest:
             raise RegistryError(f"{_name(self.target)} stored {what} under {pushed}, not "
                                 f"{manifest.digest}.", permanent=True, code="digest_mismatch")
 
     # blobs ---------------------------------------------------------------------------------------
 
-    def _blob_present(self, digest: str) -> bool:
-        response = self.target.request("HEAD", f"{self.target_repo}/blobs/{digest}",
-                                       repository=self.target_repo, actions="pull,push")
-        if response.status_code == 200:
-            return True
-        if response.status_code == 404:
-            return False
-        raise error_for(response, registry=_name(self.target), what=f"checking blob {digest[:19]}")
-
-    def _start_upload(self, digest: str) -> tuple[str, bool, str]:
-        """Start an upload, trying a mount first on the same registry: (location, mounted, the
-        URL the session was asked for)."""
-        path = f"{self.target_repo}/blobs/uploads/"
-        extra = {}
+    def _start_upload(self, digest: str):
+        """Start an upload, trying a mount first on the same registry."""
         if self.same_registry and self.source_repo != self.target_repo:
-            path = _with_query(path, mount=digest, **{"from": self.source_repo})
-            # A token registry mounts only with pull rights on the source repository too.
-            extra = {"extra_scopes": [f"repository:{self.source_repo}:pull"]}
-        response = self.target.request("POST", path, repository=self.target_repo,
-                                       actions="pull,push", **extra)
-        _expect(response, (201, 202), registry=_name(self.target),
-                what=f"starting the upload of {digest[:19]} to {self.target_repo}")
-        return (response.headers.get("location", ""), response.status_code == 201,
-                str(response.url))
+            return self.target.start_upload(self.target_repo, mount=digest,
+                                            mount_from=self.source_repo)
+        return self.target.start_upload(self.target_repo)
 
     def _track_upload(self, digest: str, location: str | None, *, base: str = "") -> None:
         """Remember (or forget, with None) the open upload session of ``digest``.
@@ -302,7 +179,7 @@ class Copier:
             if host and host != urlsplit(base).netloc:
                 self._uploads.pop(digest, None)
             else:
-                self._uploads[digest] = _upload_path(location)
+                self._uploads[digest] = upload_path(location)
 
     def _abandon_upload(self, digest: str) -> None:
         """Cancel ``digest``'s open session after a failed upload; best effort."""
@@ -313,43 +190,24 @@ class Copier:
 
     def _source_chunks(self, digest: str, size: int) -> Iterator[bytes]:
         """The blob's bytes from the source, sha256 and size checked before the last chunk."""
-        what = f"downloading blob {digest[:19]}"
-        response = self.source.request("GET", f"{self.source_repo}/blobs/{digest}",
-                                       repository=self.source_repo, actions="pull", stream=True,
-                                       follow_redirects=True)
-        try:
-            _expect(response, (200,), registry=_name(self.source), what=what)
-            hasher, seen = hashlib.sha256(), 0
-            pending = b""
-            for chunk in response.iter_raw(READ_CHUNK):
-                if self.canceled.is_set():
-                    raise Canceled()
-                hasher.update(chunk)
-                seen += len(chunk)
-                self._count(digest, seen)
-                if pending:
-                    yield pending
-                pending = chunk
-            # Hold back the last chunk until the digest is proven, so a corrupted blob is never
-            # committed by the target.
-            if seen != size or "sha256:" + hasher.hexdigest() != digest:
-                raise RegistryError(f"{what}: received {seen} bytes whose sha256 does not match "
-                                    "(corrupted or truncated); will retry.", permanent=False,
-                                    code="digest_mismatch")
-            if pending:
-                yield pending
-        finally:
-            response.close()
+
+        def on_chunk(seen: int) -> None:
+            if self.canceled.is_set():
+                raise Canceled()
+            self._count(digest, seen)
+
+        return self.source.blob_chunks(self.source_repo, digest, size, chunk_size=READ_CHUNK,
+                                       on_chunk=on_chunk)
 
     def _copy_blob(self, digest: str, size: int) -> str:
-        if self._blob_present(digest):
+        if self.target.blob_exists(self.target_repo, digest, actions="pull,push"):
             return "present"
-        location, mounted, base = self._start_upload(digest)
-        if mounted:
+        upload = self._start_upload(digest)
+        if upload.mounted:
             return "mounted"
-        self._track_upload(digest, location, base=base)
+        self._track_upload(digest, upload.location, base=upload.url)
         try:
-            self._send_blob(digest, size, location, base)
+            self._send_blob(digest, size, upload.location, upload.url)
         except BaseException:
             self._abandon_upload(digest)
             raise
@@ -357,37 +215,20 @@ class Copier:
         return "copied"
 
     def _send_blob(self, digest: str, size: int, location: str, base: str) -> None:
-        target_name = _name(self.target)
-        path = _upload_path(location)
         chunks = self._source_chunks(digest, size)
-        headers = {"Content-Type": "application/octet-stream"}
         if size <= MONOLITHIC_MAX:
-            response = self.target.request(
-                "PUT", _with_query(path, digest=digest), repository=self.target_repo,
-                actions="pull,push", headers={**headers, "Content-Length": str(size)},
-                content=chunks)
-            _expect(response, (201, 204), registry=target_name, what=f"uploading {digest[:19]}")
+            self.target.put_blob(location, self.target_repo, digest, chunks, size)
             return
         offset = 0
         buffered = _Reader(chunks)
         while offset < size:
             n = min(PATCH_CHUNK, size - offset)
-            response = self.target.request(
-                "PATCH", path, repository=self.target_repo, actions="pull,push",
-                headers={**headers, "Content-Length": str(n),
-                         "Content-Range": f"{offset}-{offset + n - 1}"},
-                content=buffered.take(n))
-            _expect(response, (202, 204), registry=target_name,
-                    what=f"uploading part of {digest[:19]}")
-            location = response.headers.get("location", location)
+            location = self.target.patch_blob(location, self.target_repo, buffered.take(n),
+                                              offset=offset, size=n)
             self._track_upload(digest, location, base=base)
-            path = _upload_path(location)
             offset += n
         buffered.finish()
-        response = self.target.request("PUT", _with_query(path, digest=digest),
-                                       repository=self.target_repo, actions="pull,push",
-                                       headers={"Content-Length": "0"}, content=b"")
-        _expect(response, (201, 204), registry=target_name, what=f"finishing {digest[:19]}")
+        self.target.finish_upload(location, self.target_repo, digest)
 
     def _blob_job(self, digest: str, size: int) -> BlobResult:
         start = time.monotonic()
@@ -405,7 +246,7 @@ class Copier:
             except Exception as exc:  # noqa: BLE001 - sorted into transient / permanent below
                 if self.canceled.is_set():
                     raise Canceled() from exc
-                if not isinstance(exc, (RegistryError, httpx.HTTPError)):
+                if not isinstance(exc, STREAM_ERRORS):
                     raise  # a bug, not the network: the caller reports it as such
                 if not _transient(exc) or attempt == self.attempts:
                     raise _as_registry_error(exc, f"copying blob {digest[:19]}") from exc
@@ -421,13 +262,13 @@ class Copier:
 
     # retries on the calling thread ---------------------------------------------------------------
 
-    def _retry(self, call, *, what: str, client, statuses: tuple[int, ...]) -> httpx.Response:
+    def _retry(self, call, *, what: str):
+        """``call()``, retried with backoff on transient errors."""
         for attempt in range(1, self.attempts + 1):
             self._check_cancel()
             try:
-                response = call()
-                return _expect(response, statuses, registry=_name(client), what=what)
-            except Exception as exc:  # noqa: BLE001
+                return call()
+            except STREAM_ERRORS as exc:
                 if not _transient(exc) or attempt == self.attempts:
                     raise _as_registry_error(exc, what) from exc
                 deadline = time.monotonic() + self.backoff * 2 ** (attempt - 1)
@@ -455,7 +296,7 @@ class Copier:
 
     def plan(self, top: Manifest, platforms: list[str] | None) -> tuple[Manifest, list[Manifest]]:
         """The manifest to push under the tag and the image manifests it needs, children first."""
-        if top.media_type not in INDEX_TYPES:
+        if not top.is_index:
             return top, [top]
         body = top.data
         entries = body.get("manifests", [])
@@ -473,12 +314,12 @@ class Copier:
                 body = {**body, "manifests": chosen}
                 content = json.dumps(body, indent=3).encode()
                 top = Manifest("sha256:" + hashlib.sha256(content).hexdigest(), top.media_type,
-                               content)
+                               content, len(content))
                 entries = chosen
         children = []
         for entry in entries:
             child = self.get_manifest(entry["digest"])
-            if child.media_type in INDEX_TYPES:
+            if child.is_index:
                 raise RegistryError("Nested indexes are not supported.", permanent=True,
                                     code="bad_manifest")
             children.append(child)
@@ -567,16 +408,7 @@ def cancel_uploads(target, target_repo: str, locations: list[str]) -> int:
     """Cancel upload sessions (paths relative to /v2/ from `Progress.open_uploads`) with DELETE;
     the number the registry still had. Best effort: a registry that cannot be reached or refuses
     purges abandoned uploads itself, later."""
-    canceled = 0
-    for location in locations:
-        try:
-            response = target.request("DELETE", location, repository=target_repo,
-                                      actions="pull,push")
-            response.close()
-        except (RegistryError, httpx.HTTPError):
-            continue
-        canceled += response.status_code in (200, 202, 204)
-    return canceled
+    return sum(target.cancel_upload(target_repo, location) for location in locations)
 
 
 def copy(source, source_repo: str, reference: str, target, target_repo: str, tag: str, *,

@@ -1,7 +1,7 @@
 """Mirroring an image into a linked registry: create, run, cancel a MirrorJob.
 
 The Celery task (tasks.py) only calls `image_mirror(job_id=...)`; the copy itself is
-registries/transfer.py, the network seams oci.py and ecr.py.
+registries/transfer.py, the network seams oci/ and ecr.py, clients from credentials.py.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from django.utils import timezone
 from portal.audit import audit_log
 from portal.publish import publish
 
-from .. import crypto, ecr, oci, transfer
+from .. import crypto, ecr, transfer
+from ..credentials import registry_client
 from ..errors import RegistryError
 from ..models import ExternalRegistry
+from ..oci.client import RegistryClient
 from ..reference import Reference, canonical_registry, parse
-from ..services import _login
 from .models import MirrorJob, lease_length
 
 logger = logging.getLogger(__name__)
@@ -109,13 +110,7 @@ def mirror_jobs_sweep(*, older_than_seconds: int = 120) -> int:
 
 # --- the worker's part ------------------------------------------------------------------------
 
-def _registry_login(registry: ExternalRegistry) -> tuple[str, str]:
-    # The validation's login: ECR token exchange, decryption errors.
-    username, password, _warning = _login(registry, {})
-    return username, password
-
-
-def _target_client(job: MirrorJob) -> oci.RegistryClient:
+def _target_client(job: MirrorJob) -> RegistryClient:
     registry = job.registry
     if job.has_push_credentials:
         try:
@@ -129,19 +124,17 @@ def _target_client(job: MirrorJob) -> oci.RegistryClient:
                 access_key_id=job.push_username, secret_access_key=secret,
                 region=registry.ecr_region, cache_key=f"mirror-job-{job.pk}")
     else:
-        username, secret = _registry_login(registry)
-    return oci.RegistryClient(registry.endpoint, username=username, password=secret,
+        return registry_client(registry, timeout=CLIENT_TIMEOUT)
+    return RegistryClient(registry.endpoint, username=username, password=secret,
                               insecure=registry.insecure, timeout=CLIENT_TIMEOUT)
 
 
-def _source_client(job: MirrorJob, ref: Reference) -> oci.RegistryClient:
+def _source_client(job: MirrorJob, ref: Reference) -> RegistryClient:
     linked = job.source_registry
     if linked is not None and linked.endpoint == canonical_registry(ref.domain):
-        username, password = _registry_login(linked)
-        return oci.RegistryClient(linked.endpoint, username=username, password=password,
-                                  insecure=linked.insecure, timeout=CLIENT_TIMEOUT)
+        return registry_client(linked, timeout=CLIENT_TIMEOUT)
     # Public source: anonymous (Docker Hub hands out anonymous tokens).
-    return oci.RegistryClient(ref.domain, timeout=CLIENT_TIMEOUT)
+    return RegistryClient(ref.domain, timeout=CLIENT_TIMEOUT)
 
 
 def _ensure_ecr_repository(job: MirrorJob, log: list[dict]) -> None:
@@ -269,7 +262,7 @@ def _image_mirror(job_id: int) -> MirrorOutcome:
     return MirrorOutcome("succeeded")
 
 
-def _cancel_abandoned_uploads(job: MirrorJob, target: oci.RegistryClient,
+def _cancel_abandoned_uploads(job: MirrorJob, target: RegistryClient,
                               log: list[dict]) -> None:
     """Close the upload sessions a dead worker left open in the target registry.
 

@@ -24,9 +24,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.publish import publish
+from registries.credentials import registry_pull_client
 from registries.errors import RegistryError
 from registries.reference import InvalidReference, Reference, parse
-from registries.services import registry_pull_client, unexpected_error_message
+from registries.services import unexpected_error_message
 from releases.models import Release
 
 from ..selectors import registries_for_app

@@ -39,8 +39,9 @@ from django.db.models import Count, Max
 from django.utils import timezone
 
 from portal import throttle
+from registries.credentials import registry_pull_client
 from registries.errors import RegistryError
-from registries.oci import RegistryClient
+from registries.oci.client import RegistryClient
 from registries.reference import DOCKER_HUB, InvalidReference, Reference, canonical_registry
 
 from ..customer_portal import check_basic_auth
@@ -173,8 +174,6 @@ def decide(*, header: str, address: str, app_slug: str, name: str) -> Access | R
             return denied
     elif not app.proxy_public_images:
         return denied  # not linked: only public images, and only when the app proxies them
-    from registries.services import registry_pull_client
-
     try:
         client = registry_pull_client(registry=registry, endpoint=upstream.domain)
     except RegistryError as e:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import json
 import logging
 import re
@@ -29,7 +28,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from portal.throttle import client_address
 from registries.errors import RegistryError
-from registries.oci import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES, STREAM_ERRORS, stream_error
+from registries.oci.media import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES, manifest_digest
+from registries.oci.transport import STREAM_ERRORS, stream_error
 
 from .access import Access, Refusal, check_login
 from .decisions import authorize, cached_access
@@ -201,13 +201,12 @@ async def _manifest(request, access: Access, reference: str):
     finally:
         await upstream.aclose()
     if method == "GET":
-        actual = "sha256:" + hashlib.sha256(body).hexdigest()
-        expected = reference if reference.startswith("sha256:") else digest
-        if expected.startswith("sha256:") and expected != actual:
+        verified = manifest_digest(body, reference=reference, claimed=digest)
+        if verified is None:
             _log(access, reference, "manifest", method, 502, 0)
             return oci_error(502, "UNKNOWN", "The vendor's registry returned a manifest that "
                                              "does not match its digest.")
-        digest = digest or actual
+        digest = verified
         length = str(len(body))
     response = HttpResponse(body, content_type=media_type)
     if digest:

@@ -131,6 +131,6 @@ def target_registry(registry_factory):
 
 def make_client(host: str, username: str = "", password: str = ""):
     """A RegistryClient for a loopback registry (tests set PORTAL_ALLOW_PRIVATE_REGISTRIES)."""
-    from registries.oci import RegistryClient
+    from registries.oci.client import RegistryClient
 
     return RegistryClient(host, username=username, password=password, insecure=True, timeout=30)

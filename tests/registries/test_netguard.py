@@ -10,7 +10,7 @@ import pytest
 
 from registries import netguard
 from registries.errors import RegistryError
-from registries.oci import RegistryClient
+from registries.oci.client import RegistryClient
 from tests.servers import LOOPBACK, free_port
 
 

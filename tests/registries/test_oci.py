@@ -5,7 +5,9 @@ import hashlib
 import pytest
 
 from registries.errors import RegistryError
-from registries.oci import DOCKER_MANIFEST, RegistryClient, parse_challenge
+from registries.oci.client import RegistryClient
+from registries.oci.media import DOCKER_MANIFEST
+from registries.oci.transport import parse_challenge
 from tests.registries.servers import push_test_image
 from tests.servers import free_port
 

@@ -5,8 +5,9 @@ import logging
 
 import pytest
 
-from registries import oci, tasks
+from registries import tasks
 from registries.models import ExternalRegistry, Status
+from registries.oci.client import RegistryClient
 from tests.conftest import login
 from tests.registries.product_helpers import celery_conf, make_registry
 
@@ -40,7 +41,7 @@ def test_an_unexpected_error_ends_failed_logged_once_with_its_traceback(team, ea
     def broken_ping(self):
         raise KeyError("challenge")
 
-    monkeypatch.setattr(oci.RegistryClient, "ping", broken_ping)
+    monkeypatch.setattr(RegistryClient, "ping", broken_ping)
     registry = make_registry(team, secret=SECRET)
     registry.mark_validating()
     with caplog.at_level(logging.INFO):

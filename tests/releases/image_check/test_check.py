@@ -188,12 +188,12 @@ def test_a_blob_cut_short_says_so_in_the_pull_log(client, alice, customer, linke
 
 def test_an_unexpected_error_is_could_not_check_logged_once(client, alice, hosts, release,
                                                             linked, monkeypatch, caplog):
-    from registries import oci
+    from registries.oci.client import RegistryClient
 
     def broken(self, repository, reference):
         raise KeyError("surprise")
 
-    monkeypatch.setattr(oci.RegistryClient, "head_manifest", broken)
+    monkeypatch.setattr(RegistryClient, "head_manifest", broken)
     tasks.check_release_images(release.pk)
     rows = ImageVerdict.objects.filter(app=release.app)
     assert rows.count() == 2

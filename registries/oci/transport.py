@@ -1,4 +1,4 @@
-"""A small OCI distribution client over httpx (sync): ping, manifests, blobs, pushes.
+"""The transport of the OCI distribution client over httpx: authentication and redirects.
 
 Authentication follows the registry's challenge on ``/v2/`` (or on any 401):
 
@@ -10,57 +10,35 @@ Authentication follows the registry's challenge on ``/v2/`` (or on any 401):
 Redirects are followed by hand: the Authorization header goes to the registry's origin only,
 never to another host (ECR sends blob downloads to S3). Every connection goes through
 netguard (host map, SSRF guard, trust store). Failures become RegistryError with a stable code
-and a message a user can act on; ``request()`` is the low-level door for the mirror and proxy.
+and a message a user can act on. ``request()`` (sync) and ``aopen()`` (async, the proxy registry)
+are the doors the verbs in client.py use. A client given ``renew_credentials`` (an ECR
+registry's, see registries/credentials.py) asks it for new ones when the registry answers 401
+to credentials it accepted before, and tries once more.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import re
 import ssl
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 import httpcore
 import httpx
 
-from . import netguard
-from .errors import RegistryError
-from .reference import DOCKER_HUB, canonical_registry, normalize_endpoint
+from .. import netguard
+from ..errors import RegistryError
+from ..reference import DOCKER_HUB, canonical_registry, normalize_endpoint
+from .errors import status_error
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-SCHEMA1 = {
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-}
-MANIFEST_MEDIA_TYPES = (OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST)
-ACCEPT_MANIFESTS = ", ".join(MANIFEST_MEDIA_TYPES)
-INDEX_MEDIA_TYPES = {OCI_INDEX, DOCKER_LIST}
-MAX_MANIFEST_BYTES = 4 << 20  # distribution refuses larger manifests too
 MAX_REDIRECTS = 5
 DOCKER_HUB_API = "registry-1.docker.io"
-
-
-@dataclass(frozen=True)
-class Manifest:
-    digest: str
-    media_type: str
-    content: bytes
-    size: int
-
-    @property
-    def is_index(self) -> bool:
-        return self.media_type in INDEX_MEDIA_TYPES
 
 
 @dataclass
@@ -93,21 +71,6 @@ def _origin(url: str) -> tuple[str, str, int]:
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
-def _media_type(response: httpx.Response) -> str:
-    return response.headers.get("content-type", "").split(";")[0].strip()
-
-
-def _error_codes(response: httpx.Response) -> list[str]:
-    """The OCI error codes in a response body (``{"errors": [{"code": …}]}``), if any."""
-    try:
-        body = response.json()
-    except Exception:
-        return []
-    if not isinstance(body, dict) or not isinstance(body.get("errors"), list):
-        return []
-    return [str(e.get("code", "")).upper() for e in body["errors"] if isinstance(e, dict)]
-
-
 def _is_tls_error(exc: BaseException) -> bool:
     seen = set()
     while exc is not None and id(exc) not in seen:
@@ -134,11 +97,12 @@ def stream_error(error: Exception) -> RegistryError:
                          permanent=False, code="upstream")
 
 
-class RegistryClient:
+class Transport:
     """One registry, one set of credentials. Thread-safe; close it (or use ``with``)."""
 
     def __init__(self, endpoint: str, *, username: str = "", password: str = "",
-                 insecure: bool = False, timeout: float = 10.0):
+                 insecure: bool = False, timeout: float = 10.0,
+                 renew_credentials: Callable[[str], tuple[str, str]] | None = None):
         self.endpoint = canonical_registry(endpoint.strip().lower())
         try:
             # Rows saved before the form refused such spellings still reach here.
@@ -149,6 +113,8 @@ class RegistryClient:
         self.insecure = insecure
         self._username = username
         self._password = password
+        # Given the password the registry refused, returns (username, password) to try next.
+        self._renew_credentials = renew_credentials
         try:
             mapping = netguard.host_map()
         except ValueError as e:
@@ -167,7 +133,7 @@ class RegistryClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> RegistryClient:
+    def __enter__(self) -> Transport:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -185,7 +151,8 @@ class RegistryClient:
         """An authenticated request to ``/v2/<path>`` (or to an absolute upload location).
 
         Handles the challenge, asks a token for ``repository:<repository>:<actions>`` (plus
-        ``extra_scopes``), retries once on 401 with a fresh token, and follows redirects without
+        ``extra_scopes``), retries once on 401 with a fresh token (and once more with renewed
+        credentials, when the client can renew them), and follows redirects without
         the Authorization header on other hosts. Maps connection failures to RegistryError;
         HTTP errors are returned for the caller to interpret. With ``stream=True`` the caller
         closes the response.
@@ -205,7 +172,25 @@ class RegistryClient:
                 self._challenge = challenge
                 response = self._send_authed(method, url, scopes, headers, content, stream,
                                              follow_redirects, fresh=True)
+        if response.status_code == 401 and replayable and self._renewable():
+            response.close()
+            self._renew()
+            response = self._send_authed(method, url, scopes, headers, content, stream,
+                                         follow_redirects, fresh=True)
         return response
+
+    def _renewable(self) -> bool:
+        return self._renew_credentials is not None and self._challenge is not None \
+            and self._challenge.scheme in ("basic", "bearer")
+
+    def _renew(self) -> None:
+        """Replace the credentials the registry refused (a cached ECR token it dropped early)."""
+        with self._lock:
+            refused = self._password
+        username, password = self._renew_credentials(refused)
+        with self._lock:
+            self._username, self._password = username, password
+            self._tokens.clear()
 
     # --- the async door (proxy registry) --------------------------------------------------------
 
@@ -242,13 +227,20 @@ class RegistryClient:
         are followed without the Authorization header on other hosts (ECR -> S3).
         """
         url = self._url(path)
-        for fresh in (False, True):
+        for attempt in ("cached", "fresh", "renewed"):
+            fresh = attempt != "cached"
             auth = None if fresh else self.cached_auth_headers(repository)
             if auth is None:
                 auth = await asyncio.to_thread(self.auth_headers, repository, fresh=fresh)
             response = await self._asend_following(method, url, dict(headers or {}), auth)
-            if response.status_code != 401 or fresh:
+            if response.status_code != 401 or attempt == "renewed":
                 return response
+            if attempt == "fresh":
+                if not self._renewable():
+                    return response
+                await response.aclose()
+                await asyncio.to_thread(self._renew)
+                continue
             challenge = parse_challenge(response.headers.get("www-authenticate"))
             if challenge.scheme not in ("basic", "bearer"):
                 return response
@@ -281,144 +273,6 @@ class RegistryClient:
                 break
         raise RegistryError(f"{self.endpoint} redirected too often or to an invalid address.",
                             permanent=True, code="upstream")
-
-    # --- checks -------------------------------------------------------------------------------
-
-    def ping(self) -> None:
-        """``GET /v2/`` following the challenge; RegistryError unless the credentials are good."""
-        self._challenge = None
-        response = self.request("GET", "", repository="")
-        if response.status_code == 200:
-            return
-        if response.status_code == 401:
-            raise self._unauthorized()
-        if response.status_code == 404:
-            raise RegistryError(
-                f"{self.endpoint} does not serve the registry API at /v2/: check the endpoint "
-                "(it is the registry's host, not a web page's address).",
-                permanent=True, code="bad_endpoint",
-            )
-        raise self._status_error(response, f"The registry check of {self.endpoint}")
-
-    def head_manifest(self, repository: str, reference: str) -> Manifest:
-        """The manifest's digest, media type and size without its body (falls back to GET)."""
-        response = self.request("HEAD", f"{repository}/manifests/{reference}",
-                                repository=repository, headers={"Accept": ACCEPT_MANIFESTS})
-        self._check_manifest(response, repository, reference)
-        media_type = _media_type(response)
-        digest = response.headers.get("docker-content-digest", "")
-        if not digest or not media_type:
-            return self.get_manifest(repository, reference)
-        size = int(response.headers.get("content-length") or 0)
-        return Manifest(digest=digest, media_type=media_type, content=b"", size=size)
-
-    def get_manifest(self, repository: str, reference: str) -> Manifest:
-        """The manifest with its exact bytes; the digest is checked against the content."""
-        response = self.request("GET", f"{repository}/manifests/{reference}",
-                                repository=repository, headers={"Accept": ACCEPT_MANIFESTS})
-        self._check_manifest(response, repository, reference)
-        content = response.content
-        if len(content) > MAX_MANIFEST_BYTES:
-            raise RegistryError(f"The manifest of {repository}:{reference} is larger than 4 MB.",
-                                permanent=True, code="upstream")
-        digest = "sha256:" + hashlib.sha256(content).hexdigest()
-        claimed = response.headers.get("docker-content-digest", "")
-        expected = reference if reference.startswith("sha256:") else claimed
-        if expected.startswith("sha256:") and expected != digest:
-            raise RegistryError(
-                f"The manifest {repository}@{expected} from {self.endpoint} does not match its "
-                "digest: the registry or something between returned other bytes.",
-                permanent=False, code="digest_mismatch",
-            )
-        if not claimed.startswith("sha256:") and claimed:
-            digest = claimed  # another algorithm: trust the registry's name for it
-        media_type = _media_type(response) or _sniff_media_type(content)
-        return Manifest(digest=digest, media_type=media_type, content=content, size=len(content))
-
-    # --- blobs and pushes (mirroring, proxy) ----------------------------------------------------
-
-    def blob_exists(self, repository: str, digest: str, *, actions: str = "pull") -> bool:
-        response = self.request("HEAD", f"{repository}/blobs/{digest}", repository=repository,
-                                actions=actions)
-        if response.status_code == 200:
-            return True
-        if response.status_code == 404:
-            return False
-        raise self._status_error(response, f"Checking blob {digest} in {repository}")
-
-    @contextmanager
-    def stream_blob(self, repository: str, digest: str) -> Iterator[httpx.Response]:
-        """``with client.stream_blob(repo, digest) as r: for chunk in r.iter_bytes(): …``"""
-        response = self.request("GET", f"{repository}/blobs/{digest}", repository=repository,
-                                stream=True)
-        try:
-            if response.status_code != 200:
-                response.read()
-                if response.status_code == 404:
-                    raise RegistryError(f"Blob {digest} is missing from {repository} on "
-                                        f"{self.endpoint}.", permanent=True, code="image_not_found")
-                raise self._status_error(response, f"Downloading blob {digest} from {repository}")
-            yield response
-        finally:
-            response.close()
-
-    def upload_blob(self, repository: str, digest: str, chunks: Iterable[bytes], size: int) -> None:
-        """Stream a blob into ``repository`` (POST, one PATCH, PUT ?digest=), checking its sha256."""
-        location = self._start_upload(repository)
-        hasher = hashlib.sha256()
-        counted = 0
-
-        def body() -> Iterator[bytes]:
-            nonlocal counted
-            for chunk in chunks:
-                hasher.update(chunk)
-                counted += len(chunk)
-                yield chunk
-
-        if size:
-            headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size),
-                       "Content-Range": f"0-{size - 1}"}
-            response = self.request("PATCH", location, repository=repository,
-                                    actions="pull,push", headers=headers, content=body())
-            if response.status_code != 202:
-                raise self._status_error(response, f"Uploading blob {digest} to {repository}")
-            location = response.headers.get("location") or location
-        actual = "sha256:" + hasher.hexdigest()
-        if digest.startswith("sha256:") and (actual != digest or counted != size):
-            self._cancel_upload(repository, location)
-            raise RegistryError(
-                f"Blob {digest} arrived with other content ({actual}, {counted} of {size} "
-                "bytes); it was not stored.", permanent=False, code="digest_mismatch")
-        url = httpx.URL(self._url(location)).copy_merge_params({"digest": digest})
-        response = self.request("PUT", str(url), repository=repository, actions="pull,push",
-                                headers={"Content-Length": "0"}, content=b"")
-        if response.status_code not in (201, 204):
-            raise self._status_error(response, f"Completing the upload of blob {digest}")
-
-    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
-        """Cross-repository mount; False when the registry would rather have the bytes."""
-        response = self.request(
-            "POST", f"{repository}/blobs/uploads/?mount={digest}&from={from_repository}",
-            repository=repository, actions="pull,push",
-            extra_scopes=[f"repository:{from_repository}:pull"],
-            headers={"Content-Length": "0"}, content=b"",
-        )
-        if response.status_code == 201:
-            return True
-        if response.status_code == 202:
-            self._cancel_upload(repository, response.headers.get("location", ""))
-            return False
-        raise self._status_error(response, f"Mounting blob {digest} into {repository}")
-
-    def put_manifest(self, repository: str, reference: str, content: bytes, media_type: str) -> str:
-        """Push a manifest with its original bytes and media type; returns its digest."""
-        response = self.request("PUT", f"{repository}/manifests/{reference}",
-                                repository=repository, actions="pull,push",
-                                headers={"Content-Type": media_type}, content=content)
-        if response.status_code not in (200, 201, 202):
-            raise self._status_error(response, f"Pushing the manifest {repository}:{reference}")
-        return (response.headers.get("docker-content-digest")
-                or "sha256:" + hashlib.sha256(content).hexdigest())
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -491,7 +345,9 @@ class RegistryClient:
             raise RegistryError(f"{self.endpoint} requires a username and password here.",
                                 permanent=True, code="unauthorized")
         if response.status_code != 200:
-            raise self._status_error(response, f"The token service {realm_host}")
+            raise status_error(response, registry=self.endpoint,
+                               what=f"The token service {realm_host}",
+                               has_credentials=self.has_credentials)
         try:
             data = response.json()
             token = data.get("token") or data.get("access_token")
@@ -575,89 +431,6 @@ class RegistryClient:
         else:
             hint = ""
         return RegistryError(f"TLS error talking to {name}.{hint}", permanent=True, code="tls")
-
-    def _unauthorized(self) -> RegistryError:
-        if self.has_credentials:
-            return RegistryError(
-                f"{self.endpoint} rejected the username and password. Check them, and that they "
-                "are not expired.", permanent=True, code="unauthorized")
-        return RegistryError(f"{self.endpoint} requires a username and password.",
-                             permanent=True, code="unauthorized")
-
-    def _check_manifest(self, response: httpx.Response, repository: str, reference: str) -> None:
-        status = response.status_code
-        if status == 200:
-            media_type = _media_type(response)
-            if media_type in SCHEMA1:
-                raise RegistryError(
-                    f"{repository}:{reference} is an old Docker schema 1 image, which the portal "
-                    "does not handle: push it again with a current Docker or skopeo.",
-                    permanent=True, code="schema1")
-            return
-        image = f"{repository}:{reference}" if not reference.startswith("sha") \
-            else f"{repository}@{reference}"
-        codes = set(_error_codes(response))
-        if status == 404 or codes & {"MANIFEST_UNKNOWN", "NAME_UNKNOWN"}:
-            raise RegistryError(
-                f"{image} was not found on {self.endpoint}: the credentials work, but this image "
-                "does not exist or they cannot see it. Check the repository and tag.",
-                permanent=True, code="image_not_found")
-        if status in (401, 403):
-            bearer = self._challenge is not None and self._challenge.scheme == "bearer"
-            if status == 401 and not bearer:
-                raise self._unauthorized()
-            if not self.has_credentials:
-                raise RegistryError(
-                    f"{image} on {self.endpoint} cannot be read anonymously: it is private or "
-                    "does not exist.", permanent=True, code="unauthorized")
-            raise RegistryError(
-                f"The credentials work, but they are not allowed to read {image} on "
-                f"{self.endpoint} (or it does not exist). Grant pull access to this repository.",
-                permanent=True, code="image_not_found")
-        raise self._status_error(response, f"Reading {image}")
-
-    def _status_error(self, response: httpx.Response, what: str) -> RegistryError:
-        status = response.status_code
-        if status == 401:
-            return self._unauthorized()
-        if status == 429 or "TOOMANYREQUESTS" in _error_codes(response):
-            return RegistryError(f"{what}: {self.endpoint} is rate limiting the portal; it will "
-                                 "try again.", permanent=False, code="upstream")
-        if status >= 500:
-            return RegistryError(f"{what}: {self.endpoint} answered {status} (a server error); "
-                                 "the portal will try again.", permanent=False, code="upstream")
-        if status == 403:
-            return RegistryError(f"{what}: {self.endpoint} denied access (403): the credentials "
-                                 "lack permission.", permanent=True, code="access_denied")
-        return RegistryError(f"{what}: {self.endpoint} answered HTTP {status}.",
-                             permanent=True, code="upstream")
-
-    def _start_upload(self, repository: str) -> str:
-        response = self.request("POST", f"{repository}/blobs/uploads/", repository=repository,
-                                actions="pull,push", headers={"Content-Length": "0"}, content=b"")
-        if response.status_code != 202 or not response.headers.get("location"):
-            raise self._status_error(response, f"Starting an upload to {repository}")
-        return response.headers["location"]
-
-    def _cancel_upload(self, repository: str, location: str) -> None:
-        if not location:
-            return
-        try:
-            self.request("DELETE", location, repository=repository, actions="pull,push").close()
-        except RegistryError:
-            pass  # the registry purges abandoned uploads itself
-
-
-def _sniff_media_type(content: bytes) -> str:
-    """The media type written inside a manifest, for registries that answer without one."""
-    import json
-
-    try:
-        value = json.loads(content).get("mediaType", "")
-    except Exception:
-        return ""
-    return value if isinstance(value, str) else ""
-
 
 # One pooled async client per event loop (uvicorn runs one; tests may run several).
 _async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
