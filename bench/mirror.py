@@ -1,4 +1,4 @@
-"""Benchmark the portal's copier against `skopeo copy --all` (issue 4 "Performance").
+"""Benchmark the portal's copier against `skopeo copy --all`.
 
     .venv/bin/python bench/mirror.py [--rounds 5] [--big-layer-mb 1024]
 
@@ -37,7 +37,7 @@ def child_copy(args) -> None:
     import django
 
     django.setup()
-    from registries import transfer
+    from registries.mirror import copy
     from registries.oci.client import RegistryClient
 
     src = RegistryClient(args.src, username=args.user, password=args.password, insecure=True,
@@ -46,7 +46,7 @@ def child_copy(args) -> None:
                          timeout=60)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
-    result = transfer.copy(src, args.src_repo, args.tag, dst, args.dst_repo, args.tag)
+    result = copy.copy(src, args.src_repo, args.tag, dst, args.dst_repo, args.tag)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"seconds": seconds, "rss_base_mb": base / 1024, "rss_peak_mb": peak / 1024,

@@ -1,4 +1,4 @@
-"""Benchmark the proxy registry (issue 5 "Performance").
+"""Benchmark the proxy registry.
 
     .venv/bin/python bench/proxy.py [--rounds 5] [--concurrent 8]
 

@@ -1,4 +1,4 @@
-"""The fixed cost of one proxied request (issue 5 "Performance"): where the milliseconds go.
+"""The fixed cost of one proxied request: where the milliseconds go.
 
     .venv/bin/python bench/proxy_request.py [--requests 200]
 

@@ -1,4 +1,4 @@
-"""Benchmark "Add External Registry" until the status is on the page (issue 3: median < 2 s).
+"""Benchmark "Add External Registry" until the status is on the page (goal: median < 2 s).
 
 Everything runs as in production, on loopback: the web server and a Celery worker (separate
 processes) over a private redis-server, sharing a SQLite file; moto's server (IAM auth on) for

@@ -5,8 +5,6 @@ Developers and Admins manage registries; Support sees them. No page ever renders
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.contrib import messages
 from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, HttpResponse
@@ -18,11 +16,11 @@ from django_htmx.http import HttpResponseStopPolling
 from portal.audit import audit_log
 from portal.forms import form_status
 from portal.roles import team_required
+from releases.selectors import registry_image_uses
 
 from . import iam, services
 from .forms import PRESETS, RegistryForm, TestImageForm
 from .models import ExternalRegistry, Provider
-from .reference import DOCKER_HUB, InvalidReference, canonical_registry, parse
 
 
 def _get_registry_for_user(request: HttpRequest, pk: int) -> ExternalRegistry:
@@ -43,45 +41,6 @@ def _render_live(request, template: str, partial: str, context: dict, busy: bool
         return render(request, template, context)
     content = render_to_string(f"{template}#{partial}", context, request=request)
     return HttpResponse(content) if busy else HttpResponseStopPolling(content)
-
-
-# --- what the team's releases use (the only place registries/ asks releases/) ----------------
-
-
-@dataclass
-class ImageUse:
-    image: str
-    repository: str
-    app: str
-    release: int
-    promoted: bool
-
-
-def image_uses(team, endpoint: str) -> list[ImageUse]:
-    """Images on ``endpoint`` named in the team's release files (promoted or not)."""
-    from releases.manifests import images_in
-    from releases.models import Promotion, ReleaseFile
-
-    promoted = set(
-        Promotion.objects.filter(channel__app__team=team, demoted_at__isnull=True)
-        .values_list("release_id", flat=True)
-    )
-    uses = []
-    files = ReleaseFile.objects.filter(release__app__team=team).select_related("release__app")
-    if endpoint != DOCKER_HUB:
-        # An image on any other registry is written with its host: let the database skip the
-        # files that cannot mention it instead of parsing every release of the team.
-        files = files.filter(content__icontains=endpoint)
-    for f in files:
-        for image in (use.image for use in images_in([(f.name, f.content)])):
-            try:
-                ref = parse(image)
-            except InvalidReference:
-                continue
-            if canonical_registry(ref.domain) == endpoint:
-                uses.append(ImageUse(image, ref.path, f.release.app.name, f.release.sequence,
-                                     f.release_id in promoted))
-    return uses
 
 
 # --- pages ------------------------------------------------------------------------------------
@@ -128,7 +87,7 @@ def registry_detail(request, pk: int):
     registry = _get_registry_for_user(request, pk)
     context = {"nav": "registries", "registry": registry, "busy": registry.is_busy}
     if not request.htmx and registry.is_ecr and registry.ecr_account:
-        repositories = sorted({u.repository for u in image_uses(request.team, registry.endpoint)})
+        repositories = sorted({u.repository for u in registry_image_uses(team=request.team, endpoint=registry.endpoint)})
         context["repositories"] = repositories
         context["policy_json"] = iam.pull_policy_json(
             account=registry.ecr_account, region=registry.ecr_region, repositories=repositories
@@ -194,7 +153,7 @@ def registry_delete(request, pk: int):
             registry.delete()
         messages.success(request, f"Deleted {registry.endpoint}.")
         return redirect("registries-list")
-    promoted = [u for u in image_uses(request.team, registry.endpoint) if u.promoted]
+    promoted = [u for u in registry_image_uses(team=request.team, endpoint=registry.endpoint) if u.promoted]
     return render(request, "registries/delete.html",
                   {"nav": "registries", "registry": registry, "promoted_uses": promoted})
 

@@ -1,7 +1,7 @@
 """Mirroring an image into a linked registry: create, run, cancel a MirrorJob.
 
 The Celery task (tasks.py) only calls `image_mirror(job_id=...)`; the copy itself is
-registries/transfer.py, the network seams oci/ and ecr.py, clients from credentials.py.
+copy.py, the network seams oci/ and ecr.py, clients from credentials.py.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from django.utils import timezone
 from portal.audit import audit_log
 from portal.publish import publish
 
-from .. import crypto, ecr, transfer
+from .. import crypto, ecr
 from ..credentials import registry_client
 from ..errors import RegistryError
 from ..models import ExternalRegistry
 from ..oci.client import RegistryClient
 from ..reference import Reference, canonical_registry, parse
+from . import copy
 from .models import MirrorJob, lease_length
 
 logger = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ def _ensure_ecr_repository(job: MirrorJob, log: list[dict]) -> None:
 
 
 class _Tracker:
-    """Progress and cancel callbacks for transfer.copy, on the task's thread."""
+    """Progress and cancel callbacks for copy.copy, on the task's thread."""
 
     def __init__(self, job: MirrorJob, log: list[dict]):
         self.job, self.log = job, log
@@ -168,7 +169,7 @@ class _Tracker:
         self.uploads: list[str] | None = None   # as last written
         self.stop = False
 
-    def on_progress(self, p: transfer.Progress) -> None:
+    def on_progress(self, p: copy.Progress) -> None:
         for b in p.finished:
             self.log.append({"digest": b.digest, "size": b.size, "action": b.action,
                              "seconds": b.seconds, "attempts": b.attempts})
@@ -229,11 +230,11 @@ def _image_mirror(job_id: int) -> MirrorOutcome:
             _ensure_ecr_repository(job, log)
             tracker = _Tracker(job, log)
             platforms = [p.strip() for p in job.platforms.split(",") if p.strip()] or None
-            result = transfer.copy(
+            result = copy.copy(
                 source, ref.repository, ref.reference, target, job.target_repository,
                 job.target_tag, platforms=platforms, progress=tracker.on_progress,
                 should_cancel=tracker.should_cancel)
-    except transfer.Canceled:
+    except copy.Canceled:
         log.append({"event": "Canceled."})
         job.mark_canceled(log=log)
         return MirrorOutcome("canceled")
@@ -271,7 +272,7 @@ def _cancel_abandoned_uploads(job: MirrorJob, target: RegistryClient,
     """
     if not job.open_uploads:
         return
-    canceled = transfer.cancel_uploads(target, job.target_repository, job.open_uploads)
+    canceled = copy.cancel_uploads(target, job.target_repository, job.open_uploads)
     if canceled:  # the others had finished, or the registry had purged them
         log.append({"event": f"Closed {canceled} upload(s) the interrupted attempt left open."})
 

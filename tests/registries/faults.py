@@ -1,4 +1,4 @@
-"""Loopback HTTP proxies that misbehave on purpose, in front of a real registry (issue 4 tests).
+"""Loopback HTTP proxies that misbehave on purpose, in front of a real registry.
 
 - `FaultProxy`: forwards to the registry, but the first request of each kind (method + path, upload
   ids folded) fails: alternately a 500, a dropped connection, or (blob downloads) a body cut

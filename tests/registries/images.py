@@ -1,4 +1,4 @@
-"""Build and push test images without Docker (issue 4).
+"""Build and push test images without Docker.
 
 Layers are gzip'd tars of random bytes (gzip level 0: fast, and random data does not compress, so
 a layer's size is what the test asked for). Manifests are Docker v2 schema 2 or OCI; an index is a

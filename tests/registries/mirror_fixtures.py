@@ -1,4 +1,4 @@
-"""Loopback distribution registries for the mirroring tests (issue 4).
+"""Loopback distribution registries for the mirroring tests.
 
 `registry_factory()` starts Debian's docker-registry (`serve config.yml`) on a free 127.0.0.1 port
 with a tmp storage dir and htpasswd (bcrypt) auth; every registry is stopped at the end of the test.

@@ -1,4 +1,4 @@
-"""Loopback servers for the registry tests (issue 3): moto, distribution registries, a token server.
+"""Loopback servers for the registry tests: moto, distribution registries, a token server.
 
 Fixtures (tests/registries/conftest.py imports them):
 

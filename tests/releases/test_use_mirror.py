@@ -1,4 +1,4 @@
-"""A finished mirror points the newest release's image at the mirrored image (issue 4)."""
+"""A finished mirror points the newest release's image at the mirrored image."""
 
 import pytest
 from django.urls import reverse

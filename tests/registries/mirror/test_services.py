@@ -170,7 +170,7 @@ def _boom(*args, **kwargs):
 
 
 @pytest.mark.parametrize("seam", [
-    "registries.transfer.Copier._copy_blob",          # a blob's worker thread
+    "registries.mirror.copy.Copier._copy_blob",          # a blob's worker thread
     "registries.mirror.models.MirrorJob.claim",       # before any copying
     "registries.mirror.models.MirrorJob.mark_succeeded",  # after the copy
 ])

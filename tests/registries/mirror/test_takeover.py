@@ -26,7 +26,7 @@ from tests.registries.mirror.test_worker_crash import (
 )
 
 KB = 1 << 10
-PARALLEL = 4  # registries.transfer.PARALLEL: blobs in flight at once
+PARALLEL = 4  # registries.mirror.copy.PARALLEL: blobs in flight at once
 
 
 def open_sessions(registry, repository: str) -> list[str]:

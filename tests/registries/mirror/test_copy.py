@@ -1,4 +1,4 @@
-"""The copy engine against real loopback distribution registries (issue 4)."""
+"""The copy engine against real loopback distribution registries."""
 
 import hashlib
 import json
@@ -7,8 +7,8 @@ import subprocess
 import httpx
 import pytest
 
-from registries import transfer
 from registries.errors import RegistryError
+from registries.mirror import copy
 from tests.registries.faults import BlobStore, FaultProxy, Proxy, RedirectProxy
 from tests.registries.images import (
     DOCKER_MANIFEST,
@@ -54,7 +54,7 @@ def digest_of(data: bytes) -> str:
 def test_it_copies_every_platform_of_an_index_with_identical_digests(
         index, source_registry, target_registry):
     reports = []
-    result = transfer.copy(client_for(source_registry), "library/app", "1.0",
+    result = copy.copy(client_for(source_registry), "library/app", "1.0",
                            client_for(target_registry), "demo-apps/app", "1.0",
                            progress=lambda p: reports.append((p.blobs_done, p.bytes_done)))
 
@@ -79,15 +79,15 @@ def test_it_copies_every_platform_of_an_index_with_identical_digests(
 def test_a_repeat_copy_skips_when_the_tag_has_the_digest(index, source_registry, target_registry):
     args = (client_for(source_registry), "library/app", "1.0", client_for(target_registry),
             "demo-apps/app", "1.0")
-    transfer.copy(*args)
-    again = transfer.copy(*args)
+    copy.copy(*args)
+    again = copy.copy(*args)
     assert again.skipped and again.blobs == [] and again.digest == index.digest
 
 
 def test_a_copy_into_another_repository_of_the_same_registry_mounts(index, source_registry):
     stored = source_registry.storage_bytes()
     client = client_for(source_registry)
-    result = transfer.copy(client, "library/app", "1.0", client, "demo-apps/app", "latest")
+    result = copy.copy(client, "library/app", "1.0", client, "demo-apps/app", "latest")
     assert {b.action for b in result.blobs} == {"mounted"}
     assert result.bytes_copied == 0
     assert source_registry.storage_bytes() == stored  # no layer bytes moved or stored twice
@@ -102,7 +102,7 @@ def test_a_second_copy_after_a_partial_one_skips_blobs_already_there(
     with httpx.Client(base_url=target_registry.url, auth=target_registry.auth) as http:
         from tests.registries.images import push_blob
         push_blob(http, "demo-apps/single", first_layer)
-    result = transfer.copy(client_for(source_registry), "library/single", "v1",
+    result = copy.copy(client_for(source_registry), "library/single", "v1",
                            client_for(target_registry), "demo-apps/single", "v1")
     actions = {b.digest: b.action for b in result.blobs}
     assert actions[first_layer.digest] == "present"
@@ -113,11 +113,11 @@ def test_a_second_copy_after_a_partial_one_skips_blobs_already_there(
 
 def test_large_blobs_go_up_in_chunks_and_stay_identical(monkeypatch, source_registry,
                                                         target_registry):
-    monkeypatch.setattr(transfer, "MONOLITHIC_MAX", 256 * KB)
-    monkeypatch.setattr(transfer, "PATCH_CHUNK", 300 * KB)
+    monkeypatch.setattr(copy, "MONOLITHIC_MAX", 256 * KB)
+    monkeypatch.setattr(copy, "PATCH_CHUNK", 300 * KB)
     image = build_single([1 * MB + 12345], seed=3)
     push(image, source_registry.url, "library/big", "v1", auth=source_registry.auth)
-    result = transfer.copy(client_for(source_registry), "library/big", "v1",
+    result = copy.copy(client_for(source_registry), "library/big", "v1",
                            client_for(target_registry), "demo-apps/big", "v1")
     assert result.bytes_copied == sum(b.size for b in image.blobs)
     assert digest_of(skopeo_raw(target_registry, "demo-apps/big:v1")) == image.digest
@@ -126,7 +126,7 @@ def test_large_blobs_go_up_in_chunks_and_stay_identical(monkeypatch, source_regi
 def test_wrong_target_credentials_fail_at_once_with_a_permanent_error(
         index, source_registry, target_registry):
     with pytest.raises(RegistryError) as exc:
-        transfer.copy(client_for(source_registry), "library/app", "1.0",
+        copy.copy(client_for(source_registry), "library/app", "1.0",
                       client_for(target_registry, auth=("pusher", "wrong")), "demo-apps/app",
                       "1.0", backoff=5)
     assert exc.value.permanent and exc.value.code == "unauthorized"
@@ -136,7 +136,7 @@ def test_wrong_target_credentials_fail_at_once_with_a_permanent_error(
 
 def test_a_missing_source_tag_fails_at_once(index, source_registry, target_registry):
     with pytest.raises(RegistryError) as exc:
-        transfer.copy(client_for(source_registry), "library/app", "9.9",
+        copy.copy(client_for(source_registry), "library/app", "9.9",
                       client_for(target_registry), "demo-apps/app", "9.9", backoff=5)
     assert exc.value.permanent and exc.value.code == "image_not_found"
     assert "library/app:9.9" in exc.value.message
@@ -160,14 +160,14 @@ class Schema1Source(Proxy):
 
 def test_schema1_images_get_a_clear_error(source_registry, target_registry):
     with Schema1Source(source_registry.url) as proxy, pytest.raises(RegistryError) as exc:
-        transfer.copy(client_for(source_registry, host=proxy.host), "old/app", "v1",
+        copy.copy(client_for(source_registry, host=proxy.host), "old/app", "v1",
                       client_for(target_registry), "old/app", "v1")
     assert exc.value.code == "schema1" and "schema 1" in exc.value.message
     assert exc.value.permanent
 
 
 def test_a_platform_filter_copies_only_that_platform(index, source_registry, target_registry):
-    result = transfer.copy(client_for(source_registry), "library/app", "1.0",
+    result = copy.copy(client_for(source_registry), "library/app", "1.0",
                            client_for(target_registry), "demo-apps/app", "amd64",
                            platforms=["linux/amd64"])
     assert result.platforms == ["linux/amd64"] and result.digest != index.digest
@@ -180,7 +180,7 @@ def test_blob_redirects_are_followed_without_the_authorization_header(
         index, source_registry, target_registry):
     with BlobStore(source_registry.url, source_registry.auth) as store, \
             RedirectProxy(source_registry.url, store) as proxy:
-        result = transfer.copy(client_for(source_registry, host=proxy.host), "library/app",
+        result = copy.copy(client_for(source_registry, host=proxy.host), "library/app",
                                "1.0", client_for(target_registry), "demo-apps/app", "1.0")
     assert proxy.redirects == 7 and store.served == 7
     assert store.authorization_seen == []
@@ -190,7 +190,7 @@ def test_blob_redirects_are_followed_without_the_authorization_header(
 def test_it_survives_dropped_connections_and_500s_on_both_sides(
         index, source_registry, target_registry):
     with FaultProxy(source_registry.url) as src, FaultProxy(target_registry.url) as dst:
-        result = transfer.copy(client_for(source_registry, host=src.host), "library/app", "1.0",
+        result = copy.copy(client_for(source_registry, host=src.host), "library/app", "1.0",
                                client_for(target_registry, host=dst.host), "demo-apps/app", "1.0",
                                backoff=0.05)
         outcomes = [o for _, _, o in src.log + dst.log]
@@ -200,8 +200,8 @@ def test_it_survives_dropped_connections_and_500s_on_both_sides(
 
 
 def test_cancel_stops_the_copy_before_the_manifest(index, source_registry, target_registry):
-    with pytest.raises(transfer.Canceled):
-        transfer.copy(client_for(source_registry), "library/app", "1.0",
+    with pytest.raises(copy.Canceled):
+        copy.copy(client_for(source_registry), "library/app", "1.0",
                       client_for(target_registry), "demo-apps/app", "1.0",
                       should_cancel=lambda: True)
     missing = httpx.head(f"{target_registry.url}/v2/demo-apps/app/manifests/1.0",

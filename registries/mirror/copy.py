@@ -37,9 +37,9 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from .errors import RegistryError
-from .oci.client import STREAM_ERRORS, upload_path
-from .oci.media import Manifest, image_manifest
+from ..errors import RegistryError
+from ..oci.client import STREAM_ERRORS, upload_path
+from ..oci.media import Manifest, image_manifest
 
 READ_CHUNK = 1 << 20          # bytes read from the source at a time
 MONOLITHIC_MAX = 64 << 20     # blobs up to this size: one streamed PUT; larger: PATCH chunks
