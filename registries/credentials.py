@@ -125,7 +125,7 @@ def registry_pull_client(*, registry: ExternalRegistry | None, endpoint: str = "
         digest = hashlib.sha256(f"{username}\0{password}".encode()).hexdigest()
         key = (registry.pk, endpoint, insecure, username, digest)
     # The client's address comes from the host map: a changed map makes a new client.
-    key += (getattr(settings, "PORTAL_REGISTRY_HOST_MAP", ""),)
+    key += (settings.PORTAL_REGISTRY_HOST_MAP,)
     with _PULL_CLIENTS_LOCK:
         client = _PULL_CLIENTS.get(key)
         if client is not None:

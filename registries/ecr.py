@@ -165,7 +165,7 @@ def _client(service: str, *, access_key_id: str, secret_access_key: str, region:
 
     access_key_id, secret_access_key = (access_key_id or "").strip(), (secret_access_key or "").strip()
     if not access_key_id and not secret_access_key:
-        if not getattr(settings, "PORTAL_ALLOW_AMBIENT_AWS_CREDENTIALS", False):
+        if not settings.PORTAL_ALLOW_AMBIENT_AWS_CREDENTIALS:
             raise RegistryError(
                 "Enter the AWS Access Key ID and Secret Access Key (this portal does not use its "
                 "own AWS credentials for registries).", permanent=True, code="unknown_access_key")

@@ -54,7 +54,7 @@ def parse_host_map(text: str) -> dict[str, str]:
 
 
 def host_map() -> dict[str, str]:
-    return parse_host_map(getattr(settings, "PORTAL_REGISTRY_HOST_MAP", ""))
+    return parse_host_map(settings.PORTAL_REGISTRY_HOST_MAP)
 
 
 def base_url_for(host: str, *, insecure: bool = False) -> str:
@@ -70,7 +70,7 @@ def base_url_for(host: str, *, insecure: bool = False) -> str:
 
 
 def private_allowed() -> bool:
-    return bool(getattr(settings, "PORTAL_ALLOW_PRIVATE_REGISTRIES", False))
+    return bool(settings.PORTAL_ALLOW_PRIVATE_REGISTRIES)
 
 
 def forbidden_reason(ip: str) -> str | None:

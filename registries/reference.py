@@ -39,8 +39,14 @@ NAME_TOTAL_LENGTH_MAX = 255
 _ALNUM = r"[a-z0-9]+"
 _SEPARATOR = r"(?:[_.]|__|[-]+)"
 _PATH_COMPONENT = re.compile(rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*")
+
+# The grammar's pieces as patterns (strings, unanchored) for other modules to build on instead of
+# spelling them again: the mirror form's fields, the proxy registry's routes.
+REMOTE_NAME_PATTERN = rf"{_PATH_COMPONENT.pattern}(?:/{_PATH_COMPONENT.pattern})*"
+TAG_PATTERN = r"[\w][\w.-]{0,127}"
+SHA256_DIGEST_PATTERN = r"sha256:[a-f0-9]{64}"
 _DOMAIN_COMPONENT = re.compile(r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])")
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_TAG = re.compile(TAG_PATTERN)
 _DIGEST = re.compile(r"([A-Za-z][A-Za-z0-9]*(?:[+._-][A-Za-z][A-Za-z0-9]*)*):([0-9a-fA-F]{32,})")
 _DIGEST_HEX_LENGTH = {"sha256": 64, "sha384": 96, "sha512": 128}
 _IDENTIFIER = re.compile(r"[a-f0-9]{64}")

@@ -114,8 +114,7 @@ def sign_spec(spec: dict) -> str:
 
 def proxy_domain() -> str:
     """host[:port] customers pull images from: PORTAL_PROXY_HOST, else PORTAL_URL's."""
-    configured = getattr(settings, "PORTAL_PROXY_HOST", "")
-    return configured or urlsplit(settings.PORTAL_URL).netloc
+    return settings.PORTAL_PROXY_HOST or urlsplit(settings.PORTAL_URL).netloc
 
 
 def rfc3339(value) -> str:

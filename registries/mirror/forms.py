@@ -6,12 +6,12 @@ import re
 
 from django import forms
 
-from ..reference import InvalidReference, parse
+from ..reference import REMOTE_NAME_PATTERN, TAG_PATTERN, InvalidReference, parse
 from .services import default_target
 
 # distribution's repository grammar: lowercase path components separated by "/".
-_REPOSITORY = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_REPOSITORY = re.compile(REMOTE_NAME_PATTERN)
+_TAG = re.compile(TAG_PATTERN)
 _PLATFORM = re.compile(r"[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?")
 # An app slug carried through from a release's image list (plain text: registries/ does not
 # import releases/); the job page offers to point that app's draft at the mirrored image.

@@ -31,7 +31,7 @@ QUEUE_UNREACHABLE = ("The worker queue is unreachable: the copy starts on its ow
 def lease_length() -> timedelta:
     # Shorter than the broker's visibility timeout: when a killed worker's task is redelivered,
     # its lease has run out and the new worker may take over.
-    return timedelta(seconds=getattr(settings, "PORTAL_MIRROR_LEASE_SECONDS", 60))
+    return timedelta(seconds=settings.PORTAL_MIRROR_LEASE_SECONDS)
 
 
 class MirrorJob(models.Model):
@@ -242,6 +242,3 @@ class MirrorJob(models.Model):
                 MirrorJob.objects.filter(pk=self.pk).update(cancel_requested=True,
                                                             updated_at=timezone.now())
         self.refresh_from_db()
-
-    def is_cancel_requested(self) -> bool:
-        return MirrorJob.objects.filter(pk=self.pk, cancel_requested=True).exists()

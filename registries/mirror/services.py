@@ -140,7 +140,7 @@ def _source_client(job: MirrorJob, ref: Reference) -> RegistryClient:
 
 def _ensure_ecr_repository(job: MirrorJob, log: list[dict]) -> None:
     registry = job.registry
-    if not registry.is_ecr or not hasattr(ecr, "create_repository"):
+    if not registry.is_ecr:
         return
     if job.has_push_credentials:
         keys = {"access_key_id": job.push_username, "secret_access_key": job.push_secret}

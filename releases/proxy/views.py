@@ -30,6 +30,7 @@ from portal.throttle import client_address
 from registries.errors import RegistryError
 from registries.oci.media import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES, manifest_digest
 from registries.oci.transport import STREAM_ERRORS, stream_error
+from registries.reference import REMOTE_NAME_PATTERN, SHA256_DIGEST_PATTERN, TAG_PATTERN
 
 from .access import Access, Refusal, check_login
 from .decisions import authorize, cached_access
@@ -38,9 +39,9 @@ from .pull_log import log_pull, pull_log_writer
 logger = logging.getLogger(__name__)
 
 REALM = "Vendor Portal registry"
-_NAME = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-_DIGEST = r"sha256:[a-f0-9]{64}"
-MANIFEST_PATH = re.compile(rf"^(?P<name>{_NAME})/manifests/(?P<reference>[\w][\w.-]{{0,127}}|{_DIGEST})$")
+_NAME = REMOTE_NAME_PATTERN
+_DIGEST = SHA256_DIGEST_PATTERN
+MANIFEST_PATH = re.compile(rf"^(?P<name>{_NAME})/manifests/(?P<reference>{TAG_PATTERN}|{_DIGEST})$")
 BLOB_PATH = re.compile(rf"^(?P<name>{_NAME})/blobs/(?P<digest>{_DIGEST})$")
 TAGS_PATH = re.compile(rf"^(?P<name>{_NAME})/tags/list$")
 UNAVAILABLE_CODES = {"refused", "dns"}
