@@ -35,6 +35,7 @@ BACKOFF_SECONDS = 30.0    # after a failure, publishing to that broker is skippe
 # reconfigured broker is tried at once. Never logged: a broker URL may hold a password.
 _down_until: dict[str, float] = {}
 _lock = threading.Lock()
+_discover_lock = threading.Lock()
 
 
 def publish(task: Task | str, *args, **kwargs) -> bool:
@@ -45,11 +46,7 @@ def publish(task: Task | str, *args, **kwargs) -> bool:
     logged with the exception's type only (a broker error may quote the broker's address).
     """
     if isinstance(task, str):
-        if task not in app.tasks:
-            # Celery discovers the apps' tasks modules when a worker starts, not in the web
-            # process: a caller naming a task (to avoid importing its module) may come first.
-            app.loader.import_default_modules()
-        task = app.tasks[task]
+        task = _registered(task)
     if app.conf.task_always_eager:
         # Eager mode runs the task here and needs no broker (tests, CELERY_TASK_ALWAYS_EAGER).
         task.apply_async(args, kwargs)
@@ -81,6 +78,20 @@ def publish(task: Task | str, *args, **kwargs) -> bool:
         logger.exception("%s not queued: unexpected error while publishing", task.name)
         return False
     return True
+
+
+def _registered(name: str) -> Task:
+    """The task registered as ``name``, discovering the apps' tasks modules on first need.
+
+    Celery discovers them when a worker starts, not in the web process: a caller naming a task
+    (to avoid importing its module) may come first. One thread discovers while the others wait:
+    two threads discovering at once could each find the registry half filled.
+    """
+    if name not in app.tasks:
+        with _discover_lock:
+            if name not in app.tasks:
+                app.loader.import_default_modules()
+    return app.tasks[name]
 
 
 def _mark_down(key: str) -> None:

@@ -1,6 +1,7 @@
 """portal.publish: queue a task, failing fast on a dead broker, against real loopback sockets."""
 
 import json
+import os
 import socket
 import threading
 import time
@@ -89,3 +90,35 @@ def test_after_the_back_off_window_it_tries_again(listener, monkeypatch):
         while listener.accepted == tries and time.monotonic() < deadline:
             time.sleep(0.01)
         assert listener.accepted > tries
+
+
+def test_threads_naming_tasks_in_a_fresh_process_all_find_them():
+    # A fresh process has discovered no tasks module yet; eight threads naming tasks at once
+    # must all find them (two threads discovering at once used to see a half-filled registry).
+    import subprocess
+    import sys
+
+    code = """
+import os, threading
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+import django
+django.setup()
+from portal import publish
+names = ["releases.tasks.check_release_images", "releases.tasks.check_image_verdict",
+         "registries.tasks.validate_registry", "registries.mirror_tasks.mirror_image"] * 2
+found, barrier = [], threading.Barrier(len(names))
+def look(name):
+    barrier.wait()
+    publish.publish(name, 1)  # the broker is a closed port: False, but the name must resolve
+    found.append(name)
+threads = [threading.Thread(target=look, args=(n,)) for n in names]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(sorted(found) == sorted(names))
+"""
+    env = {**os.environ, "CELERY_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",
+           "CELERY_TASK_ALWAYS_EAGER": "false"}
+    for _ in range(3):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                timeout=60, env=env)
+        assert result.stdout.strip().splitlines()[-1:] == ["True"], result.stderr[-2000:]
