@@ -59,7 +59,7 @@ def breakdown(*, license_id: str, slug: str, name: str, reference: str, digest: 
 
     from portal import throttle
     from registries.credentials import registry_pull_client
-    from releases.customer_portal import check_basic_auth
+    from releases.customer_portal.access import check_basic_auth
     from releases.proxy import access as proxy_access
     from releases.proxy import decisions, pull_log
     from releases.proxy.models import PullEvent

@@ -1,6 +1,6 @@
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 
-from . import customer_views, mirror_views, update_views, views
+from . import customer_views, views
 from .image_check import views as image_check_views
 from .proxy import views as proxy_views
 
@@ -27,10 +27,8 @@ urlpatterns = [
     path("apps/<slug:slug>/releases/<int:sequence>/download/", views.release_download,
          name="releases-release-download"),
     path("apps/<slug:slug>/releases/<int:sequence>/promote/", views.release_promote, name="releases-promote"),
-    # A finished mirror in the newest release (mirror_views.py)
-    path("apps/<slug:slug>/use-mirror/<int:job_id>/", mirror_views.release_use_mirror,
-         name="releases-release-use-mirror"),
-    path("apps/use-mirror/<int:job_id>/", mirror_views.use_mirror_pick, name="releases-use-mirror-pick"),
+    # A finished mirror in the newest release (use_mirror/)
+    path("", include("releases.use_mirror.urls")),
     # Customers and licenses (customer_views.py)
     path("customers/", customer_views.customer_list, name="releases-customer-list"),
     path("customers/new/", customer_views.customer_create, name="releases-customer-create"),
@@ -40,15 +38,8 @@ urlpatterns = [
     path("customers/<int:pk>/unarchive/", customer_views.customer_unarchive, name="releases-customer-unarchive"),
     path("customers/<int:pk>/regenerate/", customer_views.customer_regenerate, name="releases-customer-regenerate"),
     path("customers/<int:pk>/license/", customer_views.customer_license, name="releases-customer-license"),
-    # Delivery to customers (update_views.py): the update check API and the customer page
-    path("release/<slug:app_slug>/pending", update_views.release_pending, name="releases-update-pending"),
-    path("release/<slug:app_slug>", update_views.release_download, name="releases-update-download"),
-    path("customer/", update_views.customer_home, name="releases-portal-home"),
-    path("customer/sign-out/", update_views.customer_sign_out, name="releases-portal-sign-out"),
-    path("customer/updates/", update_views.customer_updates, name="releases-portal-updates"),
-    path("customer/releases/<int:channel_sequence>/", update_views.customer_files, name="releases-portal-files"),
-    path("customer/releases/<int:channel_sequence>/download/", update_views.customer_download,
-         name="releases-portal-download"),
+    # Delivery to customers (customer_portal/): the update check API and the customer page
+    path("", include("releases.customer_portal.urls")),
     # Delivery, vendor side (image_check/views.py): the image check, "Proxy public images too"
     path("apps/<slug:slug>/releases/<int:sequence>/images/", image_check_views.release_images,
          name="releases-release-images"),

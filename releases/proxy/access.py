@@ -44,7 +44,7 @@ from registries.errors import RegistryError
 from registries.oci.client import RegistryClient
 from registries.reference import DOCKER_HUB, InvalidReference, Reference, canonical_registry
 
-from ..customer_portal import check_basic_auth
+from ..customer_portal.access import check_basic_auth
 from ..downstream import proxied_repositories
 from ..models import App, Customer
 from ..selectors import registries_for_app
@@ -91,7 +91,7 @@ def refuse_failure(address: str, refusal: Refusal) -> Refusal:
 
 def check_login(*, header: str, address: str) -> Refusal | None:
     """``GET /v2/``: any valid license may log in (which app is decided per repository)."""
-    from ..customer_portal import basic_credentials, check_license
+    from ..customer_portal.access import basic_credentials, check_license
 
     credentials = basic_credentials(header)
     if credentials is None:

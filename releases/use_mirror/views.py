@@ -13,9 +13,9 @@ from django.utils.http import urlencode
 from portal.roles import team_required
 from registries.mirror.models import MirrorJob
 
-from . import mirror_use
-from .mirror_use import PINS, CannotUseMirror, plan_use_mirror
-from .models import App
+from ..models import App
+from . import services
+from .services import PINS, CannotUseMirror, plan_use_mirror
 
 
 def _get_job(request, job_id) -> MirrorJob:
@@ -40,7 +40,7 @@ def release_use_mirror(request, slug, job_id):
     pin = _pin(request)
     try:
         if request.method == "POST":
-            release, plan = mirror_use.release_use_mirror(app=app, job=job, user=request.user, pin=pin, request=request)
+            release, plan = services.release_use_mirror(app=app, job=job, user=request.user, pin=pin, request=request)
         else:
             release, plan = None, plan_use_mirror(app=app, job=job, pin=pin)
     except CannotUseMirror as e:

@@ -1,98 +1,25 @@
-"""Delivery to customers: the update check API and the customer page.
+"""Delivery to customers: the customer page.
 
-``GET /release/<app slug>/pending?channelSequence=N`` and ``GET /release/<app slug>?channelSequence=N``
-are what the admin console's "Check for Updates" calls (KOTS ``pkg/upstream/replicated.go``),
-authenticated with HTTP Basic ``licenseID:licenseID``. ``/customer/`` is the same for people:
-entered with the license ID or the license file, which is kept in the session.
+``/customer/`` is the update check (api.py) for people: entered with the license ID or the
+license file, which is kept in the session.
 """
 
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from portal import throttle
 from portal.forms import form_status
 
-from .customer_portal import (
-    SESSION_KEY,
-    LicenseForm,
-    channel_release,
-    channel_release_json,
-    channel_releases,
-    check_basic_auth,
-    check_license,
-    parse_sequence,
-    pending_releases,
-    release_archive_name,
-)
-from .downstream import downstream_for, tar_gz
-from .licenses import proxy_domain
-
-# --- the update check API ---------------------------------------------------------------------
-
-
-def _json_error(status: int, message: str, *, retry_after: int | None = None) -> JsonResponse:
-    response = JsonResponse({"error": message}, status=status)
-    if status == 401:
-        response["WWW-Authenticate"] = 'Basic realm="Vendor Portal updates"'
-    if retry_after is not None:
-        response["Retry-After"] = str(retry_after)
-    return response
-
-
-def _api_customer(request, app_slug):
-    """(customer, None) or (None, error response). Failures count towards the address's
-    throttle; a valid license passes whatever the count."""
-    check = check_basic_auth(request.headers.get("Authorization", ""), app_slug=app_slug)
-    if not check.ok:
-        address = throttle.client_address(request)
-        if throttle.is_throttled(address):
-            seconds = throttle.retry_after(address)
-            return None, _json_error(429, throttle.refusal_message(seconds), retry_after=seconds)
-        throttle.count_failure(address)
-        return None, _json_error(check.status, check.error)
-    return check.customer, None
-
-
-@csrf_exempt
-@require_GET
-def release_pending(request, app_slug):
-    customer, error = _api_customer(request, app_slug)
-    if error:
-        return error
-    try:
-        after = parse_sequence(request.GET.get("channelSequence"))
-    except ValueError as e:
-        return _json_error(400, str(e))
-    releases = pending_releases(customer=customer, after=after)
-    return JsonResponse({"channelReleases": [channel_release_json(p) for p in releases]})
-
-
-@csrf_exempt
-@require_GET
-def release_download(request, app_slug):
-    """The release's files as written, as a tar.gz (the newest when no channelSequence)."""
-    customer, error = _api_customer(request, app_slug)
-    if error:
-        return error
-    try:
-        sequence = parse_sequence(request.GET.get("channelSequence"), default=None)
-    except ValueError as e:
-        return _json_error(400, str(e))
-    promotion = channel_release(customer=customer, channel_sequence=sequence)
-    if promotion is None:
-        return _json_error(404, "No such release on this license's channel.")
-    files = {f.name: f.content for f in promotion.release.files.all()}
-    name = release_archive_name(promotion, customer.app.slug)
-    response = HttpResponse(tar_gz(files), content_type="application/gzip")
-    response["Content-Disposition"] = f'attachment; filename="{name}.tar.gz"'
-    return response
-
+from ..downstream import downstream_for
+from ..licenses import proxy_domain
+from .access import SESSION_KEY, check_license
+from .forms import LicenseForm, parse_sequence
+from .selectors import channel_release, channel_releases, pending_releases, release_archive_name
 
 # --- the customer page ------------------------------------------------------------------------
 

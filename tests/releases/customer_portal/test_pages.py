@@ -10,7 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from django.utils.html import escape
 
-from releases.customer_portal import SESSION_KEY
+from releases.customer_portal.access import SESSION_KEY
 from releases.licenses import license_yaml
 from releases.models import Release
 from tests.conftest import NGINX_DEPLOYMENT

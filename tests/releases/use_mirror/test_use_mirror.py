@@ -8,8 +8,8 @@ from portal.models import AuditEvent
 from registries.mirror.models import MirrorJob
 from registries.models import ExternalRegistry, Provider
 from releases.manifests import images_in
-from releases.mirror_use import rewrite
 from releases.models import Release
+from releases.use_mirror.services import rewrite
 from tests.conftest import NGINX_DEPLOYMENT, login
 
 ECR = "4999999999999.dkr.ecr.us-east-2.amazonaws.com"

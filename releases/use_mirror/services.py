@@ -1,6 +1,6 @@
 """Point a release at a mirrored image: "Use it in the draft release" of a mirror job.
 
-The release side builds on registries/ (STYLE.md): it reads a finished MirrorJob and rewrites
+The release side builds on registries/: it reads a finished MirrorJob and rewrites
 every container ``image:`` of the app's newest release that names the job's source (compared
 after normalisation, so ``nginx`` matches ``docker.io/library/nginx:latest``). A draft is
 changed in place; a promoted release is frozen, so a new draft is created from its files.
@@ -16,8 +16,8 @@ from portal.audit import audit_log
 from registries.mirror.models import MirrorJob
 from registries.reference import InvalidReference, parse
 
-from .manifests import image_spans
-from .models import App, Release
+from ..manifests import image_spans
+from ..models import App, Release
 
 PINS = (("tag", "Tag"), ("digest", "Digest"))
 
