@@ -60,7 +60,8 @@ def app_update(*, app: App, name: str, slug: str, user, request=None) -> dict:
     if changes:
         app.name, app.slug = name, slug
         try:
-            app.save(update_fields=["name", "slug"])
+            with transaction.atomic():  # a refused write leaves the caller's transaction usable
+                app.save(update_fields=["name", "slug"])
         except IntegrityError:
             raise ValidationError({"slug": SLUG_TAKEN}) from None
         audit_log(request=request, team=app.team, action="update", obj=app, actor=user, detail=changes)
@@ -76,7 +77,8 @@ def channel_create(*, app: App, name: str, slug: str, user, request=None) -> Cha
     """A new channel of ``app``, after its last one."""
     position = (app.channels.aggregate(m=Max("position"))["m"] or 0) + 1
     try:
-        channel = Channel.objects.create(app=app, name=name, slug=slug, position=position)
+        with transaction.atomic():
+            channel = Channel.objects.create(app=app, name=name, slug=slug, position=position)
     except IntegrityError:
         raise ValidationError({"name": "This app already has a channel with this name."}) from None
     audit_log(request=request, team=app.team, action="create", obj=channel, actor=user,
