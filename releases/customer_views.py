@@ -6,7 +6,6 @@ customer's credential). Another team's customer is a 404.
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -17,6 +16,7 @@ from portal.audit import audit_log
 from portal.forms import form_status
 from portal.roles import team_required
 
+from . import services
 from .customer_forms import CustomerForm, CustomerSearchForm
 from .licenses import license_filename, license_yaml
 from .models import App, Channel, Customer, LicenseType
@@ -24,12 +24,9 @@ from .models import App, Channel, Customer, LicenseType
 PAGE_SIZE = 25
 
 
-def _get_customer(request, pk, *, for_update=False) -> Customer:
+def _get_customer(request, pk) -> Customer:
     """The team's customer ``pk``, or 404 (another team's customer does not exist for you)."""
-    queryset = Customer.objects.select_related("app", "channel").filter(app__team=request.team)
-    if for_update:
-        queryset = queryset.select_for_update(of=("self",))
-    return get_object_or_404(queryset, pk=pk)
+    return get_object_or_404(Customer.objects.select_related("app", "channel").filter(app__team=request.team), pk=pk)
 
 
 _ROW_FIELDS = ("pk", "name", "email", "app__name", "channel_name", "license_type", "expires_at", "archived_at")
@@ -93,9 +90,7 @@ def customer_create(request):
     if request.method == "POST":
         form = CustomerForm(request.POST, team=request.team)
         if form.is_valid():
-            customer = form.save()
-            audit_log(request=request, team=request.team, action="create", obj=customer,
-                      detail=_public_fields(customer))
+            customer = services.customer_create(customer=form.save(commit=False), user=request.user, request=request)
             messages.success(request, f"Customer {customer.name} created on {customer.channel.name}.")
             return redirect("releases-customer-detail", pk=customer.pk)
     else:
@@ -119,13 +114,8 @@ def customer_edit(request, pk):
     if request.method == "POST":
         form = CustomerForm(request.POST, instance=customer, team=request.team)
         if form.is_valid():
-            before = _public_fields(Customer.objects.select_related("channel").get(pk=customer.pk))
-            customer = form.save()
-            after = _public_fields(customer)
-            changes = {k: [before[k], after[k]] for k in after if before.get(k) != after[k]}
-            if changes:
-                audit_log(request=request, team=request.team, action="update", obj=customer,
-                          detail={"changes": changes})
+            customer = form.save(commit=False)
+            if services.customer_update(customer=customer, user=request.user, request=request):
                 messages.success(request, f"Customer {customer.name} saved.")
             else:
                 messages.info(request, "Nothing changed.")
@@ -139,40 +129,28 @@ def customer_edit(request, pk):
 @require_POST
 @team_required("can_manage_customers")
 def customer_archive(request, pk):
-    with transaction.atomic():
-        customer = _get_customer(request, pk, for_update=True)
-        if customer.archived_at is None:
-            customer.archived_at = timezone.now()
-            customer.save(update_fields=["archived_at", "updated_at"])
-            audit_log(request=request, team=request.team, action="archive", obj=customer)
-            messages.success(request, f"Customer {customer.name} archived: the license no longer works.")
+    customer = _get_customer(request, pk)
+    if services.customer_archive(customer=customer, user=request.user, request=request):
+        messages.success(request, f"Customer {customer.name} archived: the license no longer works.")
     return redirect("releases-customer-detail", pk=customer.pk)
 
 
 @require_POST
 @team_required("can_manage_customers")
 def customer_unarchive(request, pk):
-    with transaction.atomic():
-        customer = _get_customer(request, pk, for_update=True)
-        if customer.archived_at is not None:
-            customer.archived_at = None
-            customer.save(update_fields=["archived_at", "updated_at"])
-            audit_log(request=request, team=request.team, action="unarchive", obj=customer)
-            messages.success(request, f"Customer {customer.name} restored.")
+    customer = _get_customer(request, pk)
+    if services.customer_restore(customer=customer, user=request.user, request=request):
+        messages.success(request, f"Customer {customer.name} restored.")
     return redirect("releases-customer-detail", pk=customer.pk)
 
 
 @team_required("can_manage_customers")
 def customer_regenerate(request, pk):
     """GET asks for confirmation; POST replaces the license ID (the old one stops at once)."""
+    customer = _get_customer(request, pk)
     if request.method != "POST":
-        customer = _get_customer(request, pk)
         return render(request, "releases/customer_regenerate.html", {"nav": "customers", "customer": customer})
-    with transaction.atomic():
-        customer = _get_customer(request, pk, for_update=True)
-        customer.regenerate_license_id()
-        audit_log(request=request, team=request.team, action="regenerate_license", obj=customer,
-                  detail={"license_sequence": customer.license_sequence})
+    services.license_regenerate(customer=customer, user=request.user, request=request)
     messages.success(request, f"New license ID for {customer.name}. The old one no longer works: "
                               "send the customer the new license file.")
     return redirect("releases-customer-detail", pk=customer.pk)
@@ -188,16 +166,4 @@ def customer_license(request, pk):
     audit_log(request=request, team=request.team, action="download_license", obj=customer,
               detail={"license_sequence": customer.license_sequence})
     return response
-
-
-def _public_fields(customer: Customer) -> dict:
-    """What the audit may say about a customer: everything but the license ID."""
-    return {
-        "name": customer.name,
-        "email": customer.email,
-        "app": customer.app.slug,
-        "channel": customer.channel.name,
-        "license_type": customer.license_type,
-        "expires_at": customer.expires_at.isoformat() if customer.expires_at else None,
-    }
 

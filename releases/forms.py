@@ -108,7 +108,7 @@ class ChannelForm(forms.Form):
 class ReleaseFileForm(forms.Form):
     """One file of a draft: its (new) name and content. ``original_name`` is empty for a new file."""
 
-    original_name = forms.CharField(required=False, widget=forms.HiddenInput)
+    original_name = forms.CharField(required=False, strip=False, widget=forms.HiddenInput)
     name = forms.CharField(
         label="File name", max_length=255,
         help_text="A relative name ending in .yaml or .yml, such as deployment.yaml.",
@@ -120,9 +120,10 @@ class ReleaseFileForm(forms.Form):
                                      "autocapitalize": "off", "wrap": "off", "rows": 28}),
     )
 
-    def __init__(self, *args, other_names=(), **kwargs):
+    def __init__(self, *args, names=(), **kwargs):
+        """``names``: the release's file names; the file's own (``original_name``) may stay."""
         super().__init__(*args, **kwargs)
-        self.other_names = set(other_names)
+        self.names = set(names)
         self.problems = []
 
     def clean_name(self):
@@ -130,7 +131,7 @@ class ReleaseFileForm(forms.Form):
         error = file_name_error(name)
         if error:
             raise forms.ValidationError(error)
-        if name in self.other_names:
+        if name in self.names - {self.cleaned_data.get("original_name", "")}:
             raise forms.ValidationError(f"This release already has a file named {name}: choose another name.")
         return name
 
@@ -150,6 +151,24 @@ class ReleaseFileForm(forms.Form):
                     f"{'them' if count > 1 else 'it'} (see below) and save again.",
                 )
         return cleaned
+
+
+class ReleaseNewForm(forms.Form):
+    """"Create new release" from the newest release or, with ``from``, from an older one."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # ``from`` is a Python keyword, so the field is added here rather than declared.
+        self.fields["from"] = forms.CharField(required=False, strip=False)
+
+    def clean_from(self) -> int | None:
+        """A release sequence, or None (anything but digits means the newest release)."""
+        value = self.cleaned_data["from"]
+        return int(value) if value.isascii() and value.isdigit() else None
+
+
+class FileDeleteForm(forms.Form):
+    name = forms.CharField(required=False, strip=False)
 
 
 class PromoteForm(forms.Form):

@@ -47,6 +47,11 @@ class App(models.Model):
         """The slug is in customers' licenses and image names once a release is promoted."""
         return Promotion.objects.filter(channel__app=self).exists()
 
+    def archive(self) -> None:
+        """Hide the app from the lists; its releases and customers are kept."""
+        self.archived_at = timezone.now()
+        self.save(update_fields=["archived_at"])
+
     @classmethod
     def create_with_channels(cls, *, team: Team, name: str, slug: str) -> "App":
         with transaction.atomic():
@@ -83,6 +88,10 @@ class Channel(models.Model):
     @property
     def is_archived(self) -> bool:
         return self.archived_at is not None
+
+    def archive(self) -> None:
+        self.archived_at = timezone.now()
+        self.save(update_fields=["archived_at"])
 
     def current_promotion(self) -> "Promotion | None":
         return self.promotions.filter(demoted_at__isnull=True).order_by("-channel_sequence").first()
@@ -236,9 +245,33 @@ class Customer(models.Model):
     def is_expired(self) -> bool:
         return self.expires_at is not None and self.expires_at <= timezone.now()
 
+    def archive(self) -> bool:
+        """Archive the customer: the license stops working. False if it already was."""
+        with transaction.atomic():
+            locked = Customer.objects.select_for_update().get(pk=self.pk)
+            if locked.archived_at is not None:
+                self.archived_at = locked.archived_at
+                return False
+            self.archived_at = timezone.now()
+            self.save(update_fields=["archived_at", "updated_at"])
+        return True
+
+    def restore(self) -> bool:
+        """Undo ``archive``: the license works again. False if the customer was not archived."""
+        with transaction.atomic():
+            locked = Customer.objects.select_for_update().get(pk=self.pk)
+            if locked.archived_at is None:
+                self.archived_at = None
+                return False
+            self.archived_at = None
+            self.save(update_fields=["archived_at", "updated_at"])
+        return True
+
     def regenerate_license_id(self) -> None:
         """A new license ID; the old one stops working at once."""
-        self.license_id = new_license_id()
-        self.license_sequence += 1
-        self.save(update_fields=["license_id", "license_sequence", "updated_at"])
+        with transaction.atomic():
+            locked = Customer.objects.select_for_update().get(pk=self.pk)
+            self.license_id = new_license_id()
+            self.license_sequence = locked.license_sequence + 1
+            self.save(update_fields=["license_id", "license_sequence", "updated_at"])
 

@@ -8,29 +8,35 @@ copies its files into the next sequence.
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Max, OuterRef, Prefetch, Subquery
+from django.db.models import Count, F, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from portal.audit import audit_log
 from portal.forms import form_status
 from portal.roles import team_required
 
-from .demo import DEMO_FILES
+from . import services
 from .diff import diff_files
 from .downstream import tar_gz
-from .forms import AppEditForm, AppForm, ChannelForm, PromoteForm, ReleaseFileForm
+from .forms import (
+    AppEditForm,
+    AppForm,
+    ChannelForm,
+    FileDeleteForm,
+    PromoteForm,
+    ReleaseFileForm,
+    ReleaseNewForm,
+)
 from .image_check.selectors import release_failing_images
 from .image_check.services import release_checks_ensure
 from .manifests import images_in, problem_count, unique_images, validate_file
 from .models import App, Channel, Promotion, Release, ReleaseFile, slug_from_name
+from .services import DraftExists, ReleaseFrozen, release_is_editable
 
 PAGE_SIZE = 25
 LATEST_RELEASES = 5
@@ -71,11 +77,6 @@ def _channels_with_current(app_filter: dict):
 
 def _newest_release(app) -> Release | None:
     return app.releases.order_by("-sequence").first()
-
-
-def _is_editable(release: Release, newest: Release | None = None) -> bool:
-    newest = newest if newest is not None else _newest_release(release.app)
-    return release.is_draft and newest is not None and newest.pk == release.pk
 
 
 def _release_history(releases):
@@ -138,14 +139,11 @@ def app_create(request):
     form = AppForm(request.POST or None, team=request.team)
     if request.method == "POST" and form.is_valid():
         try:
-            app = App.create_with_channels(
-                team=request.team, name=form.cleaned_data["name"], slug=form.cleaned_data["slug"]
-            )
-        except IntegrityError:
-            form.add_error("slug", "Your team already has an app with this slug: choose another.")
+            app = services.app_create(team=request.team, name=form.cleaned_data["name"],
+                                      slug=form.cleaned_data["slug"], user=request.user, request=request)
+        except ValidationError as error:
+            form.add_error(None, error)
         else:
-            audit_log(request=request, team=request.team, action="create", obj=app,
-                      detail={"name": app.name, "slug": app.slug})
             messages.success(request, f"App {app.name} created with the channels Stable, Beta and Unstable.")
             return redirect("releases-app-detail", slug=app.slug)
     return render(request, "releases/app_form.html", {"nav": "apps", "form": form,
@@ -182,17 +180,14 @@ def app_edit(request, slug):
     form = AppEditForm(request.POST or None, app=app, slug_fixed=slug_fixed,
                        initial={"name": app.name, "slug": app.slug})
     if request.method == "POST" and form.is_valid():
-        changes = {k: [getattr(app, k), form.cleaned_data[k]] for k in ("name", "slug")
-                   if getattr(app, k) != form.cleaned_data[k]}
+        try:
+            changes = services.app_update(app=app, name=form.cleaned_data["name"], slug=form.cleaned_data["slug"],
+                                          user=request.user, request=request)
+        except ValidationError as error:
+            form.add_error(None, error)
+            return render(request, "releases/app_edit.html", {"nav": "apps", "app": app, "form": form,
+                                                              "slug_fixed": slug_fixed}, status=400)
         if changes:
-            app.name, app.slug = form.cleaned_data["name"], form.cleaned_data["slug"]
-            try:
-                app.save(update_fields=["name", "slug"])
-            except IntegrityError:
-                form.add_error("slug", "Your team already has an app with this slug: choose another.")
-                return render(request, "releases/app_edit.html", {"nav": "apps", "app": app, "form": form,
-                                                                  "slug_fixed": slug_fixed}, status=400)
-            audit_log(request=request, team=request.team, action="update", obj=app, detail=changes)
             messages.success(request, f"App {app.name} saved.")
         return redirect("releases-app-detail", slug=app.slug)
     return render(request, "releases/app_edit.html", {"nav": "apps", "app": app, "form": form,
@@ -203,9 +198,7 @@ def app_edit(request, slug):
 @team_required("can_edit_releases")
 def app_archive(request, slug):
     app = _get_app(request, slug, write=True)
-    app.archived_at = timezone.now()
-    app.save(update_fields=["archived_at"])
-    audit_log(request=request, team=request.team, action="archive", obj=app)
+    services.app_archive(app=app, user=request.user, request=request)
     messages.success(request, f"App {app.name} archived. Its releases and customers are kept.")
     return redirect("releases-app-list")
 
@@ -219,14 +212,12 @@ def channel_create(request, slug):
     app = _get_app(request, slug, write=True)
     form = ChannelForm(request.POST, app=app)
     if form.is_valid():
-        position = (app.channels.aggregate(m=Max("position"))["m"] or 0) + 1
         try:
-            channel = Channel.objects.create(app=app, name=form.cleaned_data["name"], slug=form.slug, position=position)
-        except IntegrityError:
-            form.add_error("name", "This app already has a channel with this name.")
+            channel = services.channel_create(app=app, name=form.cleaned_data["name"], slug=form.slug,
+                                              user=request.user, request=request)
+        except ValidationError as error:
+            form.add_error(None, error)
         else:
-            audit_log(request=request, team=request.team, action="create", obj=channel,
-                      detail={"app": app.slug, "name": channel.name})
             messages.success(request, f"Channel {channel.name} added.")
             return redirect("releases-app-detail", slug=app.slug)
     return render(request, "releases/app_detail.html", _app_detail_context(request, app, channel_form=form),
@@ -238,17 +229,13 @@ def channel_create(request, slug):
 def channel_archive(request, slug, channel_slug):
     app = _get_app(request, slug, write=True)
     channel = _get_channel(app, channel_slug)
-    live_customers = channel.customers.filter(archived_at__isnull=True).count()
-    if live_customers:
-        messages.error(request, f"Channel {channel.name} has {live_customers} customer"
-                                f"{'s' if live_customers > 1 else ''}: move them to another channel first.")
-    elif not app.channels.filter(archived_at__isnull=True).exclude(pk=channel.pk).exists():
-        messages.error(request, "An app needs at least one channel: add another before archiving this one.")
-    elif not channel.is_archived:
-        channel.archived_at = timezone.now()
-        channel.save(update_fields=["archived_at"])
-        audit_log(request=request, team=request.team, action="archive", obj=channel, detail={"app": app.slug})
-        messages.success(request, f"Channel {channel.name} archived.")
+    try:
+        archived = services.channel_archive(channel=channel, user=request.user, request=request)
+    except ValidationError as error:
+        messages.error(request, error.message)
+    else:
+        if archived:
+            messages.success(request, f"Channel {channel.name} archived.")
     return redirect("releases-app-detail", slug=app.slug)
 
 
@@ -260,20 +247,14 @@ def channel_archive(request, slug, channel_slug):
 def release_new(request, slug):
     """Start a draft: the newest release's files (or the default files) in the next sequence."""
     app = _get_app(request, slug, write=True)
-    with transaction.atomic():
-        App.objects.select_for_update().filter(pk=app.pk).first()  # one new draft at a time
-        newest = _newest_release(app)
-        if newest is not None and newest.is_draft:
-            messages.info(request, f"Release {newest.sequence} is already a draft: edit it.")
-            return redirect("releases-release-edit", slug=app.slug, sequence=newest.sequence)
-        base = newest
-        if request.POST.get("from", "").isdigit():
-            base = app.releases.filter(sequence=int(request.POST["from"])).first() or newest
-        files = [(f.name, f.content) for f in base.files.all()] if base is not None else list(DEMO_FILES)
-        release = Release.create_next(app=app, user=request.user, files=files)
-    audit_log(request=request, team=request.team, action="create", obj=release,
-              detail={"app": app.slug, "sequence": release.sequence,
-                      "from_sequence": base.sequence if base else None})
+    form = ReleaseNewForm(request.POST)
+    from_sequence = form.cleaned_data["from"] if form.is_valid() else None
+    try:
+        release, base = services.release_create_draft(app=app, user=request.user, from_sequence=from_sequence,
+                                                      request=request)
+    except DraftExists as draft:
+        messages.info(request, f"Release {draft.release.sequence} is already a draft: edit it.")
+        return redirect("releases-release-edit", slug=app.slug, sequence=draft.release.sequence)
     messages.success(request, f"Release {release.sequence} is a new draft"
                               f"{f' with the files of release {base.sequence}' if base else ''}.")
     return redirect("releases-release-edit", slug=app.slug, sequence=release.sequence)
@@ -299,8 +280,13 @@ def _editor_context(request, release, form, current_name, extra_problems=()):
 
 
 def _editable_or_redirect(request, release):
-    if _is_editable(release):
+    if release_is_editable(release):
         return None
+    return _frozen(request, release)
+
+
+def _frozen(request, release):
+    """Say why ``release`` cannot be edited, and show it."""
     if release.is_draft:
         messages.info(request, f"Release {release.sequence} is not the newest release, so it is frozen.")
     else:
@@ -318,11 +304,10 @@ def release_edit(request, slug, sequence):
         return response
     files = list(release.files.all())
     if request.method == "POST":
-        original = request.POST.get("original_name", "")
-        form = ReleaseFileForm(request.POST, other_names=[f.name for f in files if f.name != original])
+        form = ReleaseFileForm(request.POST, names=[f.name for f in files])
         if form.is_valid():
-            return _save_file(request, release, form, original)
-        current = original
+            return _save_file(request, release, form)
+        current = form.cleaned_data.get("original_name", "")
     else:
         current = request.GET.get("file", "")
         if request.GET.get("new") or not files:
@@ -336,34 +321,19 @@ def release_edit(request, slug, sequence):
                   status=form_status(form))
 
 
-def _save_file(request, release, form, original):
-    name, content = form.cleaned_data["name"], form.cleaned_data["content"]
-    with transaction.atomic():
-        locked = Release.objects.select_for_update().get(pk=release.pk)
-        if not _is_editable(locked):
-            messages.error(request, f"Release {release.sequence} was promoted meanwhile: your change was not saved. "
-                                    "Create a new release and apply it there.")
-            return redirect("releases-release-detail", slug=release.app.slug, sequence=release.sequence)
-        if original:
-            file = locked.files.filter(name=original).first()
-            if file is None:
-                raise Http404("No such file.")
-            detail = {"release": release.sequence, "file": name}
-            if name != original:
-                detail["renamed_from"] = original
-            changed = file.content != content or file.name != name
-            file.name, file.content = name, content
-            file.save(update_fields=["name", "content"])
-            action = "update"
-        else:
-            position = (locked.files.aggregate(m=Max("position"))["m"] or 0) + 1
-            file = ReleaseFile.objects.create(release=locked, name=name, content=content, position=position)
-            detail = {"release": release.sequence, "file": name}
-            changed, action = True, "create"
-        locked.save(update_fields=["updated_at"])
+def _save_file(request, release, form):
+    name = form.cleaned_data["name"]
+    try:
+        _file, changed = services.release_file_save(
+            release=release, original_name=form.cleaned_data["original_name"], name=name,
+            content=form.cleaned_data["content"], user=request.user, request=request)
+    except ReleaseFrozen:
+        messages.error(request, f"Release {release.sequence} was promoted meanwhile: your change was not saved. "
+                                "Create a new release and apply it there.")
+        return redirect("releases-release-detail", slug=release.app.slug, sequence=release.sequence)
+    except ReleaseFile.DoesNotExist:
+        raise Http404("No such file.") from None
     if changed:
-        audit_log(request=request, team=request.team, action=action, obj=file,
-                  object_repr=f"{release.app.slug} release {release.sequence} {name}", detail=detail)
         messages.success(request, f"Saved {name}.")
     else:
         messages.info(request, f"{name} had no changes.")
@@ -376,10 +346,9 @@ def _save_file(request, release, form, original):
 def release_validate(request, slug, sequence):
     """Check the file being typed: the problems and the release's images (htmx partial)."""
     release = _get_release(request, slug, sequence)
-    original = request.POST.get("original_name", "")
-    form = ReleaseFileForm(request.POST, other_names=[f.name for f in release.files.all() if f.name != original])
+    form = ReleaseFileForm(request.POST, names=[f.name for f in release.files.all()])
     form.is_valid()
-    context = _editor_context(request, release, form, original)
+    context = _editor_context(request, release, form, form.cleaned_data.get("original_name", ""))
     if request.htmx:
         return render(request, "releases/release_edit.html#yaml-check", context, status=form_status(form))
     return render(request, "releases/release_edit.html", context, status=form_status(form))
@@ -391,18 +360,14 @@ def file_delete(request, slug, sequence):
     release = _get_release(request, slug, sequence)
     if release.app.is_archived:
         raise PermissionDenied("This app is archived.")
-    name = request.POST.get("name", "")
-    with transaction.atomic():
-        locked = Release.objects.select_for_update().get(pk=release.pk)
-        if not _is_editable(locked):
-            return _editable_or_redirect(request, locked)
-        file = get_object_or_404(ReleaseFile, release=locked, name=name)
-        file_pk = file.pk
-        file.delete()
-        locked.save(update_fields=["updated_at"])
-    audit_log(request=request, team=request.team, action="delete", object_type="releasefile",
-              object_repr=f"{release.app.slug} release {release.sequence} {name}",
-              detail={"release": release.sequence, "file": name, "id": file_pk})
+    form = FileDeleteForm(request.POST)
+    name = form.cleaned_data["name"] if form.is_valid() else ""
+    try:
+        services.release_file_delete(release=release, name=name, user=request.user, request=request)
+    except ReleaseFrozen as frozen:
+        return _frozen(request, frozen.release)
+    except ReleaseFile.DoesNotExist:
+        raise Http404("No such file.") from None
     messages.success(request, f"Deleted {name}.")
     return redirect("releases-release-edit", slug=release.app.slug, sequence=release.sequence)
 
@@ -421,7 +386,7 @@ def release_detail(request, slug, sequence):
         "problems": {k: v for k, v in problems.items() if v},
         "images": images_in(files),
         "promotions": release.promotions.select_related("channel", "promoted_by").order_by("channel__position"),
-        "editable": _is_editable(release), "previous": release.previous(),
+        "editable": release_is_editable(release), "previous": release.previous(),
     })
 
 
@@ -477,18 +442,10 @@ def release_promote(request, slug, sequence):
     form = PromoteForm(request.POST or None, app=app, initial=initial, failing_images=failing)
     if request.method == "POST" and not blockers and form.is_valid():
         data = form.cleaned_data
-        promotions = []
-        for channel in data["channels"]:
-            promotion = release.promote_to(
-                channel, user=request.user, version_label=data["version_label"],
-                release_notes=data["release_notes"], is_required=data["is_required"],
-            )
-            promotions.append(promotion)
-            audit_log(request=request, team=request.team, action="promote", obj=promotion,
-                      detail={"app": app.slug, "release": release.sequence, "channel": channel.name,
-                              "channel_sequence": promotion.channel_sequence,
-                              "version_label": promotion.version_label, "required": promotion.is_required,
-                              **({"failing_images": failing} if failing else {})})
+        promotions = services.release_promote(
+            release=release, channels=data["channels"], user=request.user, version_label=data["version_label"],
+            release_notes=data["release_notes"], is_required=data["is_required"], failing_images=failing,
+            request=request)
         names = ", ".join(p.channel.name for p in promotions)
         messages.success(request, f"Release {release.sequence} promoted to {names} as {data['version_label']}.")
         return redirect("releases-app-detail", slug=app.slug)
@@ -503,12 +460,7 @@ def release_promote(request, slug, sequence):
 def promotion_demote(request, slug, pk):
     app = _get_app(request, slug, write=True)
     promotion = get_object_or_404(Promotion.objects.select_related("channel", "release"), channel__app=app, pk=pk)
-    if not promotion.is_demoted:
-        promotion.demote(user=request.user)
-        audit_log(request=request, team=request.team, action="demote", obj=promotion,
-                  detail={"app": app.slug, "channel": promotion.channel.name,
-                          "channel_sequence": promotion.channel_sequence, "release": promotion.release.sequence,
-                          "version_label": promotion.version_label})
+    if services.promotion_demote(promotion=promotion, user=request.user, request=request):
         messages.success(request, f"{promotion.version_label} demoted from {promotion.channel.name}: "
                                   "customers on the channel no longer see it.")
     return redirect("releases-channel-history", slug=app.slug, channel_slug=promotion.channel.slug)

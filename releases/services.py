@@ -1,0 +1,272 @@
+"""Writes of the release side: apps, channels, drafts and their files, promotion, customers.
+
+Each service does its write and its audit line; the views parse the request, call one of
+these and turn the outcome into a message. ``user`` is who acts; ``request``, when given,
+adds the client's address to the audit. A write the database refuses (a slug taken
+meanwhile) comes back as a ``ValidationError`` keyed by the form field it concerns.
+"""
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+
+from portal.audit import audit_log
+
+from .demo import DEMO_FILES
+from .models import App, Channel, Customer, Promotion, Release, ReleaseFile
+
+SLUG_TAKEN = "Your team already has an app with this slug: choose another."
+
+
+class ReleaseFrozen(Exception):
+    """The release was promoted, or is no longer the newest, by the time the write got its lock."""
+
+    def __init__(self, release: Release):
+        super().__init__(f"Release {release.sequence} is frozen.")
+        self.release = release
+
+
+class DraftExists(Exception):
+    """The app's newest release is a draft already: edit it rather than start another."""
+
+    def __init__(self, release: Release):
+        super().__init__(f"Release {release.sequence} is already a draft.")
+        self.release = release
+
+
+def release_is_editable(release: Release, newest: Release | None = None) -> bool:
+    """Only the newest release, while no channel has it, is edited in place."""
+    newest = newest if newest is not None else release.app.releases.order_by("-sequence").first()
+    return release.is_draft and newest is not None and newest.pk == release.pk
+
+
+# --- apps and channels --------------------------------------------------------------------
+
+
+def app_create(*, team, name: str, slug: str, user, request=None) -> App:
+    """A new app with the default channels."""
+    try:
+        app = App.create_with_channels(team=team, name=name, slug=slug)
+    except IntegrityError:
+        raise ValidationError({"slug": SLUG_TAKEN}) from None
+    audit_log(request=request, team=team, action="create", obj=app, actor=user,
+              detail={"name": app.name, "slug": app.slug})
+    return app
+
+
+def app_update(*, app: App, name: str, slug: str, user, request=None) -> dict:
+    """Rename ``app`` (and change its slug); the changes as {field: [before, after]}, empty if none."""
+    changes = {k: [getattr(app, k), v] for k, v in (("name", name), ("slug", slug)) if getattr(app, k) != v}
+    if changes:
+        app.name, app.slug = name, slug
+        try:
+            with transaction.atomic():  # a refused write leaves the caller's transaction usable
+                app.save(update_fields=["name", "slug"])
+        except IntegrityError:
+            raise ValidationError({"slug": SLUG_TAKEN}) from None
+        audit_log(request=request, team=app.team, action="update", obj=app, actor=user, detail=changes)
+    return changes
+
+
+def app_archive(*, app: App, user, request=None) -> None:
+    app.archive()
+    audit_log(request=request, team=app.team, action="archive", obj=app, actor=user)
+
+
+def channel_create(*, app: App, name: str, slug: str, user, request=None) -> Channel:
+    """A new channel of ``app``, after its last one."""
+    position = (app.channels.aggregate(m=Max("position"))["m"] or 0) + 1
+    try:
+        with transaction.atomic():
+            channel = Channel.objects.create(app=app, name=name, slug=slug, position=position)
+    except IntegrityError:
+        raise ValidationError({"name": "This app already has a channel with this name."}) from None
+    audit_log(request=request, team=app.team, action="create", obj=channel, actor=user,
+              detail={"app": app.slug, "name": channel.name})
+    return channel
+
+
+def channel_archive(*, channel: Channel, user, request=None) -> bool:
+    """Archive ``channel``; False if it already was. Refused while customers are on it or it is the last one."""
+    app = channel.app
+    live_customers = channel.customers.filter(archived_at__isnull=True).count()
+    if live_customers:
+        raise ValidationError(f"Channel {channel.name} has {live_customers} customer"
+                              f"{'s' if live_customers > 1 else ''}: move them to another channel first.")
+    if not app.channels.filter(archived_at__isnull=True).exclude(pk=channel.pk).exists():
+        raise ValidationError("An app needs at least one channel: add another before archiving this one.")
+    if channel.is_archived:
+        return False
+    channel.archive()
+    audit_log(request=request, team=app.team, action="archive", obj=channel, actor=user, detail={"app": app.slug})
+    return True
+
+
+# --- releases -----------------------------------------------------------------------------
+
+
+def release_create_draft(*, app: App, user, from_sequence: int | None = None,
+                         request=None) -> tuple[Release, Release | None]:
+    """A draft with the files of release ``from_sequence`` (or the newest, or the default files).
+
+    Returns the draft and the release it copies. Raises ``DraftExists`` if the newest release is a draft.
+    """
+    with transaction.atomic():
+        App.objects.select_for_update().filter(pk=app.pk).first()  # one new draft at a time
+        newest = app.releases.order_by("-sequence").first()
+        if newest is not None and newest.is_draft:
+            raise DraftExists(newest)
+        base = newest
+        if from_sequence is not None:
+            base = app.releases.filter(sequence=from_sequence).first() or newest
+        files = [(f.name, f.content) for f in base.files.all()] if base is not None else list(DEMO_FILES)
+        release = Release.create_next(app=app, user=user, files=files)
+    audit_log(request=request, team=app.team, action="create", obj=release, actor=user,
+              detail={"app": app.slug, "sequence": release.sequence,
+                      "from_sequence": base.sequence if base else None})
+    return release, base
+
+
+def release_file_save(*, release: Release, original_name: str, name: str, content: str, user,
+                      request=None) -> tuple[ReleaseFile, bool]:
+    """Save a file of a draft: a new one (``original_name`` empty) or a change (maybe a rename).
+
+    Returns the file and whether anything changed. Raises ``ReleaseFrozen`` if the release
+    was promoted meanwhile, ``ReleaseFile.DoesNotExist`` if ``original_name`` is gone.
+    """
+    with transaction.atomic():
+        locked = Release.objects.select_for_update().get(pk=release.pk)
+        if not release_is_editable(locked):
+            raise ReleaseFrozen(locked)
+        if original_name:
+            file = locked.files.get(name=original_name)
+            detail = {"release": release.sequence, "file": name}
+            if name != original_name:
+                detail["renamed_from"] = original_name
+            changed = file.content != content or file.name != name
+            file.name, file.content = name, content
+            file.save(update_fields=["name", "content"])
+            action = "update"
+        else:
+            position = (locked.files.aggregate(m=Max("position"))["m"] or 0) + 1
+            file = ReleaseFile.objects.create(release=locked, name=name, content=content, position=position)
+            detail = {"release": release.sequence, "file": name}
+            changed, action = True, "create"
+        locked.save(update_fields=["updated_at"])
+    if changed:
+        audit_log(request=request, team=release.app.team, action=action, obj=file, actor=user,
+                  object_repr=f"{release.app.slug} release {release.sequence} {name}", detail=detail)
+    return file, changed
+
+
+def release_file_delete(*, release: Release, name: str, user, request=None) -> None:
+    """Delete a file of a draft. Raises ``ReleaseFrozen`` or ``ReleaseFile.DoesNotExist``."""
+    with transaction.atomic():
+        locked = Release.objects.select_for_update().get(pk=release.pk)
+        if not release_is_editable(locked):
+            raise ReleaseFrozen(locked)
+        file = ReleaseFile.objects.get(release=locked, name=name)
+        file_pk = file.pk
+        file.delete()
+        locked.save(update_fields=["updated_at"])
+    audit_log(request=request, team=release.app.team, action="delete", object_type="releasefile", actor=user,
+              object_repr=f"{release.app.slug} release {release.sequence} {name}",
+              detail={"release": release.sequence, "file": name, "id": file_pk})
+
+
+def release_promote(*, release: Release, channels, user, version_label: str, release_notes: str = "",
+                    is_required: bool = False, failing_images=(), request=None) -> list[Promotion]:
+    """Put ``release`` on each of ``channels``, one audit line per channel.
+
+    ``failing_images`` (the images the private-image check says customers cannot pull,
+    promoted anyway) are written into the audit.
+    """
+    app = release.app
+    failing = list(failing_images)
+    promotions = []
+    for channel in channels:
+        promotion = release.promote_to(
+            channel, user=user, version_label=version_label,
+            release_notes=release_notes, is_required=is_required,
+        )
+        promotions.append(promotion)
+        audit_log(request=request, team=app.team, action="promote", obj=promotion, actor=user,
+                  detail={"app": app.slug, "release": release.sequence, "channel": channel.name,
+                          "channel_sequence": promotion.channel_sequence,
+                          "version_label": promotion.version_label, "required": promotion.is_required,
+                          **({"failing_images": failing} if failing else {})})
+    return promotions
+
+
+def promotion_demote(*, promotion: Promotion, user, request=None) -> bool:
+    """Take ``promotion`` off its channel; False if it already was."""
+    if promotion.is_demoted:
+        return False
+    promotion.demote(user=user)
+    app = promotion.channel.app
+    audit_log(request=request, team=app.team, action="demote", obj=promotion, actor=user,
+              detail={"app": app.slug, "channel": promotion.channel.name,
+                      "channel_sequence": promotion.channel_sequence, "release": promotion.release.sequence,
+                      "version_label": promotion.version_label})
+    return True
+
+
+# --- customers ----------------------------------------------------------------------------
+
+
+def customer_public_fields(customer: Customer) -> dict:
+    """What the audit may say about a customer: everything but the license ID."""
+    return {
+        "name": customer.name,
+        "email": customer.email,
+        "app": customer.app.slug,
+        "channel": customer.channel.name,
+        "license_type": customer.license_type,
+        "expires_at": customer.expires_at.isoformat() if customer.expires_at else None,
+    }
+
+
+def customer_create(*, customer: Customer, user, request=None) -> Customer:
+    """Save the new ``customer`` (built, unsaved, by ``CustomerForm``)."""
+    customer.save()
+    audit_log(request=request, team=customer.app.team, action="create", obj=customer, actor=user,
+              detail=customer_public_fields(customer))
+    return customer
+
+
+def customer_update(*, customer: Customer, user, request=None) -> dict:
+    """Save the changed ``customer`` (from ``CustomerForm``); the changes as {field: [before, after]}."""
+    before = customer_public_fields(Customer.objects.select_related("channel").get(pk=customer.pk))
+    customer.save()
+    after = customer_public_fields(customer)
+    changes = {k: [before[k], after[k]] for k in after if before.get(k) != after[k]}
+    if changes:
+        audit_log(request=request, team=customer.app.team, action="update", obj=customer, actor=user,
+                  detail={"changes": changes})
+    return changes
+
+
+def customer_archive(*, customer: Customer, user, request=None) -> bool:
+    """Archive ``customer`` (its license stops working); False if it already was."""
+    with transaction.atomic():
+        archived = customer.archive()
+        if archived:
+            audit_log(request=request, team=customer.app.team, action="archive", obj=customer, actor=user)
+    return archived
+
+
+def customer_restore(*, customer: Customer, user, request=None) -> bool:
+    """Restore an archived ``customer``; False if it was not archived."""
+    with transaction.atomic():
+        restored = customer.restore()
+        if restored:
+            audit_log(request=request, team=customer.app.team, action="unarchive", obj=customer, actor=user)
+    return restored
+
+
+def license_regenerate(*, customer: Customer, user, request=None) -> None:
+    """A new license ID for ``customer``; the old one stops working at once."""
+    with transaction.atomic():
+        customer.regenerate_license_id()
+        audit_log(request=request, team=customer.app.team, action="regenerate_license", obj=customer,
+                  actor=user, detail={"license_sequence": customer.license_sequence})
