@@ -8,7 +8,7 @@ PORT ?= 8000
 BIN := $(VENV)/bin
 export HOST PORT CI PYTHON VENV
 
-.PHONY: run test test-sqlite test-postgres lint bench screenshots venv test-deps clean
+.PHONY: run test test-fast test-sqlite test-postgres lint bench screenshots venv test-deps clean
 
 # Deps are reinstalled only when pyproject.toml or the constraints change (stamp files).
 $(BIN)/python:
@@ -36,6 +36,10 @@ test-deps: $(VENV)/.installed-test
 test: test-deps
 	$(BIN)/pytest -m "not postgres_only"
 	$(MAKE) --no-print-directory test-postgres
+
+# The quick loop while coding: the suite without browser and slow tests, SQLite only.
+test-fast: test-deps
+	$(BIN)/pytest -m "not browser and not slow and not postgres_only"
 
 test-postgres:
 	DATABASE_URL="$$(cat var/test-database-url)" $(BIN)/pytest -m postgres; \

@@ -5,7 +5,6 @@ start its server again (two moto servers fighting over AWS_ENDPOINT_URL_*): so t
 """
 
 pytest_plugins = [
-    "tests.servers",
-    "tests.registries.servers",
-    "tests.registries.mirror_fixtures",
+    "tests.support.servers",
+    "tests.support.registry",
 ]

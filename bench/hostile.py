@@ -26,8 +26,8 @@ import httpx  # noqa: E402
 
 from tests.hostile.conftest import raw_request  # noqa: E402
 from tests.hostile.payloads import RELEASE_YAML, STATIC_TRAVERSALS, license_yaml_cases  # noqa: E402
-from tests.servers import start_redis, stop_process  # noqa: E402
 from tests.support.processes import PortalProcesses  # noqa: E402
+from tests.support.servers import start_redis, stop_process  # noqa: E402
 
 RESULTS = BASE_DIR / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench/hostile.py: begin -->", "<!-- bench/hostile.py: end -->"

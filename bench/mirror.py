@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+BENCH_USERS = {"mirror": "mirror-secret-pw"}  # the upstream registries' one user
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
@@ -89,14 +90,14 @@ def main() -> None:
     if args.child:
         return child_copy(args)
 
-    from tests.registries.images import build_index, build_single, cleanup, push
-    from tests.registries.mirror_fixtures import start_registry
+    from tests.support.images import build_index, build_single, cleanup, push
+    from tests.support.registry import start_distribution
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-mirror-"))
     started = []
 
     def registry():
-        r = start_registry(tmp / f"r{len(started)}")
+        r = start_distribution(tmp / f"r{len(started)}", users=BENCH_USERS)
         started.append(r)
         return r
 

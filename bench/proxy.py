@@ -4,7 +4,7 @@
 
 A two-platform image (four 25 MB layers per platform plus one shared 2 MB layer, ~202 MB) is
 pushed to a loopback distribution registry (htpasswd auth). The portal runs under uvicorn as
-`make run` serves it (tests/releases/proxy_stack.py), with that registry linked under the Name
+`make run` serves it (tests/support/proxy_server.py), with that registry linked under the Name
 ``upstream`` and a promoted release using the image. Each round pulls the image with
 `skopeo copy --all` into a fresh local OCI directory, alternately directly from the registry and
 through the proxy with a license (skopeo's blob-info cache deleted first). Then N pulls through
@@ -24,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+BENCH_USERS = {"mirror": "mirror-secret-pw"}  # the upstream registries' one user
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -66,14 +67,14 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=8)
     args = parser.parse_args()
 
-    from tests.registries.images import build_index, cleanup, push
-    from tests.registries.mirror_fixtures import start_registry
-    from tests.releases.proxy_stack import start_proxy_server
+    from tests.support.images import build_index, cleanup, push
+    from tests.support.proxy_server import start_proxy_server
+    from tests.support.registry import start_distribution
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
     upstream = server = None
     try:
-        upstream = start_registry(tmp / "upstream")
+        upstream = start_distribution(tmp / "upstream", users=BENCH_USERS)
         image = build_index(layer_sizes=[25 * MB] * 4, shared_size=2 * MB, on_disk=True,
                             directory=tmp)
         total = sum(b.size for b in image.blobs)

@@ -3,7 +3,7 @@
     .venv/bin/python bench/proxy_request.py [--requests 200]
 
 A loopback distribution registry (htpasswd auth) holds a small image; the portal runs under
-uvicorn as `make run` serves it (tests/releases/proxy_stack.py), SQLite. Two measurements:
+uvicorn as `make run` serves it (tests/support/proxy_server.py), SQLite. Two measurements:
 
 1. End to end: ``--requests`` sequential GETs of the manifest (by tag) and of the small config
    blob, directly from the registry and through the proxy (one keep-alive connection each).
@@ -29,6 +29,7 @@ from pathlib import Path
 
 import httpx
 
+BENCH_USERS = {"mirror": "mirror-secret-pw"}  # the upstream registries' one user
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -138,14 +139,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
 
-    from tests.registries.images import build_single, push
-    from tests.registries.mirror_fixtures import start_registry
-    from tests.releases.proxy_stack import start_proxy_server
+    from tests.support.images import build_single, push
+    from tests.support.proxy_server import start_proxy_server
+    from tests.support.registry import start_distribution
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-proxy-request-"))
     upstream = server = None
     try:
-        upstream = start_registry(tmp / "upstream")
+        upstream = start_distribution(tmp / "upstream", users=BENCH_USERS)
         image = build_single([100_000], seed=3)
         push(image, upstream.url, "bench/app", "1.0", auth=upstream.auth)
         server = start_proxy_server(tmp / "portal")

@@ -35,8 +35,8 @@ sys.path.insert(0, str(BASE_DIR))
 import boto3  # noqa: E402
 import httpx  # noqa: E402
 
-from tests.registries.portal_stack import PortalStack, add_registry, csrf, stack_env  # noqa: E402
-from tests.registries.servers import (  # noqa: E402
+from tests.support.processes import PortalStack, stack_env  # noqa: E402
+from tests.support.registry import (  # noqa: E402
     ECR_HOST,
     ECR_READ_ONLY_POLICY,
     MOTO_TOKEN_PASSWORD,
@@ -44,7 +44,8 @@ from tests.registries.servers import (  # noqa: E402
     push_test_image,
     start_distribution,
 )
-from tests.servers import LOOPBACK, free_port, start_redis, stop_process, wait_for_port  # noqa: E402
+from tests.support.registry_pages import add_registry, csrf  # noqa: E402
+from tests.support.servers import LOOPBACK, free_port, start_redis, stop_process, wait_for_port  # noqa: E402
 
 RESULTS = BASE_DIR / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench/validate.py: begin -->", "<!-- bench/validate.py: end -->"

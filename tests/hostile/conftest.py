@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.servers import LOOPBACK
 from tests.support.processes import PortalProcesses
+from tests.support.servers import LOOPBACK
 
 CPU_BUDGET_SECONDS = 5.0
 RSS_BUDGET_BYTES = 100 * 2**20

@@ -11,7 +11,7 @@ import redis
 
 from portal import publish as publisher
 from tests.registries.product_helpers import celery_conf
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 TASK = "registries.tasks.validate_registry"
 

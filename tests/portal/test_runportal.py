@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import servers
-from tests.servers import free_port, require_binary
+from tests.support import servers
+from tests.support.servers import free_port, require_binary
 
 pytestmark = pytest.mark.slow
 redis_server = servers.redis_server  # the session fixture

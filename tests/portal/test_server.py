@@ -1,6 +1,6 @@
 """Bounds on the request head under the server the Procfile runs (uvicorn + portal.server).
 
-The server is the Procfile's ``web:`` command on 127.0.0.1 (tests/releases/proxy_stack.py);
+The server is the Procfile's ``web:`` command on 127.0.0.1 (tests/support/proxy_server.py);
 clients are raw sockets, so nothing between the test and the server tidies up the bytes.
 """
 
@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from portal.server import HEAD_TIMEOUT
-from tests.releases.proxy_stack import ProxyServer, server_env
-from tests.servers import LOOPBACK, free_port
+from tests.support.proxy_server import ProxyServer, server_env
+from tests.support.servers import LOOPBACK, free_port
 
 pytestmark = pytest.mark.slow
 

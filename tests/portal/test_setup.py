@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import in_ci, require_binary
+from tests.support.servers import in_ci, require_binary
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 

@@ -3,7 +3,7 @@
 from contextlib import contextmanager
 
 from registries.models import ExternalRegistry, Provider, Status
-from tests.registries.servers import ECR_HOST
+from tests.support.registry import ECR_HOST
 
 
 def make_registry(team, *, provider=Provider.OTHER, endpoint="registry.example.com", username="user",

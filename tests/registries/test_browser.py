@@ -5,8 +5,8 @@ The portal runs as separate processes (web server, Celery worker, Redis, a SQLit
 
 import pytest
 
-from tests.registries.portal_stack import PASSWORD, PortalStack, stack_env
-from tests.registries.servers import ECR_HOST, push_test_image
+from tests.support.processes import PASSWORD, PortalStack, stack_env
+from tests.support.registry import ECR_HOST, push_test_image
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -10,7 +10,7 @@ from registries import credentials, ecr
 from registries.errors import RegistryError
 from registries.oci.media import ACCEPT_MANIFESTS
 from tests.registries.product_helpers import make_ecr_registry
-from tests.registries.servers import ECR_HOST, REGION, push_test_image
+from tests.support.registry import ECR_HOST, REGION, push_test_image
 
 pytestmark = pytest.mark.django_db
 

@@ -6,15 +6,10 @@ import time
 
 import pytest
 
-from tests.registries.portal_stack import (
-    PortalStack,
-    add_registry,
-    registry_status,
-    stack_env,
-    wait_for_status,
-)
-from tests.registries.servers import ECR_HOST, push_test_image
-from tests.servers import (
+from tests.support.processes import PortalStack, stack_env
+from tests.support.registry import ECR_HOST, push_test_image
+from tests.support.registry_pages import add_registry, registry_status, wait_for_status
+from tests.support.servers import (
     redis_server,  # noqa: F401 (a fixture, asked by name below)
     start_redis,
     stop_process,
@@ -93,7 +88,7 @@ def test_with_the_broker_down_the_registry_waits_pending_then_validates(tmp_path
         # The broker comes back on the same port; the worker's beat sweeps the pending row.
         import subprocess
 
-        from tests.servers import require_binary
+        from tests.support.servers import require_binary
 
         process = subprocess.Popen(
             [require_binary("redis-server"), "--bind", "127.0.0.1", "--port", str(port), "--dir",

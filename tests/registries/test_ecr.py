@@ -8,7 +8,7 @@ import pytest
 from registries import ecr
 from registries.errors import RegistryError
 from registries.oci.client import RegistryClient
-from tests.registries.servers import ACCOUNT, ECR_HOST, REGION, push_test_image
+from tests.support.registry import ACCOUNT, ECR_HOST, REGION, push_test_image
 
 
 @pytest.fixture(autouse=True)

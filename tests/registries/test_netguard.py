@@ -11,7 +11,7 @@ import pytest
 from registries import netguard
 from registries.errors import RegistryError
 from registries.oci.client import RegistryClient
-from tests.servers import LOOPBACK, free_port
+from tests.support.servers import LOOPBACK, free_port
 
 
 @pytest.mark.parametrize("ip,fragment", [

@@ -8,8 +8,8 @@ from registries.errors import RegistryError
 from registries.oci.client import RegistryClient
 from registries.oci.media import DOCKER_MANIFEST
 from registries.oci.transport import parse_challenge
-from tests.registries.servers import push_test_image
-from tests.servers import free_port
+from tests.support.registry import push_test_image
+from tests.support.servers import free_port
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from portal.models import AuditEvent
 from registries.models import ExternalRegistry
 from tests.conftest import login
 from tests.registries.product_helpers import celery_conf
-from tests.registries.servers import ECR_HOST, push_test_image
+from tests.support.registry import ECR_HOST, push_test_image
 
 # transaction=True: on_commit callbacks (the queued validations) run at each commit, as in production.
 pytestmark = pytest.mark.django_db(transaction=True)

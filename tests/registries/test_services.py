@@ -5,7 +5,7 @@ import pytest
 from registries import services
 from registries.models import Status
 from tests.registries.product_helpers import make_ecr_registry, make_registry
-from tests.registries.servers import ECR_HOST, push_test_image
+from tests.support.registry import ECR_HOST, push_test_image
 
 pytestmark = pytest.mark.django_db
 
@@ -105,7 +105,7 @@ def test_loopback_is_refused_unless_private_registries_are_allowed(team, setting
 
 
 def test_a_refused_connection_is_transient_for_the_task(team, settings):
-    from tests.servers import free_port
+    from tests.support.servers import free_port
 
     settings.PORTAL_ALLOW_PRIVATE_REGISTRIES = True
     registry = make_registry(team, endpoint=f"127.0.0.1:{free_port()}", name="gone", insecure=True)

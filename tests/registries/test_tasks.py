@@ -6,8 +6,8 @@ from registries import tasks
 from registries.models import QUEUED_MESSAGE, ExternalRegistry, Status
 from tests.conftest import login
 from tests.registries.product_helpers import celery_conf, make_ecr_registry, make_registry
-from tests.registries.servers import ECR_HOST
-from tests.servers import free_port
+from tests.support.registry import ECR_HOST
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.django_db
 

@@ -21,7 +21,7 @@ from releases.downstream import (
     render_downstream,
     strip_tag_and_digest,
 )
-from tests.servers import require_binary
+from tests.support.servers import require_binary
 
 PROXY = "portal.example.com:8443"
 SLUG = "myapp"

@@ -10,9 +10,10 @@ It exposes the base URL, the web process's pid with its CPU time and resident me
 /proc, each process's captured output, and a logged-in httpx client per role. ``stop()`` sends
 SIGTERM to each process group, then SIGKILL after a deadline.
 
-Used by the hostile-input suite (tests/hostile/) and bench/hostile.py. The older stacks
-(tests/releases/proxy_stack.py, tests/registries/portal_stack.py) start fewer processes their
-own way.
+Used by the hostile-input suite (tests/hostile/) and bench/hostile.py. ``PortalStack`` (the
+end-to-end tests of registries and mirroring, bench/validate.py) and ``ProxyServer``
+(tests/support/proxy_server.py: the proxy registry's tests and benches) start the same web
+command with fewer processes and their own data.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import LOOPBACK, free_port, require_binary
+from tests.support.servers import LOOPBACK, free_port, require_binary, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCFILE = ROOT / "Procfile"
@@ -55,6 +56,14 @@ def procfile_commands(path: Path = PROCFILE) -> dict[str, str]:
         if match and not line.lstrip().startswith("#"):
             commands[match.group(1)] = match.group(2).strip()
     return commands
+
+
+def web_command(*, app: str | None = None) -> str:
+    """The Procfile's ``web:`` command; ``app`` replaces the portal's ASGI application."""
+    command = procfile_commands()["web"]
+    if app is not None:
+        command = command.replace("portal.asgi:application", app, 1)
+    return command
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -229,3 +238,95 @@ def _signal_group(process: subprocess.Popen, sig: int) -> None:
 def start_processes(directory: Path, *, broker_url: str, extra_env: dict[str, str] | None = None,
                     timeout: float = 60) -> PortalProcesses:
     return PortalProcesses(directory, broker_url, extra_env=dict(extra_env or {})).start(timeout)
+
+
+PASSWORD = "correct horse battery staple"
+
+SETUP_USERS = """
+from django.contrib.auth import get_user_model
+from portal.models import Membership, Role, Team
+team = Team.objects.create(name="Acme")
+for name, role in (("alice", Role.ADMIN), ("sam", Role.SUPPORT)):
+    user = get_user_model().objects.create_user(name, f"{name}@example.com", PASSWORD)
+    Membership.objects.create(user=user, team=team, role=role)
+""".replace("PASSWORD", repr(PASSWORD))
+
+
+@dataclass
+class PortalStack:
+    directory: Path
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
+                                capture_output=True, text=True, timeout=120)
+        if result.returncode:
+            raise RuntimeError(f"manage.py {args[0]} failed: {result.stderr[-3000:]}")
+        return result.stdout
+
+    def start(self, *, worker: bool = True, beat: bool = False) -> PortalStack:
+        self.manage("migrate", "--noinput")
+        self.manage("shell", "-c", SETUP_USERS)
+        web_env = {**self.env, "HOST": LOOPBACK, "WEB_PORT": str(self.port),
+                   "PATH": str(Path(sys.executable).parent) + os.pathsep + self.env.get("PATH", "")}
+        self._spawn("web", ["sh", "-c", f"exec {web_command()}"], env=web_env)
+        if worker:
+            self.start_worker(beat=beat)
+        wait_for_port(LOOPBACK, self.port, time.monotonic() + 30, process=self.processes["web"])
+        return self
+
+    def start_worker(self, *, beat: bool = False) -> None:
+        command = [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool=threads",
+                   "--concurrency=4", "--loglevel=INFO", "--without-gossip", "--without-mingle"]
+        if beat:
+            command += ["--beat", "--schedule", str(self.directory / "beat-schedule")]
+        self._spawn("worker", command)
+
+    def _spawn(self, name: str, command: list[str], *, env: dict[str, str] | None = None) -> None:
+        log = (self.directory / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(command, cwd=ROOT, env=env or self.env, stdout=log,
+                                                stderr=subprocess.STDOUT)
+
+    def log(self, name: str) -> str:
+        path = self.directory / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            stop_process(process)
+        self.processes.clear()
+
+    def client(self, username: str = "alice") -> httpx.Client:
+        """An httpx client logged in as ``username``."""
+        client = httpx.Client(base_url=self.url, timeout=30, follow_redirects=False)
+        client.get("/accounts/login/")
+        response = client.post("/accounts/login/", data={
+            "username": username, "password": PASSWORD,
+            "csrfmiddlewaretoken": client.cookies["csrftoken"],
+        })
+        assert response.status_code == 302, f"login failed: {response.status_code}"
+        return client
+
+
+def stack_env(directory: Path, *, broker_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ}
+    for key in ("DATABASE_URL", "PORTAL_SQLITE_TEST_PATH", "CELERY_TASK_ALWAYS_EAGER", "REDIS_URL"):
+        env.pop(key, None)
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "PORTAL_VAR_DIR": str(directory / "var"),
+        "PORTAL_SQLITE_PATH": str(directory / "portal.sqlite3"),
+        "CELERY_BROKER_URL": broker_url,
+        "PORTAL_ALLOW_PRIVATE_REGISTRIES": "true",
+        "DEBUG": "true",
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra or {})
+    return env

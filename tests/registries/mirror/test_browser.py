@@ -2,7 +2,7 @@
 progress bar reach 100 %, see the digest, and point the draft release at the mirrored image.
 
 The portal runs as separate processes (web server, real Celery worker over Redis, a SQLite file
-both see: tests/registries/portal_stack.py); the two registries are loopback docker-registry
+both see: tests/support/processes.py); the two registries are loopback docker-registry
 processes. A proxy in front of the source slows blob downloads so the page is seen mid-copy.
 """
 
@@ -12,9 +12,9 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.registries.faults import Proxy
-from tests.registries.images import build_index, push
-from tests.registries.portal_stack import PASSWORD, PortalStack, stack_env
+from tests.support.faults import Proxy
+from tests.support.images import build_index, push
+from tests.support.processes import PASSWORD, PortalStack, stack_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 KB = 1 << 10

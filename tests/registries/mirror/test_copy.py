@@ -9,15 +9,15 @@ import pytest
 
 from registries.errors import RegistryError
 from registries.mirror import copy
-from tests.registries.faults import BlobStore, FaultProxy, Proxy, RedirectProxy
-from tests.registries.images import (
+from tests.support.faults import BlobStore, FaultProxy, Proxy, RedirectProxy
+from tests.support.images import (
     DOCKER_MANIFEST,
     build_index,
     build_single,
     push,
     schema1_manifest,
 )
-from tests.registries.mirror_fixtures import make_client
+from tests.support.registry import make_client
 
 KB, MB = 1 << 10, 1 << 20
 
@@ -100,7 +100,7 @@ def test_a_second_copy_after_a_partial_one_skips_blobs_already_there(
     push(image, source_registry.url, "library/single", "v1", auth=source_registry.auth)
     first_layer = image.layers[0]
     with httpx.Client(base_url=target_registry.url, auth=target_registry.auth) as http:
-        from tests.registries.images import push_blob
+        from tests.support.images import push_blob
         push_blob(http, "demo-apps/single", first_layer)
     result = copy.copy(client_for(source_registry), "library/single", "v1",
                            client_for(target_registry), "demo-apps/single", "v1")

@@ -13,7 +13,7 @@ from registries.mirror.models import QUEUE_UNREACHABLE, MirrorJob
 from registries.models import ExternalRegistry, Provider
 from tests.conftest import login
 from tests.registries.product_helpers import celery_conf
-from tests.servers import free_port, start_redis, stop_process
+from tests.support.servers import free_port, start_redis, stop_process
 
 
 def test_with_the_broker_down_a_mirror_job_is_created_at_once_and_queued_when_it_is_back(

@@ -11,7 +11,7 @@ from registries.mirror import services as mirror_services
 from registries.mirror.models import MirrorJob
 from registries.models import ExternalRegistry, Provider
 from registries.reference import parse
-from tests.registries.images import build_index, push
+from tests.support.images import build_index, push
 
 KB = 1 << 10
 

@@ -15,7 +15,6 @@ import threading
 import httpx
 import pytest
 
-from tests.registries.images import build_index, push
 from tests.registries.mirror.test_worker_crash import (
     PYTHON,
     ROOT,
@@ -24,6 +23,7 @@ from tests.registries.mirror.test_worker_crash import (
     job_row,
     wait_for,
 )
+from tests.support.images import build_index, push
 
 KB = 1 << 10
 PARALLEL = 4  # registries.mirror.copy.PARALLEL: blobs in flight at once

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.registries.faults import Proxy
-from tests.registries.images import build_index, push
+from tests.support.faults import Proxy
+from tests.support.images import build_index, push
 
 ROOT = Path(__file__).resolve().parents[3]
 PYTHON = sys.executable

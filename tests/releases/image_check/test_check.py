@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests/registries/servers.py)
+# ruff: noqa: F811  (pytest fixtures imported from tests/support/registry.py)
 """The private-image check: public, private and linked, private and not linked; the pages."""
 
 from __future__ import annotations
@@ -12,16 +12,15 @@ from releases.image_check.models import ImageVerdict, Verdict
 from releases.models import Release
 from releases.proxy.models import PullEvent
 from tests.conftest import login
-from tests.registries import images
-from tests.registries.servers import ECR_HOST, MOTO_TOKEN_PASSWORD
-from tests.releases.proxy_stack import start_anonymous_registry
+from tests.support import images
+from tests.support.registry import ECR_HOST, MOTO_TOKEN_PASSWORD, start_distribution
 
 PUBLIC_HOST = "public.example.com"
 
 
 @pytest.fixture(scope="module")
 def public_registry(tmp_path_factory):
-    registry = start_anonymous_registry(tmp_path_factory.mktemp("public"))
+    registry = start_distribution(tmp_path_factory.mktemp("public"))
     images.push(images.build_single([20_000], seed=3), registry.url, "pub/app", "1.0")
     yield registry
     registry.stop()

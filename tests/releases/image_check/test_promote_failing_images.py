@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests/registries/servers.py and image_check/test_check.py)
+# ruff: noqa: F811  (pytest fixtures imported from tests/support/registry.py and image_check/test_check.py)
 """Promoting a release whose images customers will fail to pull takes an explicit confirmation.
 
 The walkthrough's step 3 and 4: alice points deployment.yaml at the private ECR image and

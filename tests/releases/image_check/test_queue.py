@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests/registries/servers.py and image_check/test_check.py)
+# ruff: noqa: F811  (pytest fixtures imported from tests/support/registry.py and image_check/test_check.py)
 """Queueing the private-image check: fail fast on a dead broker, and beat's sweep catches up.
 
 A release saved while the broker is down keeps its images "Checking" with nothing queued; the
@@ -29,7 +29,7 @@ from tests.releases.image_check.test_check import (  # noqa: F401 (fixtures)
     public_registry,
     release,
 )
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.django_db
 

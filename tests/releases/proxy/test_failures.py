@@ -21,9 +21,11 @@ import time
 import httpx
 import pytest
 
-from tests.registries import images
-from tests.releases.proxy_stack import ROOT, start_anonymous_registry, start_proxy_server
-from tests.servers import LOOPBACK
+from tests.support import images
+from tests.support.processes import ROOT
+from tests.support.proxy_server import start_proxy_server
+from tests.support.registry import start_distribution
+from tests.support.servers import LOOPBACK
 
 pytestmark = pytest.mark.slow
 
@@ -94,7 +96,7 @@ def upstreams(tmp_path_factory):
     flaky = http.server.ThreadingHTTPServer((LOOPBACK, 0), FlakyUpstream)
     threading.Thread(target=flaky.serve_forever, daemon=True).start()
     closer, closer_port = closing_server()
-    big = start_anonymous_registry(tmp_path_factory.mktemp("big-registry"))
+    big = start_distribution(tmp_path_factory.mktemp("big-registry"))
     image = images.build_single([BIG], seed=21)
     images.push(image, big.url, "team/big", "1.0")
     flaky_url = f"http://{LOOPBACK}:{flaky.server_address[1]}"

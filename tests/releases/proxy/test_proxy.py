@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests/registries/servers.py)
+# ruff: noqa: F811  (pytest fixtures imported from tests/support/registry.py)
 """The proxy registry against the real server process (uvicorn), with skopeo as the client.
 
 Upstream: an ECR stand-in (moto's GetAuthorizationToken + docker-registry with htpasswd user
@@ -18,10 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.registries import images
-from tests.registries.servers import ECR_HOST, MOTO_TOKEN_PASSWORD
-from tests.releases.proxy_stack import start_anonymous_registry, start_proxy_server
-from tests.servers import free_port, require_binary
+from tests.support import images
+from tests.support.proxy_server import start_proxy_server
+from tests.support.registry import ECR_HOST, MOTO_TOKEN_PASSWORD, start_distribution
+from tests.support.servers import free_port, require_binary
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ def upstream(ecr_registry, tmp_path_factory):
     images.push(index, ecr_registry.url, "demo/app", "1.0", auth=("AWS", MOTO_TOKEN_PASSWORD))
     secret = images.build_single([50_000], seed=8)
     images.push(secret, ecr_registry.url, "demo/secret", "1.0", auth=("AWS", MOTO_TOKEN_PASSWORD))
-    public = start_anonymous_registry(tmp_path_factory.mktemp("public-registry"))
+    public = start_distribution(tmp_path_factory.mktemp("public-registry"))
     public_image = images.build_single([40_000], seed=9)
     images.push(public_image, public.url, "pub/app", "1.0")
     yield {"index": index, "public": public, "public_image": public_image}

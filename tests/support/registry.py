@@ -51,7 +51,8 @@ import boto3
 import httpx
 import pytest
 
-from tests.servers import LOOPBACK, free_port, require_binary, stop_process, wait_for_port
+from registries.oci.client import RegistryClient
+from tests.support.servers import LOOPBACK, free_port, require_binary, stop_process, wait_for_port
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -206,6 +207,15 @@ class Registry:
     def password(self) -> str:
         return self.users[self.username]
 
+    @property
+    def auth(self) -> tuple[str, str]:
+        return (self.username, self.password)
+
+    def storage_bytes(self) -> int:
+        """Bytes of blob data stored (to prove a mount moved no layer bytes)."""
+        blobs = self.root / "data" / "docker" / "registry" / "v2" / "blobs"
+        return sum(p.stat().st_size for p in blobs.rglob("data")) if blobs.exists() else 0
+
     def auth_headers(self, repository: str, actions: str = "pull,push") -> dict[str, str]:
         """Headers that let the tests' own pushes through (Basic, or a token from the server)."""
         if self.token_server is None:
@@ -230,16 +240,19 @@ def _htpasswd(users: dict[str, str]) -> str:
 
 def start_distribution(root: Path, *, users: dict[str, str] | None = None,
                        token_auth: dict | None = None, timeout: float = 20) -> Registry:
-    """Start docker-registry on a free loopback port: htpasswd auth, or ``token_auth`` config."""
+    """Start docker-registry on a free loopback port: htpasswd auth for ``users``, or a
+    ``token_auth`` config, or neither (no ``users``: anyone may pull and push, a public registry)."""
     binary = require_binary("docker-registry")
     root.mkdir(parents=True, exist_ok=True)
     users = users or {}
     port = free_port()
     if token_auth:
         auth = ("auth:\n  token:\n" + "".join(f"    {k}: {v}\n" for k, v in token_auth.items()))
-    else:
+    elif users:
         (root / "htpasswd").write_text(_htpasswd(users))
         auth = f"auth:\n  htpasswd:\n    realm: portal-tests\n    path: {root / 'htpasswd'}\n"
+    else:
+        auth = ""
     (root / "config.yml").write_text(
         "version: 0.1\n"
         "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
@@ -276,6 +289,36 @@ def distribution_factory(tmp_path_factory):
     yield make
     for registry in started:
         registry.stop()
+
+
+@pytest.fixture
+def registry_factory(tmp_path_factory):
+    """Registries for one test, stopped at its end: ``registry_factory(username=..., password=...)``."""
+    started: list[Registry] = []
+
+    def make(*, username: str = "mirror", password: str = "mirror-secret-pw") -> Registry:
+        registry = start_distribution(tmp_path_factory.mktemp("registry"), users={username: password})
+        started.append(registry)
+        return registry
+
+    yield make
+    for registry in started:
+        registry.stop()
+
+
+@pytest.fixture
+def source_registry(registry_factory) -> Registry:
+    return registry_factory()
+
+
+@pytest.fixture
+def target_registry(registry_factory) -> Registry:
+    return registry_factory(username="pusher", password="pusher-secret-pw")
+
+
+def make_client(host: str, username: str = "", password: str = "") -> RegistryClient:
+    """A RegistryClient for a loopback registry (tests set PORTAL_ALLOW_PRIVATE_REGISTRIES)."""
+    return RegistryClient(host, username=username, password=password, insecure=True, timeout=30)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ its own SQLite file (migrated with manage.py); ``seed()`` runs inside ``manage.p
 server's environment to create the team, app, registries, releases and customers, and returns
 what the test needs (license IDs, names) as JSON. ``query()`` reads the pull log the same way.
 
-Also ``start_anonymous_registry()``: docker-registry with no auth at all (a public registry).
+A public registry (no auth) is ``tests.support.registry.start_distribution(root)`` without users.
 """
 
 from __future__ import annotations
@@ -22,11 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
-from tests.servers import LOOPBACK, free_port, require_binary, stop_process, wait_for_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.processes import ROOT, web_command
+from tests.support.servers import LOOPBACK, free_port, stop_process, wait_for_port
 
 
 @dataclass
@@ -57,8 +54,8 @@ class ProxyServer:
         return self.manage("shell", "-c", code)
 
     def call(self, function: str, **kwargs) -> dict:
-        """Run ``tests.releases.proxy_stack.<function>(**kwargs)`` in the server's environment."""
-        code = (f"import json; from tests.releases.proxy_stack import {function} as f; "
+        """Run ``tests.support.proxy_server.<function>(**kwargs)`` in the server's environment."""
+        code = (f"import json; from tests.support.proxy_server import {function} as f; "
                 f"print('RESULT=' + json.dumps(f(**json.loads({json.dumps(json.dumps(kwargs))}))))")
         out = self.shell(code)
         line = next(x for x in out.splitlines() if x.startswith("RESULT="))
@@ -88,22 +85,13 @@ class ProxyServer:
         return 0
 
 
-def procfile_web_command(*, app: str | None = None) -> str:
-    """The Procfile's ``web:`` command; ``app`` replaces the portal's ASGI application."""
-    line = next(x for x in (ROOT / "Procfile").read_text().splitlines() if x.startswith("web:"))
-    command = line.removeprefix("web:").strip()
-    if app is not None:
-        command = command.replace("portal.asgi:application", app, 1)
-    return command
-
-
 def start_web(env: dict[str, str], port: int, log, *, app: str | None = None,
               args: tuple[str, ...] = ()) -> subprocess.Popen:
     """Run the Procfile's web command through sh, as honcho does; ``exec`` so that the pid is
     uvicorn's (tests read its memory)."""
     env = {**env, "HOST": LOOPBACK, "WEB_PORT": str(port),
            "PATH": str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")}
-    return subprocess.Popen(["sh", "-c", f"exec {procfile_web_command(app=app)} --log-level warning {shlex.join(args)}"],
+    return subprocess.Popen(["sh", "-c", f"exec {web_command(app=app)} --log-level warning {shlex.join(args)}"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -225,32 +213,3 @@ def pull_log(*, customer: str) -> dict:
          "status": r.status, "bytes": r.bytes, "registry": r.registry_id}
         for r in rows
     ]}
-
-
-# --- a registry anyone can pull from -----------------------------------------------------------
-
-def start_anonymous_registry(root: Path, timeout: float = 20):
-    """docker-registry with no auth section: anonymous pulls (and pushes) work."""
-    from tests.registries.servers import Registry
-
-    binary = require_binary("docker-registry")
-    root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    (root / "config.yml").write_text(
-        "version: 0.1\n"
-        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
-        f"http:\n  addr: {LOOPBACK}:{port}\n"
-    )
-    log = root / "registry.log"
-    process = subprocess.Popen([binary, "serve", str(root / "config.yml")],
-                               stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    registry = Registry(port=port, root=root, users={}, process=process, log=log)
-    deadline = time.monotonic() + timeout
-    wait_for_port(LOOPBACK, port, deadline, process=process)
-    while httpx.get(f"{registry.url}/v2/", timeout=2).status_code != 200:
-        if time.monotonic() > deadline:
-            registry.stop()
-            raise RuntimeError("anonymous registry does not answer /v2/")
-        time.sleep(0.05)
-    return registry
