@@ -25,10 +25,10 @@ from portal.roles import team_required
 
 from .demo import DEMO_FILES
 from .diff import diff_files
-from .downstream import tar_gz
 from .forms import AppEditForm, AppForm, ChannelForm, PromoteForm, ReleaseFileForm
 from .image_check.selectors import release_failing_images
 from .image_check.services import release_checks_ensure
+from .kustomize import tar_gz
 from .manifests import images_in, problem_count, unique_images, validate_file
 from .models import App, Channel, Promotion, Release, ReleaseFile, slug_from_name
 

@@ -45,7 +45,7 @@ from registries.oci.client import RegistryClient
 from registries.reference import DOCKER_HUB, InvalidReference, Reference, canonical_registry
 
 from ..customer_portal import check_basic_auth
-from ..downstream import proxied_repositories
+from ..kustomize import proxied_repositories
 from ..models import App, Customer
 from ..selectors import registries_for_app
 
