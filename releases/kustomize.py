@@ -43,10 +43,9 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from portal import yamlsafe
 from registries.reference import DOCKER_HUB, InvalidReference, Reference, parse
 
-from .manifests import CONTAINER_LISTS, POD_SPEC_PATHS  # one list of workload kinds
+from .manifests import Document, ImageUse, Workload, image_uses, parse_documents
 
 # Installer and troubleshooting kinds are read by KOTS itself, never applied to the cluster.
 # So is a vendor's own Kustomization: base/kustomization.yaml is ours.
@@ -80,46 +79,6 @@ def dump_all_yaml(documents: Iterable) -> str:
     )
 
 
-# --- images in manifests ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Workload:
-    """A document with a pod spec: where it is and how to patch it."""
-
-    file: str
-    api_version: str
-    kind: str
-    name: str
-    namespace: str | None
-    spec_path: tuple[str, ...]
-
-    @property
-    def group_version(self) -> tuple[str, str]:
-        group, _, version = self.api_version.rpartition("/")
-        return group, version
-
-
-@dataclass(frozen=True)
-class ImageUse:
-    """One container's image: ``written`` as in the YAML, ``pointer`` its JSON pointer."""
-
-    workload: Workload
-    container_list: str
-    index: int
-    container: str
-    written: str
-
-    @property
-    def pointer(self) -> str:
-        return "/" + "/".join((*self.workload.spec_path, self.container_list, str(self.index), "image"))
-
-
-def load_documents(text: str) -> list:
-    """The YAML documents of a file (empty documents dropped); yaml.YAMLError when invalid."""
-    return [d for d in yamlsafe.load_all(text) if d is not None]
-
-
 def is_kubernetes_document(document) -> bool:
     if not isinstance(document, dict):
         return False
@@ -128,49 +87,6 @@ def is_kubernetes_document(document) -> bool:
         return False
     group = api_version.rpartition("/")[0]
     return not any(group == g or group.endswith("." + g) for g in NON_KUBERNETES_GROUPS)
-
-
-def _dig(document, path):
-    node = document
-    for key in path:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(key)
-    return node
-
-
-def workloads_in(file: str, documents: list) -> Iterator[tuple[Workload, dict]]:
-    """(workload, pod spec) for every document of a known workload kind with a pod spec."""
-    for document in documents:
-        if not is_kubernetes_document(document):
-            continue
-        path = POD_SPEC_PATHS.get(document["kind"])
-        pod_spec = _dig(document, path) if path else None
-        if not isinstance(pod_spec, dict):
-            continue
-        metadata = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
-        namespace = metadata.get("namespace")
-        yield (
-            Workload(
-                file=file, api_version=document["apiVersion"], kind=document["kind"],
-                name=str(metadata.get("name") or ""), namespace=str(namespace) if namespace else None,
-                spec_path=path,
-            ),
-            pod_spec,
-        )
-
-
-def image_uses(workload: Workload, pod_spec: dict) -> Iterator[ImageUse]:
-    for container_list in CONTAINER_LISTS:
-        containers = pod_spec.get(container_list)
-        if not isinstance(containers, list):
-            continue
-        for index, container in enumerate(containers):
-            if isinstance(container, dict) and isinstance(container.get("image"), str) and container["image"]:
-                yield ImageUse(
-                    workload=workload, container_list=container_list, index=index,
-                    container=str(container.get("name") or ""), written=container["image"],
-                )
 
 
 # --- names --------------------------------------------------------------------------------
@@ -277,6 +193,31 @@ def dockerconfigjson(*, proxy_host: str, license_id: str) -> str:
     return json.dumps({"auths": {proxy_host: {"auth": auth}}}, separators=(",", ":"))
 
 
+def _read(files: Iterable[tuple[str, str]], warnings: list[str]
+          ) -> Iterator[tuple[str, str, list[Document], list[Document]]]:
+    """(path, text, documents, the Kubernetes ones) of every file with a usable name; only
+    YAML files that may go into base/ have documents. Why a file is left out goes to ``warnings``."""
+    for name, text in files:
+        path = safe_relative_path(name)
+        if path is None:
+            warnings.append(f"{name!r}: not a relative file name, left out")
+            continue
+        if not path.lower().endswith(YAML_SUFFIXES):
+            yield path, text, [], []
+            continue
+        if path in RESERVED_BASE_NAMES:
+            warnings.append(f"{path}: the name of base/'s own kustomization file, left out of base/")
+            yield path, text, [], []
+            continue
+        try:
+            documents = list(parse_documents(text))
+        except yaml.YAMLError:
+            warnings.append(f"{path}: not valid YAML, left out of base/")
+            yield path, text, [], []
+            continue
+        yield path, text, documents, [d for d in documents if is_kubernetes_document(d.data)]
+
+
 def render_downstream(
     *,
     files: Iterable[tuple[str, str]],
@@ -293,33 +234,17 @@ def render_downstream(
     uses: list[ImageUse] = []
     workloads: dict[Workload, None] = {}
 
-    for name, text in files:
-        path = safe_relative_path(name)
-        if path is None:
-            out.warnings.append(f"{name!r}: not a relative file name, left out")
-            continue
+    for path, text, documents, kept in _read(files, out.warnings):
         out.files[f"upstream/{path}"] = text
-        if not path.lower().endswith(YAML_SUFFIXES):
-            continue
-        if path in RESERVED_BASE_NAMES:
-            out.warnings.append(f"{path}: the name of base/'s own kustomization file, left out of base/")
-            continue
-        try:
-            documents = load_documents(text)
-        except yaml.YAMLError:
-            out.warnings.append(f"{path}: not valid YAML, left out of base/")
-            continue
-        kept = [d for d in documents if is_kubernetes_document(d)]
         if not kept:
             continue
         # As written when every document is Kubernetes YAML; else only the Kubernetes documents.
-        out.files[f"base/{path}"] = text if len(kept) == len(documents) else dump_all_yaml(kept)
+        out.files[f"base/{path}"] = text if len(kept) == len(documents) else dump_all_yaml(d.data for d in kept)
         base_files.append(path)
-        for workload, pod_spec in workloads_in(path, kept):
-            found = list(image_uses(workload, pod_spec))
-            if found:
-                workloads[workload] = None
-                uses.extend(found)
+        for document in kept:
+            for use in image_uses(path, document):
+                workloads[use.workload] = None
+                uses.append(use)
 
     out.files["base/kustomization.yaml"] = dump_yaml({
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
@@ -373,6 +298,25 @@ def render_downstream(
     return out
 
 
+def _proxy_decision(use: ImageUse, *, app_slug, proxy_host, is_proxied, registry_names,
+                    warnings: list[str]) -> tuple[Reference, str | None, str]:
+    """(reference, proxied name or None, why not proxied) of one image; InvalidReference."""
+    ref = parse(use.image)
+    note, new_name = "", None
+    if ref.domain == proxy_host:
+        note = "already on the proxy"
+    elif not is_proxied(ref):
+        note = "public: pulled directly"
+    else:
+        new_name = proxied_name(use.image, ref, proxy_host=proxy_host, app_slug=app_slug,
+                                registry_names=registry_names)
+        if new_name is None:
+            note = (f"registry {ref.domain} needs a Name in the portal to be proxied "
+                    "(a port cannot be part of an image path)")
+            warnings.append(f"{use.image}: {note}")
+    return ref, new_name, note
+
+
 def _rewrite_images(uses: list[ImageUse], out: Downstream, *, app_slug, proxy_host, is_proxied,
                     registry_names) -> tuple[list[dict], list[dict]]:
     """The ``images:`` entries and the JSON6902 patches; records each image in ``out.images``."""
@@ -380,26 +324,16 @@ def _rewrite_images(uses: list[ImageUse], out: Downstream, *, app_slug, proxy_ho
     seen_written: dict[str, ImageRewrite] = {}
     for use in uses:
         try:
-            ref = parse(use.written)
+            ref, new_name, note = _proxy_decision(
+                use, app_slug=app_slug, proxy_host=proxy_host, is_proxied=is_proxied,
+                registry_names=registry_names, warnings=out.warnings)
         except InvalidReference as e:
-            out.warnings.append(f"{use.workload.file}: {e}; left as written")
-            seen_written.setdefault(use.written, ImageRewrite(use.written, "", "", "", str(e)))
+            out.warnings.append(f"{use.file}: {e}; left as written")
+            seen_written.setdefault(use.image, ImageRewrite(use.image, "", "", "", str(e)))
             continue
-        note, new_name = "", None
-        if ref.domain == proxy_host:
-            note = "already on the proxy"
-        elif not is_proxied(ref):
-            note = "public: pulled directly"
-        else:
-            new_name = proxied_name(use.written, ref, proxy_host=proxy_host, app_slug=app_slug,
-                                    registry_names=registry_names)
-            if new_name is None:
-                note = (f"registry {ref.domain} needs a Name in the portal to be proxied "
-                        "(a port cannot be part of an image path)")
-                out.warnings.append(f"{use.written}: {note}")
         parsed.append((use, ref, new_name))
         if new_name is None:
-            seen_written.setdefault(use.written, ImageRewrite(use.written, str(ref), "", "", note))
+            seen_written.setdefault(use.image, ImageRewrite(use.image, str(ref), "", "", note))
 
     # Group the proxied uses by repository; one pin per repository → an images: entry.
     groups: dict[str, list[tuple[ImageUse, Reference, str]]] = {}
@@ -423,16 +357,16 @@ def _rewrite_images(uses: list[ImageUse], out: Downstream, *, app_slug, proxy_ho
                 images.append({"name": name, **entry_tail})
             for use, ref, new_name in members:
                 seen_written.setdefault(
-                    use.written, ImageRewrite(use.written, str(ref), new_name + pin(ref), "images")
+                    use.image, ImageRewrite(use.image, str(ref), new_name + pin(ref), "images")
                 )
             continue
         for use, ref, new_name in members:
             target = new_name + pin(ref)
             patch_ops.setdefault(use.workload, []).extend([
-                {"op": "test", "path": use.pointer, "value": use.written},
+                {"op": "test", "path": use.pointer, "value": use.image},
                 {"op": "replace", "path": use.pointer, "value": target},
             ])
-            seen_written.setdefault(use.written, ImageRewrite(use.written, str(ref), target, "patch"))
+            seen_written.setdefault(use.image, ImageRewrite(use.image, str(ref), target, "patch"))
 
     patches = []
     for workload, ops in patch_ops.items():
@@ -445,6 +379,32 @@ def _rewrite_images(uses: list[ImageUse], out: Downstream, *, app_slug, proxy_ho
         patches.append({"target": target, "patch": dump_yaml(ops)})
     out.images = list(seen_written.values())
     return images, patches
+
+
+def proxied_repositories(
+    files: Iterable[tuple[str, str]],
+    *,
+    app_slug: str,
+    proxy_host: str,
+    is_proxied: Callable[[Reference], bool],
+    registry_names: Mapping[str, str],
+) -> dict[str, Reference]:
+    """{path after ``/proxy/<slug>/``: upstream repository} of the images ``render_downstream``
+    would proxy for ``files``, without rendering: the same files, documents and decisions."""
+    prefix = f"{proxy_host}/proxy/{app_slug}/"
+    allowed: dict[str, Reference] = {}
+    for path, _text, _documents, kept in _read(files, []):
+        for document in kept:
+            for use in image_uses(path, document):
+                try:
+                    ref, new_name, _note = _proxy_decision(
+                        use, app_slug=app_slug, proxy_host=proxy_host, is_proxied=is_proxied,
+                        registry_names=registry_names, warnings=[])
+                except InvalidReference:
+                    continue
+                if new_name is not None:
+                    allowed[new_name.removeprefix(prefix)] = Reference(domain=ref.domain, path=ref.path)
+    return allowed
 
 
 def _pull_secret_patch(workload: Workload, secret_name: str) -> dict:
@@ -476,60 +436,3 @@ def tar_gz(files: Mapping[str, str], *, root: str = "", mtime: int | None = None
             info.size, info.mode, info.mtime = len(data), 0o644, mtime
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
-
-
-# --- the portal's view of it --------------------------------------------------------------
-
-
-def downstream_for(*, customer, release, is_proxied: Callable[[Reference], bool] | None = None) -> Downstream:
-    """The downstream ``customer`` receives for ``release`` (proxy host from the settings)."""
-    from .licenses import proxy_domain
-    from .selectors import registries_for_app
-
-    app = release.app
-    registries = list(registries_for_app(app))
-    if is_proxied is None:
-        from .image_check.selectors import verdict_predicate  # the private-image check's verdicts
-
-        is_proxied = verdict_predicate(app)
-    return render_downstream(
-        files=[(f.name, f.content) for f in release.files.all()],
-        app_slug=app.slug,
-        license_id=customer.license_id,
-        proxy_host=proxy_domain(),
-        is_proxied=is_proxied,
-        registry_names={r.endpoint: r.name for r in registries if r.name},
-    )
-
-
-def proxied_repositories(app, *, is_proxied: Callable[[Reference], bool] | None = None) -> dict[str, Reference]:
-    """{path after ``/proxy/<slug>/``: upstream image} for the app's promoted releases.
-
-    The proxy registry's allow-list: a customer may pull a repository only when a promoted
-    release uses it under exactly this proxied name (tags and digests are not restricted).
-    """
-    from .licenses import proxy_domain
-    from .selectors import registries_for_app
-
-    registries = list(registries_for_app(app))
-    if is_proxied is None:
-        from .image_check.selectors import verdict_predicate  # the private-image check's verdicts
-
-        is_proxied = verdict_predicate(app)
-    proxy_host = proxy_domain()
-    prefix = f"{proxy_host}/proxy/{app.slug}/"
-    names = {r.endpoint: r.name for r in registries if r.name}
-    allowed: dict[str, Reference] = {}
-    releases = app.releases.filter(promoted_at__isnull=False).prefetch_related("files")
-    for release in releases:
-        out = render_downstream(
-            files=[(f.name, f.content) for f in release.files.all()], app_slug=app.slug,
-            license_id="-", proxy_host=proxy_host, is_proxied=is_proxied, registry_names=names,
-        )
-        for rewrite in out.images:
-            if rewrite.proxied.startswith(prefix):
-                ref = parse(rewrite.written)
-                allowed[strip_tag_and_digest(rewrite.proxied).removeprefix(prefix)] = Reference(
-                    domain=ref.domain, path=ref.path
-                )
-    return allowed

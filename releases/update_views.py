@@ -30,7 +30,8 @@ from .customer_portal import (
     pending_releases,
     release_archive_name,
 )
-from .kustomize import downstream_for, tar_gz
+from .downstream import downstream_for
+from .kustomize import tar_gz
 from .licenses import proxy_domain
 
 # --- the update check API ---------------------------------------------------------------------

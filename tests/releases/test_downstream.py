@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from registries.reference import parse
+from releases.downstream import downstream_for
 from releases.kustomize import (
     docker_hub_aliases,
-    downstream_for,
     proxied_name,
     proxy_predicate,
     render_downstream,
@@ -314,7 +314,7 @@ def test_a_vendor_kustomization_does_not_replace_ours(tmp_path):
 def test_the_proxy_allow_list_holds_what_promoted_releases_proxy(settings, sample_app, alice):
     from registries.models import ExternalRegistry
     from registries.reference import Reference
-    from releases.kustomize import proxied_repositories
+    from releases.downstream import proxied_repositories
     from releases.models import Release
 
     settings.PORTAL_PROXY_HOST = "proxy.example.com"

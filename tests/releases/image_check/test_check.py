@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from registries.models import ExternalRegistry
+from releases.downstream import downstream_for, proxied_repositories
 from releases.image_check import selectors, services, tasks
 from releases.image_check.models import ImageVerdict, Verdict
-from releases.kustomize import downstream_for, proxied_repositories
 from releases.models import Release
 from releases.proxy.models import PullEvent
 from tests.conftest import login
