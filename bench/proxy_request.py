@@ -61,10 +61,10 @@ def breakdown(*, license_id: str, slug: str, name: str, reference: str, digest: 
     from portal import throttle
     from registries.credentials import registry_pull_client
     from releases.customer_portal.access import check_basic_auth
+    from releases.downstream import proxied_repositories
     from releases.proxy import access as proxy_access
     from releases.proxy import decisions, pull_log
     from releases.proxy.models import PullEvent
-    from releases.selectors import registries_for_app
 
     header = "Basic " + base64.b64encode(f"{license_id}:{license_id}".encode()).decode()
     check = check_basic_auth(header, app_slug=slug)
@@ -73,20 +73,17 @@ def breakdown(*, license_id: str, slug: str, name: str, reference: str, digest: 
     access = decisions.authorize(header=header, address="10.0.0.1", app_slug=slug, name=name)
     assert isinstance(access, proxy_access.Access), access
     access.client.auth_headers(access.repository)  # challenge and token, once
-    from registries.models import ExternalRegistry
-
-    def team_registries():
-        registries = list(ExternalRegistry.objects.filter(team_id=app.team_id))
-        _, registry = proxy_access.resolve(app, name, registries)
-        registries_for_app(app).filter(pk=registry.pk).exists()
-        return registry
-
-    registry = team_registries()
+    team_registries, available = proxy_access._registries(app)
+    _, registry = proxy_access.resolve(app, name, team_registries)
     parts = {
         "throttle check (cache)": lambda: throttle.is_throttled("10.0.0.1"),
         "license check (check_basic_auth)": lambda: check_basic_auth(header, app_slug=slug),
-        "allow-list (cache key: 3 aggregates)": lambda: proxy_access._allow_list(app),
-        "registry resolution (team registries, available)": team_registries,
+        "registries (the team's and the app's, one query)": lambda: proxy_access._registries(app),
+        "allow-list (cache key: 2 aggregates)": lambda: proxy_access._allow_list(
+            app, team_registries, available),
+        "allow-list built on a cache miss (proxied_repositories)": lambda: proxied_repositories(
+            app, registries=available),
+        "registry resolution (resolve)": lambda: proxy_access.resolve(app, name, team_registries),
         "upstream client (registry_pull_client)": lambda: registry_pull_client(
             registry=registry, endpoint=registry.endpoint),
         "upstream Authorization header (cached token)": lambda: access.client.auth_headers(

@@ -13,7 +13,9 @@ At most ``MAX_PROBLEMS`` are listed, then one "…and N more problems". YAML is 
 
 ``images_in(files)`` lists the container images of every workload in ``[(name, text), ...]``,
 in file order; files with syntax errors contribute nothing. Multi-document files (``---``) are
-read document by document. The private-image check reuses this.
+read document by document. The private-image check reuses this. It is the one workload walker:
+``image_uses(file, document)`` gives each ``ImageUse`` with its place in the document (the
+kustomize renderer patches it there, and the proxy's allow-list is read the same way).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -66,14 +68,48 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class Workload:
+    """A document with a pod spec: where it is and how to patch it."""
+
+    file: str
+    api_version: str
+    kind: str
+    name: str
+    namespace: str | None
+    spec_path: tuple[str, ...]
+
+    @property
+    def group_version(self) -> tuple[str, str]:
+        group, _, version = self.api_version.rpartition("/")
+        return group, version
+
+
+@dataclass(frozen=True)
 class ImageUse:
-    """One container's image: in ``file``, workload ``kind``/``name``, container ``container``."""
+    """One container's image: in ``file``, workload ``kind``/``name``, container ``container``.
+
+    Compared by those and the image; the rest says where the image sits in its document
+    (``pointer``), for the rendered downstream's patches."""
 
     file: str
     kind: str
     name: str
     container: str
     image: str
+    api_version: str = field(default="", compare=False)
+    namespace: str | None = field(default=None, compare=False)
+    spec_path: tuple[str, ...] = field(default=(), compare=False)
+    container_list: str = field(default="containers", compare=False)
+    index: int = field(default=0, compare=False)
+
+    @property
+    def workload(self) -> Workload:
+        return Workload(self.file, self.api_version, self.kind, self.name, self.namespace, self.spec_path)
+
+    @property
+    def pointer(self) -> str:
+        """The JSON pointer of the image in its document."""
+        return "/" + "/".join((*self.spec_path, self.container_list, str(self.index), "image"))
 
 
 def file_name_error(name: str) -> str | None:
@@ -94,21 +130,24 @@ def file_name_error(name: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class _Document:
+class Document:
+    """One YAML document: its node tree (for positions) and its Python value."""
+
     node: Node
     data: object
 
 
-def _parse(text: str) -> tuple[_Document, ...]:
-    return tuple(_Document(node, data) for node, data in yamlsafe.load_all_with_nodes(text) if data is not None)
+def _parse(text: str) -> tuple[Document, ...]:
+    return tuple(Document(node, data) for node, data in yamlsafe.load_all_with_nodes(text) if data is not None)
 
 
 _parse_remembered = functools.lru_cache(maxsize=8)(_parse)
 _REMEMBER_BELOW = 256 * 1024  # characters: a node tree takes tens of times its text in memory
 
 
-def _documents(text: str) -> tuple[_Document, ...]:
-    """Each non-empty document with its node tree (for positions) and its Python value.
+def parse_documents(text: str) -> tuple[Document, ...]:
+    """Each non-empty document with its node tree (for positions) and its Python value;
+    yaml.YAMLError when the text is not valid YAML.
 
     Small texts are remembered: one request checks a file and lists its images (the editor's
     live check, the release page), and parsing dominates both. Callers only read the result."""
@@ -164,8 +203,7 @@ def _duplicate_keys(node: Node, seen: set[int] | None = None) -> Iterator[Proble
             yield from _duplicate_keys(item, seen)
 
 
-def _pod_spec(fields: dict[str, Node], kind: str) -> Node | None:
-    path = POD_SPEC_PATHS.get(kind)
+def _pod_spec(fields: dict[str, Node], path: tuple[str, ...] | None) -> Node | None:
     if path is None:
         return None
     node: Node | None = None
@@ -178,21 +216,40 @@ def _pod_spec(fields: dict[str, Node], kind: str) -> Node | None:
     return node
 
 
-def _containers(document: Node) -> Iterator[tuple[str, str, str, Node, Node | None]]:
-    """(kind, name, container list key, container node, image node) of a workload document."""
+def _containers(document: Node, file: str = "") -> Iterator[tuple[Workload, str, int, Node, Node | None]]:
+    """The workload walker: (workload, container list key, index, container node, image node)
+    of every container of a workload document."""
     fields = _mapping(document)
     kind = _scalar(fields.get("kind"))
-    name = _scalar(_mapping(fields.get("metadata")).get("name"))
-    pod_spec = _pod_spec(fields, kind)
+    path = POD_SPEC_PATHS.get(kind)
+    pod_spec = _pod_spec(fields, path)
     if pod_spec is None:
         return
+    metadata = _mapping(fields.get("metadata"))
+    workload = Workload(
+        file=file, api_version=_scalar(fields.get("apiVersion")), kind=kind,
+        name=_scalar(metadata.get("name")), namespace=_scalar(metadata.get("namespace")) or None,
+        spec_path=path,
+    )
     spec = _mapping(pod_spec)
     for list_key in CONTAINER_LISTS:
         containers = spec.get(list_key)
         if not isinstance(containers, SequenceNode):
             continue
-        for container in containers.value:
-            yield kind, name, list_key, container, _mapping(container).get("image")
+        for index, container in enumerate(containers.value):
+            yield workload, list_key, index, container, _mapping(container).get("image")
+
+
+def image_uses(file: str, document: Document) -> Iterator[ImageUse]:
+    """Every container image of one document, in order (none when it is not a workload)."""
+    for workload, list_key, index, container, image in _containers(document.node, file):
+        image_text = _scalar(image).strip()
+        if image_text:
+            yield ImageUse(
+                file, workload.kind, workload.name, _scalar(_mapping(container).get("name")), image_text,
+                api_version=workload.api_version, namespace=workload.namespace,
+                spec_path=workload.spec_path, container_list=list_key, index=index,
+            )
 
 
 # --- the two entry points -----------------------------------------------------------------
@@ -201,7 +258,7 @@ def _containers(document: Node) -> Iterator[tuple[str, str, str, Node, Node | No
 def validate_file(name: str, text: str) -> list[Problem]:
     """The problems of release file ``name`` with content ``text`` ([] when it is fine)."""
     try:
-        documents = list(_documents(text))
+        documents = list(parse_documents(text))
     except yaml.YAMLError as error:
         return [_syntax_problem(error)]
     if not documents:
@@ -223,7 +280,7 @@ def validate_file(name: str, text: str) -> list[Problem]:
             problems.append(_at(metadata or node, f"{where} needs “metadata” with a “name”."))
         elif not _scalar(_mapping(metadata).get("name")):
             problems.append(_at(metadata, f"{where} needs “metadata.name”."))
-        for _kind, _name, list_key, container, image in _containers(node):
+        for _workload, list_key, _index, container, image in _containers(node):
             if not isinstance(container, MappingNode):
                 problems.append(_at(container, f"Each entry of “{list_key}” must be a mapping with a name and an image."))
                 continue
@@ -251,15 +308,11 @@ def images_in(files: Iterable) -> list[ImageUse]:
     for item in files:
         file, text = (item.name, item.content) if hasattr(item, "content") else item
         try:
-            documents = list(_documents(text))
+            documents = list(parse_documents(text))
         except yaml.YAMLError:
             continue
         for document in documents:
-            for kind, name, _list_key, container, image in _containers(document.node):
-                image_text = _scalar(image).strip()
-                if image_text:
-                    container_name = _scalar(_mapping(container).get("name"))
-                    uses.append(ImageUse(file, kind, name, container_name, image_text))
+            uses.extend(image_uses(file, document))
     return uses
 
 
@@ -273,12 +326,12 @@ def image_spans(text: str) -> list[tuple[int, int, str]]:
     is the scalar as written (quotes included), so it can be replaced without touching the rest.
     [] when the file has YAML syntax errors."""
     try:
-        documents = list(_documents(text))
+        documents = list(parse_documents(text))
     except yaml.YAMLError:
         return []
     spans = []
     for document in documents:
-        for _kind, _name, _list_key, _container, image in _containers(document.node):
+        for _workload, _list_key, _index, _container, image in _containers(document.node):
             if isinstance(image, ScalarNode) and _scalar(image).strip():
                 spans.append((image.start_mark.index, image.end_mark.index, _scalar(image).strip()))
     return spans

@@ -22,7 +22,6 @@ from portal.roles import team_required
 
 from . import services
 from .diff import diff_files
-from .downstream import tar_gz
 from .forms import (
     AppEditForm,
     AppForm,
@@ -34,6 +33,7 @@ from .forms import (
 )
 from .image_check.selectors import release_failing_images
 from .image_check.services import release_checks_ensure
+from .kustomize import tar_gz
 from .manifests import images_in, problem_count, unique_images, validate_file
 from .models import App, Channel, Promotion, Release, ReleaseFile, slug_from_name
 from .services import DraftExists, ReleaseFrozen, release_is_editable

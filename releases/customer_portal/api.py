@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET
 
 from portal import throttle
 
-from ..downstream import tar_gz
+from ..kustomize import tar_gz
 from ..licenses import rfc3339
 from ..models import Promotion
 from .access import check_basic_auth

@@ -26,9 +26,10 @@ def release_references(release) -> list[Reference]:
     return list(seen.values())
 
 
-def verdict_predicate(app) -> Callable[[Reference], bool]:
-    """Is ``ref`` proxied for ``app``? From the verdicts where there are some."""
-    linked = {r.endpoint for r in registries_for_app(app)}
+def verdict_predicate(app, *, registries=None) -> Callable[[Reference], bool]:
+    """Is ``ref`` proxied for ``app``? From the verdicts where there are some.
+    ``registries``: the app's registries (``registries_for_app``) when the caller has them."""
+    linked = {r.endpoint for r in (registries_for_app(app) if registries is None else registries)}
     verdicts = dict(ImageVerdict.objects.filter(app=app).values_list("reference", "verdict"))
     proxy_public = app.proxy_public_images
 

@@ -7,10 +7,10 @@ dot), else Docker Hub (``nginx`` is ``docker.io/library/nginx``). A request is a
 - HTTP Basic carries a license ID as username and password, and ``check_license`` accepts it
   for this app (exists, not archived, not expired, app not archived, the URL's app);
 - ``name`` is in the app's allow-list: the proxied names of the images its promoted releases
-  use, on any channel (``downstream.proxied_repositories``). We allow every channel's
-  releases, not only the license's channel: a customer moved from Beta to Stable keeps
-  running what Beta gave them, and the images are the vendor's to hand out to that app's
-  customers either way. Tags and digests are not restricted (KOTS does not either);
+  use, on any channel (``downstream.proxied_repositories``, read from their files: nothing is
+  rendered). We allow every channel's releases, not only the license's channel: a customer
+  moved from Beta to Stable keeps running what Beta gave them, and the images are the vendor's
+  to hand out to that app's customers either way. Tags and digests are not restricted (KOTS does not either);
 - the allow-list and the resolution agree on the upstream repository, and that repository is
   on a registry linked to the team and available to the app, or on a public registry when the
   app proxies public images too.
@@ -35,19 +35,20 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from portal import throttle
 from registries.credentials import registry_pull_client
 from registries.errors import RegistryError
+from registries.models import ExternalRegistry
 from registries.oci.client import RegistryClient
 from registries.reference import DOCKER_HUB, InvalidReference, Reference, canonical_registry
 
-from ..customer_portal.access import check_basic_auth
+from ..customer_portal.access import basic_credentials, check_basic_auth
 from ..downstream import proxied_repositories
+from ..image_check.models import ImageVerdict
 from ..models import App, Customer
-from ..selectors import registries_for_app
 
 logger = logging.getLogger(__name__)
 
@@ -91,42 +92,43 @@ def refuse_failure(address: str, refusal: Refusal) -> Refusal:
 
 def check_login(*, header: str, address: str) -> Refusal | None:
     """``GET /v2/``: any valid license may log in (which app is decided per repository)."""
-    from ..customer_portal.access import basic_credentials, check_license
-
-    credentials = basic_credentials(header)
-    if credentials is None:
+    if basic_credentials(header) is None:
+        # Every client probes /v2/ without credentials first: a challenge, not a failed login.
         return Refusal(401, "UNAUTHORIZED", "Log in with your license ID as username and password.")
-    username, password = credentials
-    check = check_license(username) if username == password else None
-    if check is None or not check.ok:
-        status = 401 if check is None or check.status == 401 else 403
-        message = check.error if check is not None else "Unknown license: check the license ID."
-        return refuse_failure(address, Refusal(status, "UNAUTHORIZED" if status == 401 else "DENIED", message))
+    check = check_basic_auth(header, app_slug=None)
+    if not check.ok:
+        code = "UNAUTHORIZED" if check.status == 401 else "DENIED"
+        return refuse_failure(address, Refusal(check.status, code, check.error))
     return None
 
 
 # --- repositories ---------------------------------------------------------------------------
 
 
-def _allow_list(app: App) -> dict[str, Reference]:
+def _registries(app: App) -> tuple[list[ExternalRegistry], list[ExternalRegistry]]:
+    """The team's registries, and those of them this app may use (``registries_for_app``):
+    the one question a decision asks about registries."""
+    team_registries = list(ExternalRegistry.objects.filter(team_id=app.team_id).annotate(
+        app_links=Count("apps"), this_app=Count("apps", filter=Q(apps__pk=app.pk))))
+    available = [r for r in team_registries if r.app_links == 0 or r.this_app]
+    return team_registries, available
+
+
+def _allow_list(app: App, team_registries: list[ExternalRegistry],
+                available: list[ExternalRegistry]) -> dict[str, Reference]:
     """``proxied_repositories(app)``, cached under a key that changes with what it reads."""
-    from registries.models import ExternalRegistry
-
-    from ..image_check.models import ImageVerdict
-
     promotions = app.releases.filter(promoted_at__isnull=False).aggregate(
         n=Count("id"), last=Max("promoted_at"))
-    registries = ExternalRegistry.objects.filter(team_id=app.team_id).aggregate(
-        n=Count("id", distinct=True), last=Max("updated_at"), links=Count("apps"))
+    registries = {"n": len(team_registries),
+                  "last": max((r.updated_at for r in team_registries), default=None),
+                  "links": sum(r.app_links for r in team_registries)}
     verdicts = ImageVerdict.objects.filter(app=app).aggregate(last=Max("checked_at"))
     fingerprint = repr((app.pk, app.slug, app.proxy_public_images, sorted(promotions.items()),
                         sorted(registries.items()), verdicts["last"], settings.PORTAL_PROXY_HOST))
     key = "proxy-allow:" + hashlib.sha256(fingerprint.encode()).hexdigest()
     allowed = cache.get(key)
     if allowed is None:
-        from ..image_check.selectors import verdict_predicate
-
-        allowed = proxied_repositories(app, is_proxied=verdict_predicate(app))
+        allowed = proxied_repositories(app, registries=available)
         cache.set(key, allowed, ALLOW_LIST_TTL)
     return allowed
 
@@ -156,21 +158,18 @@ def decide(*, header: str, address: str, app_slug: str, name: str) -> Access | R
     customer = check.customer
     app = customer.app
     denied = Refusal(403, "DENIED", f"{name} is not an image of this application.")
+    team_registries, available = _registries(app)
     try:
-        allowed = _allow_list(app).get(name)
+        allowed = _allow_list(app, team_registries, available).get(name)
     except InvalidReference:
         allowed = None
     if allowed is None:
         return denied
-    from registries.models import ExternalRegistry
-
-    team_registries = list(ExternalRegistry.objects.filter(team_id=app.team_id))
     upstream, registry = resolve(app, name, team_registries)
     if (upstream.domain, upstream.path) != (allowed.domain, allowed.path):
         return denied
     if registry is not None:
-        available = registries_for_app(app).filter(pk=registry.pk).exists()
-        if not available:
+        if registry.pk not in {r.pk for r in available}:
             return denied
     elif not app.proxy_public_images:
         return denied  # not linked: only public images, and only when the app proxies them

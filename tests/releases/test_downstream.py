@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from registries.reference import parse
-from releases.downstream import (
+from releases.downstream import downstream_for
+from releases.kustomize import (
     docker_hub_aliases,
-    downstream_for,
     proxied_name,
     proxy_predicate,
     render_downstream,
