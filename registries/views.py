@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.db import IntegrityError, transaction
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.views.decorators.http import require_http_methods
-from django_htmx.http import HttpResponseStopPolling
 
 from portal.audit import audit_log
 from portal.forms import form_status
+from portal.htmx import render_live
 from portal.roles import team_required
 from releases.selectors import registry_image_uses
 
@@ -35,14 +34,6 @@ def _team_apps(request):
     return request.team.apps.filter(archived_at__isnull=True).order_by("name")
 
 
-def _render_live(request, template: str, partial: str, context: dict, busy: bool) -> HttpResponse:
-    """The page, or for htmx polling its live fragment; stop the polling when nothing is busy."""
-    if not request.htmx:
-        return render(request, template, context)
-    content = render_to_string(f"{template}#{partial}", context, request=request)
-    return HttpResponse(content) if busy else HttpResponseStopPolling(content)
-
-
 # --- pages ------------------------------------------------------------------------------------
 
 
@@ -51,7 +42,7 @@ def registry_list(request):
     registries = list(request.team.external_registries.all())
     busy = any(r.is_busy for r in registries)
     context = {"nav": "registries", "registries": registries, "busy": busy}
-    return _render_live(request, "registries/list.html", "registry-table", context, busy)
+    return render_live(request, "registries/list.html", context, partial="registry-table", done=not busy)
 
 
 def _form_context(request, form, registry=None):
@@ -92,7 +83,7 @@ def registry_detail(request, pk: int):
         context["policy_json"] = iam.pull_policy_json(
             account=registry.ecr_account, region=registry.ecr_region, repositories=repositories
         )
-    return _render_live(request, "registries/detail.html", "status-panel", context, registry.is_busy)
+    return render_live(request, "registries/detail.html", context, partial="status-panel", done=not registry.is_busy)
 
 
 @team_required("can_manage_registries")

@@ -6,15 +6,15 @@ Developers and Admins start and cancel mirrors; Support sees jobs. No page rende
 from __future__ import annotations
 
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+from django_htmx.http import HttpResponseClientRedirect
 
 from portal.forms import form_status
+from portal.htmx import render_live
 from portal.roles import team_required
 
 from ..models import ExternalRegistry
@@ -72,11 +72,8 @@ def mirror_detail(request, pk: int):
     context = {"nav": "registries", "job": job, "origin_app": origin_app(request.GET.get("app")),
                "blobs": [line for line in job.log if "digest" in line][::-1],
                "events": [line for line in job.log if "event" in line]}
-    if request.htmx:
-        html = render_to_string("registries/mirror/detail.html#job-progress", context,
-                                request=request)
-        return HttpResponseStopPolling(html) if job.is_finished else HttpResponse(html)
-    return render(request, "registries/mirror/detail.html", context)
+    return render_live(request, "registries/mirror/detail.html", context, partial="job-progress",
+                       done=job.is_finished)
 
 
 @require_POST

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_http_methods, require_POST
-from django_htmx.http import HttpResponseStopPolling
 
 from portal.audit import audit_log
+from portal.htmx import render_live
 from portal.roles import team_required
 from releases.models import Release
 from releases.views import _get_app
 
+from .forms import ProxyPublicForm
 from .selectors import release_image_rows
 from .services import release_checks_ensure, release_queue_image_check
 
@@ -35,10 +36,9 @@ def release_images(request, slug, sequence):
         release_checks_ensure(release)
     context = {**release_image_rows(release), "release": release,
                "membership": request.membership}
-    response = render(request, "releases/_image_checks.html", context)
-    if request.htmx and not context["pending"]:
-        response.status_code = HttpResponseStopPolling.status_code  # every verdict is in
-    return response
+    # One template for the page's panel and its polled fragment; polling stops when every
+    # verdict is in.
+    return render_live(request, "releases/_image_checks.html", context, done=not context["pending"])
 
 
 @team_required("can_edit_releases")
@@ -46,7 +46,9 @@ def release_images(request, slug, sequence):
 def app_proxy_public(request, slug):
     """The app setting "Proxy public images too"."""
     app = _get_app(request, slug, write=True)
-    value = request.POST.get("proxy_public_images") == "on"
+    form = ProxyPublicForm(request.POST)
+    form.is_valid()  # a checkbox: absent or anything but "on"-like values mean False
+    value = bool(form.cleaned_data.get("proxy_public_images"))
     if value != app.proxy_public_images:
         app.proxy_public_images = value
         app.save(update_fields=["proxy_public_images"])

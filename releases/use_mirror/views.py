@@ -15,6 +15,7 @@ from registries.mirror.models import MirrorJob
 
 from ..models import App
 from . import services
+from .forms import PinForm
 from .services import PINS, CannotUseMirror, plan_use_mirror
 
 
@@ -26,8 +27,9 @@ def _get_job(request, job_id) -> MirrorJob:
 
 
 def _pin(request) -> str:
-    value = request.POST.get("pin") or request.GET.get("pin") or "tag"
-    return value if value in dict(PINS) else "tag"
+    """How the draft names the mirrored image (by tag or digest); anything else is "tag"."""
+    form = PinForm(request.POST if "pin" in request.POST else request.GET)
+    return form.cleaned_data["pin"] if form.is_valid() else "tag"
 
 
 @team_required("can_edit_releases")
