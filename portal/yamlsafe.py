@@ -44,7 +44,7 @@ import yaml
 from yaml.composer import Composer, ComposerError
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.events import AliasEvent, CollectionStartEvent
-from yaml.nodes import Node, ScalarNode
+from yaml.nodes import MappingNode, Node, ScalarNode
 from yaml.parser import Parser
 from yaml.reader import Reader
 from yaml.resolver import Resolver
@@ -128,6 +128,13 @@ class _BoundedComposer(Composer):
             self._depth -= 1
         if event.anchor is not None:
             self._sizes[node] = self._total - start
+        return node
+
+    def compose_mapping_node(self, anchor):
+        node = super().compose_mapping_node(anchor)
+        # Constructing flattens merge keys into ``node.value`` (the merged pairs first, the
+        # ``<<`` entries removed): remember how many pairs the mapping itself wrote.
+        node.written = sum(1 for key, _value in node.value if key.tag != MERGE_TAG)
         return node
 
     def _count(self, nodes: int, mark) -> None:
@@ -236,3 +243,12 @@ def load_all_with_nodes(text: str) -> list[tuple[Node, object]]:
     (line, column, index). Constructing flattens merge keys into the mapping nodes, as PyYAML
     does."""
     return _run(text, _documents_with_nodes, MAX_NODES)
+
+
+def written_pairs(node: MappingNode) -> list:
+    """The ``(key, value)`` node pairs written in the mapping itself, without those a merge key
+    (``<<``) brought in; after construction ``node.value`` holds both."""
+    written = getattr(node, "written", None)
+    if written is None:
+        return list(node.value)
+    return node.value[len(node.value) - written:] if written else []

@@ -191,8 +191,10 @@ def _duplicate_keys(node: Node, seen: set[int] | None = None) -> Iterator[Proble
         return
     seen.add(id(node))
     if isinstance(node, MappingNode):
+        # Only the keys written here: a key that overrides one brought in by a merge key
+        # (``<<: *base`` then ``replicas: 3``) is what merging is for, not a duplicate.
         keys: set[str] = set()
-        for key, value in node.value:
+        for key, value in yamlsafe.written_pairs(node):
             if isinstance(key, ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
                 if key.value in keys:
                     yield _at(key, f"Duplicate key “{key.value}”: remove one of them.")

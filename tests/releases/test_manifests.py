@@ -209,3 +209,14 @@ def test_a_5mb_bundle_of_custom_resource_definitions_is_fine():
     text = crd_bundle(5_000_000)
     assert len(text) >= 5_000_000
     assert validate_file("crds.yaml", text) == []
+
+
+def test_a_key_overriding_a_merged_one_is_not_a_duplicate():
+    text = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n"
+        "defaults: &defaults {replicas: 1, tier: web}\n"
+        "data:\n  <<: *defaults\n  replicas: 3\n  zone: a\n  zone: b\n"
+    )
+    problems = validate_file("settings.yaml", text)
+    # The override of a merged key is what merging is for; a key written twice is still found.
+    assert [str(p) for p in problems] == ["Line 9, column 3: Duplicate key “zone”: remove one of them."]
