@@ -2,7 +2,7 @@
 
 boto3 honours ``AWS_ENDPOINT_URL_ECR`` / ``AWS_ENDPOINT_URL_STS`` itself (tests point them at
 moto's server). Errors become RegistryError; real AWS and moto word the same failures
-differently (REFERENCE.md), so both are mapped:
+differently (moto answers HTTP 403 with the code inside the message), so both are mapped:
 
 ===========================  ======================================  ====================
 failure                      real AWS                                moto's server

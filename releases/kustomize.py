@@ -138,7 +138,8 @@ def pin(ref: Reference) -> str:
 
 
 def proxy_predicate(*, linked_hosts: Iterable[str], proxy_public_images: bool) -> Callable[[Reference], bool]:
-    """Until the private-image check lands: proxied = on a linked registry, or all of them."""
+    """Proxied = on a linked registry, or every image with "Proxy public images too" (the
+    rule without verdicts; the downstream uses the private-image check's verdicts where it has them)."""
     hosts = set(linked_hosts)
     # Registry endpoints are canonical (registries/reference.py): Docker Hub is "docker.io".
     return lambda ref: proxy_public_images or ref.domain in hosts
