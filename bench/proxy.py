@@ -4,7 +4,7 @@
 
 A two-platform image (four 25 MB layers per platform plus one shared 2 MB layer, ~202 MB) is
 pushed to a loopback distribution registry (htpasswd auth). The portal runs under uvicorn as
-`make run` serves it (tests/support/proxy_server.py), with that registry linked under the Name
+`make run` serves it (tests/support/proxy_data.py), with that registry linked under the Name
 ``upstream`` and a promoted release using the image. Each round pulls the image with
 `skopeo copy --all` into a fresh local OCI directory, alternately directly from the registry and
 through the proxy with a license (skopeo's blob-info cache deleted first). Then N pulls through
@@ -49,7 +49,7 @@ class RssSampler:
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.server.rss_kib())
+            self.peak = max(self.peak, self.server.web_rss_bytes() // 1024)
             time.sleep(0.05)
 
     def __enter__(self):
@@ -68,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from tests.support.images import build_index, cleanup, push
-    from tests.support.proxy_server import start_proxy_server
+    from tests.support.proxy_data import start_proxy_stack
     from tests.support.registry import start_distribution
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
@@ -80,8 +80,8 @@ def main() -> None:
         total = sum(b.size for b in image.blobs)
         push(image, upstream.url, "bench/app", "1.0", auth=upstream.auth)
         cleanup(image)
-        server = start_proxy_server(tmp / "portal")
-        data = server.call("seed", registries=[{
+        server = start_proxy_stack(tmp / "portal")
+        data = server.call("tests.support.proxy_data.seed", registries=[{
             "endpoint": upstream.host, "provider": "other", "username": upstream.username,
             "password": upstream.password, "name": "upstream", "insecure": True,
         }], apps=[{"slug": "benchapp", "releases": [[f"{upstream.host}/bench/app:1.0"]],
@@ -96,7 +96,7 @@ def main() -> None:
         for src, creds in ((direct_src, direct_creds), (proxy_src, proxy_creds)):
             pull(src, creds, tmp / "warm")
             shutil.rmtree(tmp / "warm")
-        rss_start = server.rss_kib()
+        rss_start = server.web_rss_bytes() // 1024
         times = {"direct": [], "proxy": []}
         rss_after = []
         for i in range(args.rounds):
@@ -107,7 +107,7 @@ def main() -> None:
                 shutil.rmtree(target)
                 times[kind].append(seconds)
                 print(f"round {i + 1} {kind}: {seconds:.2f} s", file=sys.stderr)
-            rss_after.append(server.rss_kib())
+            rss_after.append(server.web_rss_bytes() // 1024)
 
         def batch():
             """N pulls through the proxy at once: (wall seconds, failures, peak RSS, RSS after)."""
@@ -130,7 +130,7 @@ def main() -> None:
             for i in range(args.concurrent):
                 shutil.rmtree(tmp / f"c{i}", ignore_errors=True)
             failures = [r for r in results if isinstance(r, BaseException)]
-            return wall, failures, sampler.peak, server.rss_kib()
+            return wall, failures, sampler.peak, server.web_rss_bytes() // 1024
 
         # Two batches: if the RSS left after the first is a leak, the second adds to it; if it is
         # the allocator keeping freed memory for reuse, the second reuses it and stays level.
