@@ -4,7 +4,7 @@
 
 A two-platform image (four 25 MB layers per platform plus one shared 2 MB layer, ~202 MB) is
 pushed to a loopback distribution registry (htpasswd auth). The portal runs under uvicorn as
-`make run` serves it (tests/support/proxy_data.py), with that registry linked under the Name
+`make run` serves it (tests/support/proxy_server.py), with that registry linked under the Name
 ``upstream`` and a promoted release using the image. Each round pulls the image with
 `skopeo copy --all` into a fresh local OCI directory, alternately directly from the registry and
 through the proxy with a license (skopeo's blob-info cache deleted first). Then N pulls through
@@ -68,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from tests.support.images import build_index, cleanup, push
-    from tests.support.proxy_data import start_proxy_stack
+    from tests.support.proxy_server import start_proxy_server
     from tests.support.registry import start_distribution
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
@@ -80,8 +80,8 @@ def main() -> None:
         total = sum(b.size for b in image.blobs)
         push(image, upstream.url, "bench/app", "1.0", auth=upstream.auth)
         cleanup(image)
-        server = start_proxy_stack(tmp / "portal")
-        data = server.call("tests.support.proxy_data.seed", registries=[{
+        server = start_proxy_server(tmp / "portal")
+        data = server.call("tests.support.proxy_server.seed", registries=[{
             "endpoint": upstream.host, "provider": "other", "username": upstream.username,
             "password": upstream.password, "name": "upstream", "insecure": True,
         }], apps=[{"slug": "benchapp", "releases": [[f"{upstream.host}/bench/app:1.0"]],

@@ -3,7 +3,7 @@
     .venv/bin/python bench/proxy_request.py [--requests 200]
 
 A loopback distribution registry (htpasswd auth) holds a small image; the portal runs under
-uvicorn as `make run` serves it (tests/support/proxy_data.py), SQLite. Two measurements:
+uvicorn as `make run` serves it (tests/support/proxy_server.py), SQLite. Two measurements:
 
 1. End to end: ``--requests`` sequential GETs of the manifest (by tag) and of the small config
    blob, directly from the registry and through the proxy (one keep-alive connection each).
@@ -137,7 +137,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from tests.support.images import build_single, push
-    from tests.support.proxy_data import start_proxy_stack
+    from tests.support.proxy_server import start_proxy_server
     from tests.support.registry import start_distribution
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-proxy-request-"))
@@ -146,8 +146,8 @@ def main() -> None:
         upstream = start_distribution(tmp / "upstream", users=BENCH_USERS)
         image = build_single([100_000], seed=3)
         push(image, upstream.url, "bench/app", "1.0", auth=upstream.auth)
-        server = start_proxy_stack(tmp / "portal")
-        data = server.call("tests.support.proxy_data.seed", registries=[{
+        server = start_proxy_server(tmp / "portal")
+        data = server.call("tests.support.proxy_server.seed", registries=[{
             "endpoint": upstream.host, "provider": "other", "username": upstream.username,
             "password": upstream.password, "name": "upstream", "insecure": True,
         }], apps=[{"slug": "benchapp", "releases": [[f"{upstream.host}/bench/app:1.0"]],

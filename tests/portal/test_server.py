@@ -16,7 +16,7 @@ import pytest
 
 from portal.server import HEAD_TIMEOUT
 from tests.support.processes import PortalStack
-from tests.support.proxy_data import start_proxy_stack
+from tests.support.proxy_server import start_proxy_server
 from tests.support.servers import LOOPBACK
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ FAILURE_LIMIT = 3
 
 
 def _start(tmp_path_factory, name: str, *, app: str | None = None) -> PortalStack:
-    return start_proxy_stack(tmp_path_factory.mktemp(name), app=app, extra={
+    return start_proxy_server(tmp_path_factory.mktemp(name), app=app, extra={
         "PORTAL_PROXY_AUTH_FAILURE_LIMIT": str(FAILURE_LIMIT),
         "PORTAL_LOGIN_FAILURE_LIMIT": str(FAILURE_LIMIT)})
 

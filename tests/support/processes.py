@@ -15,7 +15,7 @@ logged-in httpx clients. ``stop()`` sends SIGTERM to each process group, then SI
 deadline.
 
 Used by the hostile-input suite, the end-to-end and browser tests of registries and mirroring,
-the proxy registry's tests (with tests/support/proxy_data.py), the server's bounds
+the proxy registry's tests (with tests/support/proxy_server.py), the server's bounds
 (tests/portal/test_server.py), and bench/.
 """
 

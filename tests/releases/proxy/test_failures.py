@@ -23,7 +23,7 @@ import pytest
 
 from tests.support import images
 from tests.support.processes import ROOT
-from tests.support.proxy_data import start_proxy_stack
+from tests.support.proxy_server import start_proxy_server
 from tests.support.registry import start_distribution
 from tests.support.servers import LOOPBACK
 
@@ -113,7 +113,7 @@ def upstreams(tmp_path_factory):
 
 
 def start(tmp_path_factory, upstreams, *, args=(), extra=None):
-    server = start_proxy_stack(tmp_path_factory.mktemp("proxy-failures"), args=args, extra={
+    server = start_proxy_server(tmp_path_factory.mktemp("proxy-failures"), args=args, extra={
         "PORTAL_REGISTRY_HOST_MAP": upstreams["host_map"], **(extra or {})})
     registries = [
         {"endpoint": "256.1.1.1", "name": "bad"},  # saved before the form refused it
@@ -122,7 +122,7 @@ def start(tmp_path_factory, upstreams, *, args=(), extra=None):
         {"endpoint": "closer.example.com", "name": "closer"},
         {"endpoint": "big.example.com", "name": "big"},
     ]
-    server.data = server.call("tests.support.proxy_data.seed", registries=[
+    server.data = server.call("tests.support.proxy_server.seed", registries=[
         {**r, "provider": "other", "username": "u", "password": "upstream-pw",
          "insecure": True} for r in registries
     ], apps=[{"slug": SLUG, "releases": [[
@@ -148,7 +148,7 @@ def headers(server) -> dict[str, str]:
 def pull_log_rows(server, *, until, seconds: float = 15) -> list[dict]:
     deadline = time.monotonic() + seconds
     while True:
-        rows = server.call("tests.support.proxy_data.pull_log", customer="Big Bank")["rows"]
+        rows = server.call("tests.support.proxy_server.pull_log", customer="Big Bank")["rows"]
         if until(rows) or time.monotonic() > deadline:
             return rows
         time.sleep(0.2)
@@ -231,7 +231,7 @@ def test_a_blob_in_flight_at_a_graceful_stop_is_logged_before_the_process_exits(
             time.sleep(0.02)
         database.execute("ROLLBACK")
         server.web.wait(timeout=30)  # the stalled pull does not keep the server up
-        rows = _cut_short(server.call("tests.support.proxy_data.pull_log", customer="Big Bank")["rows"], blob)
+        rows = _cut_short(server.call("tests.support.proxy_server.pull_log", customer="Big Bank")["rows"], blob)
         assert len(rows) == 1 and 0 < rows[0]["bytes"] < blob.size
         client.close()
     finally:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.support import images
-from tests.support.proxy_data import start_proxy_stack
+from tests.support.proxy_server import start_proxy_server
 from tests.support.registry import ECR_HOST, MOTO_TOKEN_PASSWORD, start_distribution
 from tests.support.servers import free_port, require_binary
 
@@ -54,14 +54,14 @@ def server(upstream, ecr_registry, moto_server, aws_users, tmp_path_factory):
         f"down.example.com=http://127.0.0.1:{free_port()}",
         f"public.example.com={upstream['public'].url}",
     ])
-    server = start_proxy_stack(tmp_path_factory.mktemp("proxy"), extra={
+    server = start_proxy_server(tmp_path_factory.mktemp("proxy"), extra={
         **moto_server.env, "PORTAL_REGISTRY_HOST_MAP": host_map,
         "PORTAL_PROXY_AUTH_FAILURE_LIMIT": str(THROTTLE_LIMIT),
         # Each test poses as its own client address through X-Forwarded-For.
         "PORTAL_TRUSTED_PROXIES": "127.0.0.1",
     })
     try:
-        server.data = server.call("tests.support.proxy_data.seed", registries=[
+        server.data = server.call("tests.support.proxy_server.seed", registries=[
             {"endpoint": ECR_HOST, "provider": "ecr", "username": aws_users.reader.access_key_id,
              "password": aws_users.reader.secret_access_key},
             {"endpoint": "down.example.com", "provider": "other", "username": "u",
@@ -113,7 +113,7 @@ def pull_log_rows(server, customer: str, *, until, seconds: float = 10) -> list[
     batches, a moment after the response), or when the deadline passes."""
     deadline = time.monotonic() + seconds
     while True:
-        rows = server.call("tests.support.proxy_data.pull_log", customer=customer)["rows"]
+        rows = server.call("tests.support.proxy_server.pull_log", customer=customer)["rows"]
         if until(rows) or time.monotonic() > deadline:
             return rows
         time.sleep(0.1)

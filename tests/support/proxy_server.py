@@ -5,7 +5,7 @@ against the ``web:`` command of the Procfile (uvicorn and its flags), as ``make 
 production serve it (``PortalStack`` of tests/support/processes.py). Forwarded headers are
 believed only when a test sets ``PORTAL_TRUSTED_PROXIES`` (as in production, empty by default).
 The server has its own SQLite file (migrated with manage.py); ``seed()`` runs inside
-``manage.py shell`` (``stack.call("tests.support.proxy_data.seed", ...)``) to create the team,
+``manage.py shell`` (``stack.call("tests.support.proxy_server.seed", ...)``) to create the team,
 app, registries, releases and customers, and returns what the test needs (license IDs, names)
 as JSON. ``pull_log()`` reads the pull log the same way.
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from tests.support.processes import PortalStack
 
 
-def start_proxy_stack(directory: Path, *, extra: dict[str, str] | None = None,
+def start_proxy_server(directory: Path, *, extra: dict[str, str] | None = None,
                       args: tuple[str, ...] = (), app: str | None = None) -> PortalStack:
     """The web process alone, unseeded, with the in-memory broker (nothing reaches a worker);
     ``app`` serves another ASGI application (nothing migrated then)."""
