@@ -26,7 +26,7 @@ import httpx  # noqa: E402
 
 from tests.hostile.conftest import raw_request  # noqa: E402
 from tests.hostile.payloads import RELEASE_YAML, STATIC_TRAVERSALS, license_yaml_cases  # noqa: E402
-from tests.support.processes import PortalProcesses  # noqa: E402
+from tests.support.processes import PortalStack  # noqa: E402
 from tests.support.servers import start_redis, stop_process  # noqa: E402
 
 RESULTS = BASE_DIR / "docs" / "benchmarks.md"
@@ -168,8 +168,8 @@ def main():
     directory = Path(tempfile.mkdtemp(prefix="portal-bench-hostile-"))
     (directory / "redis").mkdir()
     redis = start_redis(directory / "redis")
-    stack = PortalProcesses(directory / "stack", redis.url,
-                            extra_env={"PORTAL_PROXY_AUTH_FAILURE_LIMIT": "1000000", "LOG_LEVEL": "WARNING"})
+    stack = PortalStack(directory / "stack", redis.url,
+                        extra_env={"PORTAL_PROXY_AUTH_FAILURE_LIMIT": "1000000", "LOG_LEVEL": "WARNING"})
     try:
         stack.start()
         sessions = {role: stack.session(role) for role in ("Developer",)}

@@ -49,7 +49,7 @@ class RssSampler:
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.server.rss_kib())
+            self.peak = max(self.peak, self.server.web_rss_bytes() // 1024)
             time.sleep(0.05)
 
     def __enter__(self):
@@ -81,7 +81,7 @@ def main() -> None:
         push(image, upstream.url, "bench/app", "1.0", auth=upstream.auth)
         cleanup(image)
         server = start_proxy_server(tmp / "portal")
-        data = server.call("seed", registries=[{
+        data = server.call("tests.support.proxy_server.seed", registries=[{
             "endpoint": upstream.host, "provider": "other", "username": upstream.username,
             "password": upstream.password, "name": "upstream", "insecure": True,
         }], apps=[{"slug": "benchapp", "releases": [[f"{upstream.host}/bench/app:1.0"]],
@@ -96,7 +96,7 @@ def main() -> None:
         for src, creds in ((direct_src, direct_creds), (proxy_src, proxy_creds)):
             pull(src, creds, tmp / "warm")
             shutil.rmtree(tmp / "warm")
-        rss_start = server.rss_kib()
+        rss_start = server.web_rss_bytes() // 1024
         times = {"direct": [], "proxy": []}
         rss_after = []
         for i in range(args.rounds):
@@ -107,7 +107,7 @@ def main() -> None:
                 shutil.rmtree(target)
                 times[kind].append(seconds)
                 print(f"round {i + 1} {kind}: {seconds:.2f} s", file=sys.stderr)
-            rss_after.append(server.rss_kib())
+            rss_after.append(server.web_rss_bytes() // 1024)
 
         def batch():
             """N pulls through the proxy at once: (wall seconds, failures, peak RSS, RSS after)."""
@@ -130,7 +130,7 @@ def main() -> None:
             for i in range(args.concurrent):
                 shutil.rmtree(tmp / f"c{i}", ignore_errors=True)
             failures = [r for r in results if isinstance(r, BaseException)]
-            return wall, failures, sampler.peak, server.rss_kib()
+            return wall, failures, sampler.peak, server.web_rss_bytes() // 1024
 
         # Two batches: if the RSS left after the first is a leak, the second adds to it; if it is
         # the allocator keeping freed memory for reuse, the second reuses it and stays level.

@@ -147,7 +147,7 @@ def main() -> None:
         image = build_single([100_000], seed=3)
         push(image, upstream.url, "bench/app", "1.0", auth=upstream.auth)
         server = start_proxy_server(tmp / "portal")
-        data = server.call("seed", registries=[{
+        data = server.call("tests.support.proxy_server.seed", registries=[{
             "endpoint": upstream.host, "provider": "other", "username": upstream.username,
             "password": upstream.password, "name": "upstream", "insecure": True,
         }], apps=[{"slug": "benchapp", "releases": [[f"{upstream.host}/bench/app:1.0"]],

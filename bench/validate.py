@@ -35,7 +35,7 @@ sys.path.insert(0, str(BASE_DIR))
 import boto3  # noqa: E402
 import httpx  # noqa: E402
 
-from tests.support.processes import PortalStack, stack_env  # noqa: E402
+from tests.support.processes import PortalStack  # noqa: E402
 from tests.support.registry import (  # noqa: E402
     ECR_HOST,
     ECR_READ_ONLY_POLICY,
@@ -171,13 +171,12 @@ def main() -> None:
         registry = start_distribution(directory / "registry", users={"AWS": MOTO_TOKEN_PASSWORD})
         processes.append(registry.process)
         push_test_image(registry, "demo-apps/nginx", "latest")
-        env = stack_env(directory, broker_url=redis.url, extra={
-            "PORTAL_REGISTRY_HOST_MAP": f"{ECR_HOST}={registry.url}",
+        stack = PortalStack(directory, redis.url, seed="team", debug=True, extra_env={
+            "LOG_LEVEL": "INFO", "PORTAL_REGISTRY_HOST_MAP": f"{ECR_HOST}={registry.url}",
             "AWS_ENDPOINT_URL_ECR": moto_url, "AWS_ENDPOINT_URL_STS": moto_url,
             "AWS_EC2_METADATA_DISABLED": "true",
-        })
-        stack = PortalStack(directory, env).start()
-        client = stack.client("alice")
+        }).start()
+        client = stack.session("alice")
         one_run(stack, client, (key_id, secret))  # warm-up: imports, first connections
         runs = []
         for i in range(args.runs):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.support.processes import PortalProcesses
+from tests.support.processes import PortalStack
 from tests.support.servers import LOOPBACK
 
 CPU_BUDGET_SECONDS = 5.0
@@ -35,7 +35,7 @@ def stack_broker(redis_server, db: int) -> str:
 
 @pytest.fixture(scope="session")
 def stack(redis_server, tmp_path_factory):
-    processes = PortalProcesses(
+    processes = PortalStack(
         tmp_path_factory.mktemp("hostile"), stack_broker(redis_server, 11),
         # Many cases fail to sign in on purpose; the throttles have their own stack
         # (test_forwarded_for.py), so here they must not turn every later case into a 429.
@@ -62,7 +62,7 @@ def anonymous(stack):
 
 
 @contextmanager
-def guarded(stack: PortalProcesses, *, memory: bool = False):
+def guarded(stack: PortalStack, *, memory: bool = False):
     """Run one case; fail when the web process spent over 5 s of CPU or logged a traceback."""
     log_start = len(stack.log("web"))
     cpu_start = stack.web_cpu_seconds()
@@ -118,7 +118,7 @@ class RawResponse:
     body: bytes
 
 
-def raw_request(stack: PortalProcesses, data: bytes, *, timeout: float = REQUEST_TIMEOUT) -> RawResponse:
+def raw_request(stack: PortalStack, data: bytes, *, timeout: float = REQUEST_TIMEOUT) -> RawResponse:
     """Send ``data`` as it is on a fresh connection; read one response (status None: no answer).
 
     A server that refuses early may close the connection while the request is still being

@@ -10,7 +10,7 @@ import base64
 import pytest
 
 from tests.hostile.conftest import guarded, stack_broker
-from tests.support.processes import PortalProcesses
+from tests.support.processes import PortalStack
 
 LIMIT = 5
 SPOOFED = [f"203.0.113.{i}" for i in range(1, 2 * LIMIT + 2)]
@@ -18,7 +18,7 @@ SPOOFED = [f"203.0.113.{i}" for i in range(1, 2 * LIMIT + 2)]
 
 @pytest.fixture(scope="module")
 def throttled(redis_server, tmp_path_factory):
-    processes = PortalProcesses(
+    processes = PortalStack(
         tmp_path_factory.mktemp("forwarded"), stack_broker(redis_server, 12),
         extra_env={"PORTAL_LOGIN_FAILURE_LIMIT": str(LIMIT), "PORTAL_PROXY_AUTH_FAILURE_LIMIT": str(LIMIT)},
     ).start()

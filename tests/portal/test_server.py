@@ -1,6 +1,6 @@
 """Bounds on the request head under the server the Procfile runs (uvicorn + portal.server).
 
-The server is the Procfile's ``web:`` command on 127.0.0.1 (tests/support/proxy_server.py);
+The server is the Procfile's ``web:`` command on 127.0.0.1 (tests/support/processes.py);
 clients are raw sockets, so nothing between the test and the server tidies up the bytes.
 """
 
@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from portal.server import HEAD_TIMEOUT
-from tests.support.proxy_server import ProxyServer, server_env
-from tests.support.servers import LOOPBACK, free_port
+from tests.support.processes import PortalStack
+from tests.support.proxy_server import start_proxy_server
+from tests.support.servers import LOOPBACK
 
 pytestmark = pytest.mark.slow
 
@@ -24,12 +25,10 @@ pytestmark = pytest.mark.slow
 FAILURE_LIMIT = 3
 
 
-def _start(tmp_path_factory, name: str, *, app: str | None = None) -> ProxyServer:
-    directory = tmp_path_factory.mktemp(name)
-    port = free_port()
-    env = server_env(directory, port, extra={"PORTAL_PROXY_AUTH_FAILURE_LIMIT": str(FAILURE_LIMIT),
-                                             "PORTAL_LOGIN_FAILURE_LIMIT": str(FAILURE_LIMIT)})
-    return ProxyServer(directory, env, port).start(app=app, migrate=app is None)
+def _start(tmp_path_factory, name: str, *, app: str | None = None) -> PortalStack:
+    return start_proxy_server(tmp_path_factory.mktemp(name), app=app, extra={
+        "PORTAL_PROXY_AUTH_FAILURE_LIMIT": str(FAILURE_LIMIT),
+        "PORTAL_LOGIN_FAILURE_LIMIT": str(FAILURE_LIMIT)})
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +113,7 @@ def test_a_9_kb_url_is_refused_with_414(portal):
 
 
 def test_ten_connections_sending_50_mb_headers_do_not_grow_the_server(portal):
-    before = portal.rss_kib()
+    before = portal.web_rss_bytes() // 1024
     peak = [before]
     done = threading.Event()
 
@@ -130,7 +129,7 @@ def test_ten_connections_sending_50_mb_headers_do_not_grow_the_server(portal):
 
     def watch():
         while not done.is_set():
-            peak[0] = max(peak[0], portal.rss_kib())
+            peak[0] = max(peak[0], portal.web_rss_bytes() // 1024)
             time.sleep(0.05)
 
     watcher = threading.Thread(target=watch)

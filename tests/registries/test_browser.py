@@ -5,7 +5,7 @@ The portal runs as separate processes (web server, Celery worker, Redis, a SQLit
 
 import pytest
 
-from tests.support.processes import PASSWORD, PortalStack, stack_env
+from tests.support.processes import PortalStack
 from tests.support.registry import ECR_HOST, push_test_image
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -14,9 +14,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 @pytest.fixture
 def stack(request, tmp_path, ecr_registry, moto_server):
     broker = request.getfixturevalue("redis_server")
-    env = stack_env(tmp_path, broker_url=broker.url,
-                    extra={"PORTAL_REGISTRY_HOST_MAP": ecr_registry.extra["host_map"]})
-    portal = PortalStack(tmp_path, env)
+    portal = PortalStack(tmp_path, broker.url, seed="team", debug=True, extra_env={
+        "LOG_LEVEL": "INFO", "PORTAL_REGISTRY_HOST_MAP": ecr_registry.extra["host_map"]})
     try:
         yield portal.start()
     finally:
@@ -28,7 +27,7 @@ def test_add_external_registry_shows_the_reason_then_connects(page, stack, aws_u
     secrets = [aws_users.reader.secret_access_key, aws_users.wrong_secret.secret_access_key]
     page.goto(f"{stack.url}/accounts/login/")
     page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").fill(stack.password)
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Images").click()
     page.get_by_role("link", name="Add External Registry").click()

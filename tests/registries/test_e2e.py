@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.support.processes import PortalStack, stack_env
+from tests.support.processes import PortalStack
 from tests.support.registry import ECR_HOST, push_test_image
 from tests.support.registry_pages import add_registry, registry_status, wait_for_status
 from tests.support.servers import (
@@ -23,9 +23,8 @@ pytestmark = pytest.mark.slow
 def shared_stack(request, tmp_path_factory, ecr_registry, moto_server):
     broker = request.getfixturevalue("redis_server")
     directory = tmp_path_factory.mktemp("portal")
-    env = stack_env(directory, broker_url=broker.url,
-                    extra={"PORTAL_REGISTRY_HOST_MAP": ecr_registry.extra["host_map"]})
-    portal = PortalStack(directory, env)
+    portal = PortalStack(directory, broker.url, seed="team", debug=True, extra_env={
+        "LOG_LEVEL": "INFO", "PORTAL_REGISTRY_HOST_MAP": ecr_registry.extra["host_map"]})
     try:
         yield portal.start()
     finally:
@@ -45,7 +44,7 @@ def ecr_form(keys, **extra):
 
 def test_good_ecr_keys_turn_connected_through_the_worker(stack, aws_users, ecr_registry):
     push_test_image(ecr_registry, "demo-apps/nginx", "latest")
-    alice = stack.client("alice")
+    alice = stack.session("alice")
     response = add_registry(alice, ecr_form(aws_users.reader, test_image="demo-apps/nginx:latest"))
     assert response.status_code == 302, response.text[-2000:]
     status, row = wait_for_status(alice, ECR_HOST, {"connected", "failed"})
@@ -53,12 +52,12 @@ def test_good_ecr_keys_turn_connected_through_the_worker(stack, aws_users, ecr_r
     assert "can read demo-apps/nginx:latest" in row
     # The poll stops once nothing is busy.
     assert registry_status(alice, ECR_HOST)[2] == 286
-    page = stack.client("sam").get("/registries/").text
+    page = stack.session("sam").get("/registries/").text
     assert "Connected" in page and aws_users.reader.secret_access_key not in page
 
 
 def test_a_wrong_secret_fails_with_its_reason(stack, aws_users):
-    alice = stack.client("alice")
+    alice = stack.session("alice")
     add_registry(alice, ecr_form(aws_users.wrong_secret))
     status, row = wait_for_status(alice, ECR_HOST, {"connected", "failed"})
     assert status == "failed"
@@ -72,13 +71,13 @@ def test_with_the_broker_down_the_registry_waits_pending_then_validates(tmp_path
     redis_dir.mkdir()
     redis = start_redis(redis_dir)
     port = redis.port
-    env = stack_env(tmp_path, broker_url=redis.url, extra={
-        "PORTAL_REGISTRY_HOST_MAP": ecr_registry.extra["host_map"], "PORTAL_REGISTRY_SWEEP_SECONDS": "1",
-    })
-    portal = PortalStack(tmp_path, env).start(worker=False)
+    portal = PortalStack(tmp_path, redis.url, names=("web",), seed="team", debug=True, extra_env={
+        "LOG_LEVEL": "INFO", "PORTAL_REGISTRY_HOST_MAP": ecr_registry.extra["host_map"],
+        "PORTAL_REGISTRY_SWEEP_SECONDS": "1",
+    }).start()
     try:
         stop_process(redis.process)  # the broker goes down
-        alice = portal.client("alice")
+        alice = portal.session("alice")
         started = time.monotonic()
         response = add_registry(alice, ecr_form(aws_users.reader))
         assert response.status_code == 302  # no error page
@@ -97,7 +96,7 @@ def test_with_the_broker_down_the_registry_waits_pending_then_validates(tmp_path
         )
         try:
             wait_for_port("127.0.0.1", port, time.monotonic() + 15, process=process)
-            portal.start_worker(beat=True)
+            portal.run("worker", "beat")  # beat sweeps the pending row
             status, row = wait_for_status(alice, ECR_HOST, {"connected", "failed"}, timeout=60)
             assert status == "connected", row + portal.log("worker")[-3000:]
         finally:
@@ -109,7 +108,7 @@ def test_with_the_broker_down_the_registry_waits_pending_then_validates(tmp_path
 
 
 def test_the_list_page_polls_while_validating(stack, aws_users):
-    alice = stack.client("alice")
+    alice = stack.session("alice")
     add_registry(alice, ecr_form(aws_users.reader, skip_validation="on"))
     page = alice.get("/registries/").text
     assert re.search(r"Not validated", page)

@@ -139,18 +139,18 @@ def test_it_reports_an_unknown_host():
 
 
 def test_it_follows_redirects_without_sending_credentials_to_the_other_host(redirecting_registry):
-    r = redirecting_registry
-    with RegistryClient(r.host, username=r.username, password=r.password, insecure=True) as client:
+    r, proxy = redirecting_registry, redirecting_registry.proxy
+    with RegistryClient(proxy.host, username=proxy.username, password=proxy.password, insecure=True) as client:
         client.ping()
         manifest = client.get_manifest("demo/app", "latest")
         with client.stream_blob("demo/app", r.config_digest) as response:
             body = b"".join(response.iter_bytes())
     assert manifest.digest == r.manifest_digest
-    assert body == r.blobs[r.config_digest]
-    assert len(r.storage_requests) == 2
-    for request in r.storage_requests:
+    assert body == r.config
+    assert len(proxy.storage.requests) == 2
+    for request in proxy.storage.requests:
         assert "Authorization" not in request["headers"]
-    assert any("Authorization" in q["headers"] for q in r.registry_requests)
+    assert any("Authorization" in q["headers"] for q in proxy.registry_requests)
 
 
 def test_it_sends_credentials_only_to_the_mapped_address_of_the_endpoint(

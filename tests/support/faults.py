@@ -3,9 +3,10 @@
 - `FaultProxy`: forwards to the registry, but the first request of each kind (method + path, upload
   ids folded) fails: alternately a 500, a dropped connection, or (blob downloads) a body cut
   short. Every later request of that kind passes, so a copier that retries must finish.
-- `RedirectProxy`: forwards to the registry, but answers blob GETs with a 307 to a second port
-  (like ECR sending blobs to S3); that "S3" asserts no Authorization header arrives and serves
-  the blob with its own access to the registry.
+- `RedirectingRegistry`: forwards to the registry, but answers blob GETs (and, if asked,
+  manifest GETs) with a 307 to another host and port (like ECR sending blobs to S3); that "S3"
+  refuses any request carrying an Authorization header and serves the content with its own
+  access to the registry.
 Both buffer bodies: test images are a few MB.
 """
 
@@ -172,54 +173,97 @@ class FaultProxy(Proxy):
         return True
 
 
-class BlobStore(Proxy):
-    """The 'S3' a redirect points to: serves /blob/<repo>/<digest> from the registry itself."""
+class _Storage(Proxy):
+    """The 'S3' a redirect points to: serves /storage/<repo>/<blobs|manifests>/<reference> with
+    its own access to the registry; refuses (400) and records any request carrying Authorization."""
 
     def __init__(self, upstream: str, auth: tuple[str, str]):
         super().__init__(upstream)
         self.auth = auth
+        self.requests: list[dict] = []
         self.authorization_seen: list[str] = []
         self.served = 0
 
+    @property
+    def host(self) -> str:
+        return f"localhost:{self.port}"  # another host name than the registry's, as S3 is
+
     def intercept(self, handler, body: bytes) -> bool:
+        with self.lock:
+            self.requests.append({"path": handler.path, "headers": dict(handler.headers)})
         if handler.headers.get("authorization"):
             self.authorization_seen.append(handler.path)
             handler.send_response(400)
             handler.send_header("Content-Length", "0")
             handler.end_headers()
             return True
-        repo, digest = handler.path.split("?")[0].removeprefix("/blob/").rsplit("/", 1)
-        response = self.http.get(f"{self.upstream}/v2/{repo}/blobs/{digest}", auth=self.auth,
-                                 follow_redirects=True)
+        repo, kind, reference = handler.path.split("?")[0].removeprefix("/storage/").rsplit("/", 2)
+        headers = {"Accept": handler.headers["accept"]} if handler.headers.get("accept") else {}
+        response = self.http.get(f"{self.upstream}/v2/{repo}/{kind}/{reference}", auth=self.auth,
+                                 headers=headers, follow_redirects=True)
         self.served += 1
         handler.send_response(response.status_code)
-        handler.send_header("Content-Type", "application/octet-stream")
+        if kind == "manifests":
+            for key in ("Content-Type", "Docker-Content-Digest"):
+                if key in response.headers:
+                    handler.send_header(key, response.headers[key])
+        else:
+            handler.send_header("Content-Type", "application/octet-stream")
         handler.send_header("Content-Length", str(len(response.content)))
         handler.end_headers()
         handler.wfile.write(response.content)
         return True
 
 
-BLOB_GET = re.compile(r"^/v2/(?P<repo>.+)/blobs/(?P<digest>sha256:[0-9a-f]{64})$")
+REDIRECTED = re.compile(r"^/v2/(?P<repo>.+)/(?P<kind>blobs|manifests)/(?P<reference>[^/?]+)$")
 
 
-class RedirectProxy(Proxy):
-    """Blob GETs answered with 307 to `store` (another port), like ECR -> S3."""
+class RedirectingRegistry(Proxy):
+    """A registry that sends content elsewhere, as ECR sends blobs to S3.
 
-    def __init__(self, upstream: str, store: BlobStore):
+    Forwards to ``upstream`` (a real docker-registry with ``auth``), but answers an authorized
+    blob GET (and, with ``manifests=True``, manifest GET) with a 307 to ``storage``, a second
+    server on ``localhost`` and another port, which must never receive the Authorization header.
+    ``registry_requests`` holds every request's path and headers; ``storage.requests`` likewise.
+    """
+
+    def __init__(self, upstream: str, auth: tuple[str, str], *, manifests: bool = False):
         super().__init__(upstream)
-        self.store = store
+        self.auth = auth
+        self.manifests = manifests
+        self.storage = _Storage(upstream, auth)
+        self.registry_requests: list[dict] = []
         self.redirects = 0
 
+    @property
+    def username(self) -> str:
+        return self.auth[0]
+
+    @property
+    def password(self) -> str:
+        return self.auth[1]
+
+    def start(self):
+        self.storage.start()
+        return super().start()
+
+    def stop(self):
+        super().stop()
+        self.storage.stop()
+
     def intercept(self, handler, body: bytes) -> bool:
-        match = BLOB_GET.match(handler.path)
-        if handler.command != "GET" or not match:
-            return False
-        self.redirects += 1
+        with self.lock:
+            self.registry_requests.append({"path": handler.path, "headers": dict(handler.headers)})
+        match = REDIRECTED.match(handler.path)
+        if (handler.command != "GET" or not match or not handler.headers.get("authorization")
+                or (match["kind"] == "manifests" and not self.manifests)):
+            return False  # unauthorized requests get the registry's own 401 challenge
+        with self.lock:
+            self.redirects += 1
         self.record(handler, 307)
         handler.send_response(307)
-        handler.send_header("Location", f"http://{self.store.host}/blob/{match['repo']}/"
-                                        f"{match['digest']}?X-Amz-Signature=test")
+        handler.send_header("Location", f"http://{self.storage.host}/storage/{match['repo']}/"
+                                        f"{match['kind']}/{match['reference']}?X-Amz-Signature=test")
         handler.send_header("Content-Length", "0")
         handler.end_headers()
         return True

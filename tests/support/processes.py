@@ -1,19 +1,22 @@
-"""The portal as the Procfile runs it: web, worker and beat as separate processes.
+"""The portal as the Procfile runs it: the one process stack of the tests and benches.
 
-``PortalProcesses`` reads the ``web:``, ``worker:`` and ``beat:`` lines of the Procfile and runs
-each through ``sh -c`` with the environment ``make run`` gives them (HOST, WEB_PORT and PORT,
-PORTAL_URL, PORTAL_VAR_DIR, CELERY_BROKER_URL, the venv first on PATH), so whatever flags the
-Procfile gains, the tests run them. The database is a SQLite file in a temporary directory
-(migrated, then ``seed_demo`` and ``tests/support/seed.py``), shared by the three processes.
+``PortalStack`` reads the Procfile and runs the lines it is given (``names``: web alone, or web,
+worker and beat) each through ``sh -c`` with the environment ``make run`` gives them (HOST,
+WEB_PORT and PORT, PORTAL_URL, PORTAL_VAR_DIR, CELERY_BROKER_URL, the venv first on PATH), so
+whatever flags the Procfile gains, the tests run them. Options add environment, uvicorn options
+(``web_args``), worker options (``worker_args``) or put another ASGI application in place of the
+portal's. The database is a SQLite file in a temporary directory shared by the processes,
+migrated, then seeded: ``seed_demo`` and ``tests/support/seed.py`` (``seed="demo"``), team Acme
+with alice and sam (``seed="team"``), or nothing (the proxy's tests seed through ``call()``).
 
 It exposes the base URL, the web process's pid with its CPU time and resident memory from
-/proc, each process's captured output, and a logged-in httpx client per role. ``stop()`` sends
-SIGTERM to each process group, then SIGKILL after a deadline.
+/proc, each process's captured output, ``call()`` of a function inside ``manage.py shell``, and
+logged-in httpx clients. ``stop()`` sends SIGTERM to each process group, then SIGKILL after a
+deadline.
 
-Used by the hostile-input suite (tests/hostile/) and bench/hostile.py. ``PortalStack`` (the
-end-to-end tests of registries and mirroring, bench/validate.py) and ``ProxyServer``
-(tests/support/proxy_server.py: the proxy registry's tests and benches) start the same web
-command with fewer processes and their own data.
+Used by the hostile-input suite, the end-to-end and browser tests of registries and mirroring,
+the proxy registry's tests (with tests/support/proxy_server.py), the server's bounds
+(tests/portal/test_server.py), and bench/.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import json
 import os
 import re
 import secrets
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,7 +36,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.servers import LOOPBACK, free_port, require_binary, stop_process, wait_for_port
+from tests.support.servers import LOOPBACK, free_port, require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCFILE = ROOT / "Procfile"
@@ -44,7 +49,7 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLEARED = {
     "DEBUG", "DATABASE_URL", "PORTAL_SQLITE_TEST_PATH", "CELERY_TASK_ALWAYS_EAGER", "REDIS_URL",
     "PORTAL_PROXY_HOST", "PORTAL_URL", "ALLOWED_HOSTS", "SECRET_KEY", "SECRET_KEY_FILE",
-    "FORWARDED_ALLOW_IPS", "DJANGO_ALLOW_ASYNC_UNSAFE", "PORTAL_ENV",
+    "FORWARDED_ALLOW_IPS", "PORTAL_TRUSTED_PROXIES", "DJANGO_ALLOW_ASYNC_UNSAFE", "PORTAL_ENV",
 }
 
 
@@ -56,14 +61,6 @@ def procfile_commands(path: Path = PROCFILE) -> dict[str, str]:
         if match and not line.lstrip().startswith("#"):
             commands[match.group(1)] = match.group(2).strip()
     return commands
-
-
-def web_command(*, app: str | None = None) -> str:
-    """The Procfile's ``web:`` command; ``app`` replaces the portal's ASGI application."""
-    command = procfile_commands()["web"]
-    if app is not None:
-        command = command.replace("portal.asgi:application", app, 1)
-    return command
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -83,23 +80,39 @@ def process_rss_bytes(pid: int) -> int:
 
 
 @dataclass
-class PortalProcesses:
+class PortalStack:
+    """The portal's Procfile processes over one SQLite file; see the module docstring."""
+
     directory: Path
-    broker_url: str
+    broker_url: str = "memory://"
+    names: tuple[str, ...] = ("web", "worker", "beat")  # Procfile lines to run
     extra_env: dict[str, str] = field(default_factory=dict)
-    names: tuple[str, ...] = ("web", "worker", "beat")
+    web_args: tuple[str, ...] = ()  # more uvicorn options, after the Procfile's
+    worker_args: tuple[str, ...] = ()  # more celery worker options (the last of a repeated one wins)
+    app: str | None = None  # another ASGI application in place of the portal's
+    seed: str | None = "demo"  # "demo": seed_demo + seed.py; "team": alice and sam in Acme; None
+    migrate: bool = True
+    debug: bool = False
     port: int = field(default_factory=free_port)
     password: str = field(default_factory=lambda: "hostile-" + secrets.token_urlsafe(12))
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     data: dict = field(default_factory=dict)
 
     @property
-    def base_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+    def host(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    @property
+    def web(self) -> subprocess.Popen:
+        return self.processes["web"]
 
     @property
     def web_pid(self) -> int:
-        return self.processes["web"].pid
+        return self.web.pid
 
     @property
     def env(self) -> dict[str, str]:
@@ -111,12 +124,13 @@ class PortalProcesses:
             # honcho gives every process its own PORT; the web line reads WEB_PORT.
             "WEB_PORT": str(self.port),
             "PORT": str(self.port),
-            "PORTAL_URL": self.base_url,
+            "PORTAL_URL": self.url,
             "PORTAL_VAR_DIR": str(self.directory / "var"),
             "PORTAL_SQLITE_PATH": str(self.directory / "portal.sqlite3"),
             "CELERY_BROKER_URL": self.broker_url,
             "PORTAL_ALLOW_PRIVATE_REGISTRIES": "true",
             "PORTAL_ADMIN_PASSWORD": self.password,
+            "DEBUG": "true" if self.debug else "false",
             "PYTHONUNBUFFERED": "1",
         })
         env.update(self.extra_env)
@@ -131,42 +145,77 @@ class PortalProcesses:
             raise RuntimeError(f"manage.py {args[0]} failed: {result.stderr[-3000:]}")
         return result.stdout
 
-    def start(self, timeout: float = 60) -> PortalProcesses:
+    def shell(self, code: str) -> str:
+        return self.manage("shell", "-c", code)
+
+    def call(self, function: str, **kwargs) -> dict:
+        """Run ``function`` (a dotted path) with ``kwargs`` in the stack's environment; return its
+        JSON result."""
+        module, _, name = function.rpartition(".")
+        code = (f"import json; from {module} import {name} as f; "
+                f"print('RESULT=' + json.dumps(f(**json.loads({json.dumps(json.dumps(kwargs))}))))")
+        out = self.shell(code)
+        line = next(x for x in out.splitlines() if x.startswith("RESULT="))
+        return json.loads(line.removeprefix("RESULT="))
+
+    def start(self, timeout: float = 60) -> PortalStack:
         require_binary("sh")
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.manage("migrate", "--noinput")
-        self.manage("seed_demo")
-        out = self.manage("shell", "-c", SEED_CODE)
-        self.data = json.loads(next(x for x in out.splitlines() if x.startswith("SEED=")).removeprefix("SEED="))
-        commands = procfile_commands()
+        if self.migrate:
+            self.manage("migrate", "--noinput")
+        if self.seed == "demo":
+            self.manage("seed_demo")
+            out = self.shell(SEED_CODE)
+            self.data = json.loads(next(x for x in out.splitlines() if x.startswith("SEED=")).removeprefix("SEED="))
+        elif self.seed == "team":
+            self.shell(SETUP_USERS.replace("PASSWORD", repr(self.password)))
         try:
-            for name in self.names:
-                self._spawn(name, commands[name])
-            self.wait_healthy(timeout)
+            self.run(*self.names, timeout=timeout)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _spawn(self, name: str, command: str) -> None:
+    def run(self, *names: str, timeout: float = 60) -> None:
+        """Start more Procfile processes (e.g. the worker and beat of a stack started without)."""
+        for name in names:
+            self._spawn(name)
+        self.wait_healthy(timeout)
+
+    def command(self, name: str) -> str:
+        """The Procfile's line for ``name`` with this stack's application and extra options."""
+        command = procfile_commands()[name]
+        if name == "web":
+            if self.app is not None:
+                command = command.replace("portal.asgi:application", self.app, 1)
+            return " ".join([command, *map(shlex.quote, self.web_args)])
+        if name == "worker":
+            return " ".join([command, *map(shlex.quote, self.worker_args)])
+        return command
+
+    def _spawn(self, name: str) -> None:
         log = (self.directory / f"{name}.log").open("ab")
         # exec: the pid is the server's own, so /proc shows its CPU time and memory. A new
         # session per process: stop() signals the group, reaching the worker's children too.
         self.processes[name] = subprocess.Popen(
-            ["sh", "-c", f"exec {command}"], cwd=ROOT, env=self.env, stdout=log,
+            ["sh", "-c", f"exec {self.command(name)}"], cwd=ROOT, env=self.env, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_healthy(self, timeout: float) -> None:
-        """Poll /healthz until it answers 200; fail at once when a process exits."""
+        """Poll /healthz (the port alone for another application) until it answers; fail at once
+        when a process exits."""
         deadline = time.monotonic() + timeout
-        while True:
+        while "web" in self.processes:
             for name, process in self.processes.items():
                 if process.poll() is not None:
                     raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.log(name)[-3000:]}")
             try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200:
+                if self.app is not None:
+                    socket.create_connection((LOOPBACK, self.port), timeout=2).close()
                     return
-            except httpx.TransportError:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            except (httpx.TransportError, OSError):
                 pass
             if time.monotonic() > deadline:
                 raise TimeoutError(f"/healthz did not answer within {timeout:.0f} s:\n{self.log('web')[-3000:]}")
@@ -177,8 +226,7 @@ class PortalProcesses:
         process = self.processes.pop("web")
         _signal_group(process, signal.SIGKILL)
         process.wait(timeout=10)
-        self._spawn("web", procfile_commands()["web"])
-        self.wait_healthy(timeout)
+        self.run("web", timeout=timeout)
 
     def stop(self, timeout: float = 15) -> None:
         for process in self.processes.values():
@@ -207,24 +255,25 @@ class PortalProcesses:
 
     def client(self, **kwargs) -> httpx.Client:
         """An anonymous client (no redirects followed)."""
-        return httpx.Client(base_url=self.base_url, timeout=kwargs.pop("timeout", 60),
+        return httpx.Client(base_url=self.url, timeout=kwargs.pop("timeout", 60),
                             follow_redirects=False, **kwargs)
 
-    def session(self, role: str) -> httpx.Client:
-        """A client logged in as the demo user of ``role`` (Admin, Developer, Support).
+    def session(self, user: str) -> httpx.Client:
+        """A client logged in as ``user``: a demo role (Admin, Developer, Support) or a seeded
+        username (alice, sam).
 
         Every unsafe request it sends carries the CSRF token as Django's X-CSRFToken header.
         """
         client = self.client()
         client.get("/accounts/login/")
         response = client.post("/accounts/login/", data={
-            "username": ROLES[role], "password": self.password,
+            "username": ROLES.get(user, user), "password": self.password,
             "csrfmiddlewaretoken": client.cookies["csrftoken"],
         })
         if response.status_code != 302:
-            raise RuntimeError(f"{role} login failed: {response.status_code}")
+            raise RuntimeError(f"{user} login failed: {response.status_code}")
         client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
-        client.headers["Referer"] = self.base_url + "/"
+        client.headers["Referer"] = self.url + "/"
         return client
 
 
@@ -235,13 +284,6 @@ def _signal_group(process: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def start_processes(directory: Path, *, broker_url: str, extra_env: dict[str, str] | None = None,
-                    timeout: float = 60) -> PortalProcesses:
-    return PortalProcesses(directory, broker_url, extra_env=dict(extra_env or {})).start(timeout)
-
-
-PASSWORD = "correct horse battery staple"
-
 SETUP_USERS = """
 from django.contrib.auth import get_user_model
 from portal.models import Membership, Role, Team
@@ -249,84 +291,4 @@ team = Team.objects.create(name="Acme")
 for name, role in (("alice", Role.ADMIN), ("sam", Role.SUPPORT)):
     user = get_user_model().objects.create_user(name, f"{name}@example.com", PASSWORD)
     Membership.objects.create(user=user, team=team, role=role)
-""".replace("PASSWORD", repr(PASSWORD))
-
-
-@dataclass
-class PortalStack:
-    directory: Path
-    env: dict[str, str]
-    port: int = field(default_factory=free_port)
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def manage(self, *args: str) -> str:
-        result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
-                                capture_output=True, text=True, timeout=120)
-        if result.returncode:
-            raise RuntimeError(f"manage.py {args[0]} failed: {result.stderr[-3000:]}")
-        return result.stdout
-
-    def start(self, *, worker: bool = True, beat: bool = False) -> PortalStack:
-        self.manage("migrate", "--noinput")
-        self.manage("shell", "-c", SETUP_USERS)
-        web_env = {**self.env, "HOST": LOOPBACK, "WEB_PORT": str(self.port),
-                   "PATH": str(Path(sys.executable).parent) + os.pathsep + self.env.get("PATH", "")}
-        self._spawn("web", ["sh", "-c", f"exec {web_command()}"], env=web_env)
-        if worker:
-            self.start_worker(beat=beat)
-        wait_for_port(LOOPBACK, self.port, time.monotonic() + 30, process=self.processes["web"])
-        return self
-
-    def start_worker(self, *, beat: bool = False) -> None:
-        command = [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool=threads",
-                   "--concurrency=4", "--loglevel=INFO", "--without-gossip", "--without-mingle"]
-        if beat:
-            command += ["--beat", "--schedule", str(self.directory / "beat-schedule")]
-        self._spawn("worker", command)
-
-    def _spawn(self, name: str, command: list[str], *, env: dict[str, str] | None = None) -> None:
-        log = (self.directory / f"{name}.log").open("ab")
-        self.processes[name] = subprocess.Popen(command, cwd=ROOT, env=env or self.env, stdout=log,
-                                                stderr=subprocess.STDOUT)
-
-    def log(self, name: str) -> str:
-        path = self.directory / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            stop_process(process)
-        self.processes.clear()
-
-    def client(self, username: str = "alice") -> httpx.Client:
-        """An httpx client logged in as ``username``."""
-        client = httpx.Client(base_url=self.url, timeout=30, follow_redirects=False)
-        client.get("/accounts/login/")
-        response = client.post("/accounts/login/", data={
-            "username": username, "password": PASSWORD,
-            "csrfmiddlewaretoken": client.cookies["csrftoken"],
-        })
-        assert response.status_code == 302, f"login failed: {response.status_code}"
-        return client
-
-
-def stack_env(directory: Path, *, broker_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {**os.environ}
-    for key in ("DATABASE_URL", "PORTAL_SQLITE_TEST_PATH", "CELERY_TASK_ALWAYS_EAGER", "REDIS_URL"):
-        env.pop(key, None)
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "portal.settings",
-        "PORTAL_VAR_DIR": str(directory / "var"),
-        "PORTAL_SQLITE_PATH": str(directory / "portal.sqlite3"),
-        "CELERY_BROKER_URL": broker_url,
-        "PORTAL_ALLOW_PRIVATE_REGISTRIES": "true",
-        "DEBUG": "true",
-        "LOG_LEVEL": "INFO",
-        "PYTHONUNBUFFERED": "1",
-    })
-    env.update(extra or {})
-    return env
+"""

@@ -18,9 +18,10 @@ Fixtures (tests/registries/conftest.py imports them):
 - ``bearer_registry``: ``docker-registry`` with its own ``auth: token`` config, trusting a
   certificate generated here, and a Python token server that checks Basic credentials and signs
   JWTs (ES256 with an ``x5c`` header), as Docker Hub's auth.docker.io does.
-- ``redirecting_registry``: a Python stand-in registry (Basic auth) that answers manifest and blob
-  GETs with 307 to another host name (``localhost`` instead of ``127.0.0.1``), where a storage
-  server records the headers it received: Authorization must never arrive there.
+- ``redirecting_registry``: a tiny image in a docker-registry (Basic auth) behind
+  ``tests.support.faults.RedirectingRegistry``, which answers manifest and blob GETs with 307 to
+  another host name and port (``localhost`` instead of ``127.0.0.1``), like ECR to S3, where a
+  storage server records the headers it received: Authorization must never arrive there.
 - ``push_test_image(registry, repo, tag)``: uploads a tiny image (config, layer, Docker v2
   manifest) over the distribution API with httpx; returns its manifest digest.
 
@@ -52,6 +53,7 @@ import httpx
 import pytest
 
 from registries.oci.client import RegistryClient
+from tests.support.faults import RedirectingRegistry
 from tests.support.servers import LOOPBACK, free_port, require_binary, stop_process, wait_for_port
 
 ACCOUNT = "123456789012"
@@ -462,97 +464,27 @@ def bearer_registry(tmp_path_factory) -> Registry:
 
 
 @dataclass
-class RedirectingRegistry:
-    port: int
-    storage_port: int
-    username: str
-    password: str
-    blobs: dict[str, bytes]
-    manifests: dict[str, bytes]
-    storage_requests: list[dict]
-    registry_requests: list[dict]
-
-    @property
-    def host(self) -> str:
-        return f"{LOOPBACK}:{self.port}"
+class RedirectedImage:
+    """The tiny image of ``push_test_image`` at ``demo/app:latest``, behind ``proxy``."""
+    proxy: RedirectingRegistry
+    manifest_digest: str
+    config_digest: str
+    config: bytes
 
 
 @pytest.fixture
-def redirecting_registry():
-    """Basic-auth stand-in whose manifests and blobs 307 to http://localhost:<other port>/…"""
-    username, password = "redirect-user", "redirect-pw-1"
-    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
-    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                   "digest": config_digest, "size": len(config)},
-        "layers": [],
-    }).encode()
-    manifest_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
-    state = RedirectingRegistry(free_port(), free_port(), username, password,
-                                {config_digest: config}, {manifest_digest: manifest}, [], [])
-    expected = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
-
-    class Storage(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            state.storage_requests.append({"path": self.path, "headers": dict(self.headers)})
-            digest = self.path.rsplit("/", 1)[-1].split("?")[0]
-            body = state.blobs.get(digest) or state.manifests.get(digest)
-            if body is None:
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(200)
-            if digest in state.manifests:
-                self.send_header("Content-Type", DOCKER_MANIFEST)
-                self.send_header("Docker-Content-Digest", digest)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    class Front(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            state.registry_requests.append({"path": self.path, "headers": dict(self.headers)})
-            if self.headers.get("Authorization") != expected:
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", 'Basic realm="redirect-tests"')
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            path = self.path.split("?")[0]
-            if path == "/v2/":
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-                return
-            reference = path.rsplit("/", 1)[-1]
-            if reference == "latest":
-                reference = manifest_digest
-            self.send_response(307)
-            self.send_header("Location",
-                             f"http://localhost:{state.storage_port}/storage/{reference}?X-Amz-Signature=abc")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-    servers = [ThreadingHTTPServer((LOOPBACK, state.port), Front),
-               ThreadingHTTPServer((LOOPBACK, state.storage_port), Storage)]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    state.manifest_digest = manifest_digest
-    state.config_digest = config_digest
-    yield state
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+def redirecting_registry(distribution_factory):
+    """docker-registry (Basic auth) behind a proxy whose manifest and blob GETs 307 to
+    http://localhost:<other port>/…, where Authorization must never arrive."""
+    registry = distribution_factory({"redirect-user": "redirect-pw-1"})
+    manifest_digest = push_test_image(registry, "demo/app", "latest")
+    headers = {**registry.auth_headers("demo/app", "pull"), "Accept": DOCKER_MANIFEST}
+    base = f"{registry.url}/v2/demo/app"
+    config_digest = httpx.get(f"{base}/manifests/{manifest_digest}", headers=headers,
+                              timeout=10).json()["config"]["digest"]
+    config = httpx.get(f"{base}/blobs/{config_digest}", headers=headers, timeout=10).content
+    with RedirectingRegistry(registry.url, registry.auth, manifests=True) as proxy:
+        yield RedirectedImage(proxy, manifest_digest, config_digest, config)
 
 
 # --- pushing a tiny image -----------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The data a process stack starts with, created inside the stack's own environment.
 
-Run by ``PortalProcesses.start`` through ``manage.py shell`` after ``seed_demo`` (team Demo with
-admin/dev/support, MySampleECRApp with release 1 promoted to Unstable, one customer). Adds what
+Run by ``PortalStack.start`` (``seed="demo"``) through ``manage.py shell`` after ``seed_demo``
+(team Demo with admin/dev/support, MySampleECRApp with release 1 promoted to Unstable, one customer). Adds what
 the vendor's forms need to have something to edit: a draft release 2, a linked registry, an
 expired customer; and returns, as JSON on stdout, what the tests address (ids, the license ID,
 a signed license file).

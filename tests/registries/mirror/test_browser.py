@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from tests.support.faults import Proxy
 from tests.support.images import build_index, push
-from tests.support.processes import PASSWORD, PortalStack, stack_env
+from tests.support.processes import PortalStack
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 KB = 1 << 10
@@ -72,7 +72,8 @@ def slow_source(source_registry):
 @pytest.fixture
 def stack(request, tmp_path, slow_source, source_registry, target_registry):
     broker = request.getfixturevalue("redis_server")
-    portal = PortalStack(tmp_path, stack_env(tmp_path, broker_url=broker.url.replace("/0", "/7")))
+    portal = PortalStack(tmp_path, broker.url.replace("/0", "/7"), seed="team", debug=True,
+                         extra_env={"LOG_LEVEL": "INFO"})
     try:
         portal.start()
         portal.manage("shell", "-c", SETUP.format(
@@ -88,7 +89,7 @@ def test_mirror_from_a_release_shows_progress_to_100_and_the_digest_then_updates
         page, stack, image, slow_source, target_registry):
     page.goto(f"{stack.url}/accounts/login/")
     page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").fill(stack.password)
     page.get_by_role("button", name="Log in").click()
     page.goto(f"{stack.url}/apps/demo/releases/1/")
 

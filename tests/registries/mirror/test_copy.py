@@ -9,7 +9,7 @@ import pytest
 
 from registries.errors import RegistryError
 from registries.mirror import copy
-from tests.support.faults import BlobStore, FaultProxy, Proxy, RedirectProxy
+from tests.support.faults import FaultProxy, Proxy, RedirectingRegistry
 from tests.support.images import (
     DOCKER_MANIFEST,
     build_index,
@@ -178,12 +178,11 @@ def test_a_platform_filter_copies_only_that_platform(index, source_registry, tar
 
 def test_blob_redirects_are_followed_without_the_authorization_header(
         index, source_registry, target_registry):
-    with BlobStore(source_registry.url, source_registry.auth) as store, \
-            RedirectProxy(source_registry.url, store) as proxy:
+    with RedirectingRegistry(source_registry.url, source_registry.auth) as proxy:
         result = copy.copy(client_for(source_registry, host=proxy.host), "library/app",
                                "1.0", client_for(target_registry), "demo-apps/app", "1.0")
-    assert proxy.redirects == 7 and store.served == 7
-    assert store.authorization_seen == []
+    assert proxy.redirects == 7 and proxy.storage.served == 7
+    assert proxy.storage.authorization_seen == []
     assert digest_of(skopeo_raw(target_registry, "demo-apps/app:1.0")) == index.digest == result.digest
 
 

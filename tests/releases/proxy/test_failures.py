@@ -122,7 +122,7 @@ def start(tmp_path_factory, upstreams, *, args=(), extra=None):
         {"endpoint": "closer.example.com", "name": "closer"},
         {"endpoint": "big.example.com", "name": "big"},
     ]
-    server.data = server.call("seed", registries=[
+    server.data = server.call("tests.support.proxy_server.seed", registries=[
         {**r, "provider": "other", "username": "u", "password": "upstream-pw",
          "insecure": True} for r in registries
     ], apps=[{"slug": SLUG, "releases": [[
@@ -148,7 +148,7 @@ def headers(server) -> dict[str, str]:
 def pull_log_rows(server, *, until, seconds: float = 15) -> list[dict]:
     deadline = time.monotonic() + seconds
     while True:
-        rows = server.call("pull_log", customer="Big Bank")["rows"]
+        rows = server.call("tests.support.proxy_server.pull_log", customer="Big Bank")["rows"]
         if until(rows) or time.monotonic() > deadline:
             return rows
         time.sleep(0.2)
@@ -224,14 +224,14 @@ def test_a_blob_in_flight_at_a_graceful_stop_is_logged_before_the_process_exits(
         # A busy database while the server stops: the row cannot be written at once, so the
         # process must wait for its writer rather than exit with the row in memory.
         database.execute("BEGIN IMMEDIATE")
-        os.kill(server.process.pid, signal.SIGTERM)
+        os.kill(server.web.pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
         while "server stopping: writing the pull log" not in server.log():
-            assert time.monotonic() < deadline and server.process.poll() is None, server.log()
+            assert time.monotonic() < deadline and server.web.poll() is None, server.log()
             time.sleep(0.02)
         database.execute("ROLLBACK")
-        server.process.wait(timeout=30)  # the stalled pull does not keep the server up
-        rows = _cut_short(server.call("pull_log", customer="Big Bank")["rows"], blob)
+        server.web.wait(timeout=30)  # the stalled pull does not keep the server up
+        rows = _cut_short(server.call("tests.support.proxy_server.pull_log", customer="Big Bank")["rows"], blob)
         assert len(rows) == 1 and 0 < rows[0]["bytes"] < blob.size
         client.close()
     finally:

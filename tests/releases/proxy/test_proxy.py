@@ -61,7 +61,7 @@ def server(upstream, ecr_registry, moto_server, aws_users, tmp_path_factory):
         "PORTAL_TRUSTED_PROXIES": "127.0.0.1",
     })
     try:
-        server.data = server.call("seed", registries=[
+        server.data = server.call("tests.support.proxy_server.seed", registries=[
             {"endpoint": ECR_HOST, "provider": "ecr", "username": aws_users.reader.access_key_id,
              "password": aws_users.reader.secret_access_key},
             {"endpoint": "down.example.com", "provider": "other", "username": "u",
@@ -113,7 +113,7 @@ def pull_log_rows(server, customer: str, *, until, seconds: float = 10) -> list[
     batches, a moment after the response), or when the deadline passes."""
     deadline = time.monotonic() + seconds
     while True:
-        rows = server.call("pull_log", customer=customer)["rows"]
+        rows = server.call("tests.support.proxy_server.pull_log", customer=customer)["rows"]
         if until(rows) or time.monotonic() > deadline:
             return rows
         time.sleep(0.1)
