@@ -47,6 +47,15 @@ def count_failure(address: str) -> None:
         cache.set(key + ":until", time.time() + WINDOW, WINDOW)
 
 
+def record_failure(address: str) -> int | None:
+    """A failed license login from ``address``: counted, and None; or, once the address is past
+    the limit, the seconds until it may fail again (the caller answers 429 with them)."""
+    if is_throttled(address):
+        return retry_after(address)
+    count_failure(address)
+    return None
+
+
 def retry_after(address: str) -> int:
     """Seconds until the address's window ends (at least 1)."""
     until = cache.get(_key(address) + ":until")

@@ -135,7 +135,7 @@ def team_password(request, pk):
         messages.success(request, f"New password set for {member.user.username}. Give it to them by a safe channel.")
         return redirect("portal-team")
     return render(request, "portal/team_password.html", {"nav": "team", "member": member, "form": form},
-                  status=400 if form.is_bound else 200)
+                  status=form_status(form))
 
 
 def password_reset(request):
@@ -170,10 +170,9 @@ def audit(request):
                   status=form_status(form))
 
 
-class LoginView(auth_views.LoginView):
-    """Django's login with a bounded form; a refused login answers 400 (axes counts it)."""
-
-    form_class = LoginForm
+class RefusedFormAnswers400:
+    """For Django's class-based form views: a form shown again with its errors answers 400,
+    as ``form_status`` makes the function views do."""
 
     def form_invalid(self, form):
         response = super().form_invalid(form)
@@ -181,16 +180,17 @@ class LoginView(auth_views.LoginView):
         return response
 
 
-class PasswordChangeView(auth_views.PasswordChangeView):
+class LoginView(RefusedFormAnswers400, auth_views.LoginView):
+    """Django's login with a bounded form (axes counts the refusals)."""
+
+    form_class = LoginForm
+
+
+class PasswordChangeView(RefusedFormAnswers400, auth_views.PasswordChangeView):
     """Django's password change, bounded and audited."""
 
     form_class = PasswordChangeForm
     success_url = reverse_lazy("password_change_done")
-
-    def form_invalid(self, form):
-        response = super().form_invalid(form)
-        response.status_code = 400
-        return response
 
     def form_valid(self, form):
         response = super().form_valid(form)

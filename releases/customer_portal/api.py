@@ -46,11 +46,9 @@ def _api_customer(request, app_slug):
     throttle; a valid license passes whatever the count."""
     check = check_basic_auth(request.headers.get("Authorization", ""), app_slug=app_slug)
     if not check.ok:
-        address = throttle.client_address(request)
-        if throttle.is_throttled(address):
-            seconds = throttle.retry_after(address)
+        seconds = throttle.record_failure(throttle.client_address(request))
+        if seconds is not None:
             return None, _json_error(429, throttle.refusal_message(seconds), retry_after=seconds)
-        throttle.count_failure(address)
         return None, _json_error(check.status, check.error)
     return check.customer, None
 

@@ -53,14 +53,12 @@ def customer_home(request):
             return redirect("releases-portal-home")
         # A failed sign-in counts towards the address's throttle (shared with the update API
         # and the proxy registry); past it, failures get 429 and a valid license still works.
-        address = throttle.client_address(request)
-        if throttle.is_throttled(address):
-            seconds = throttle.retry_after(address)
+        seconds = throttle.record_failure(throttle.client_address(request))
+        if seconds is not None:
             form.add_error(None, throttle.refusal_message(seconds))
             response = render(request, "customer/sign_in.html", {"form": form}, status=429)
             response["Retry-After"] = str(seconds)
             return response
-        throttle.count_failure(address)
     elif customer is None:
         form = LicenseForm()
     if customer is None or request.method == "POST":

@@ -80,10 +80,9 @@ class Access:
 
 def refuse_failure(address: str, refusal: Refusal) -> Refusal:
     """A failed login: counted, or 429 once the address is past the limit."""
-    if throttle.is_throttled(address):
-        seconds = throttle.retry_after(address)
+    seconds = throttle.record_failure(address)
+    if seconds is not None:
         return Refusal(429, "TOOMANYREQUESTS", throttle.refusal_message(seconds), retry_after=seconds)
-    throttle.count_failure(address)
     return refusal
 
 
