@@ -43,6 +43,7 @@ import tarfile
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -277,35 +278,36 @@ def start_distribution(root: Path, *, users: dict[str, str] | None = None,
     return registry
 
 
-@pytest.fixture(scope="session")
-def distribution_factory(tmp_path_factory):
-    """``distribution_factory(users={"name": "password"})`` starts one more registry."""
+@contextmanager
+def _registries(tmp_path_factory):
+    """A starter of registries (``make(users={...}, **start_distribution options)``); every
+    one it started is stopped on leaving."""
     started: list[Registry] = []
 
-    def make(users: dict[str, str] | None = None, **kwargs) -> Registry:
-        root = tmp_path_factory.mktemp("registry")
-        registry = start_distribution(root, users=users or {"tester": "tester-pw-1"}, **kwargs)
+    def make(users: dict[str, str], **kwargs) -> Registry:
+        registry = start_distribution(tmp_path_factory.mktemp("registry"), users=users, **kwargs)
         started.append(registry)
         return registry
 
-    yield make
-    for registry in started:
-        registry.stop()
+    try:
+        yield make
+    finally:
+        for registry in started:
+            registry.stop()
+
+
+@pytest.fixture(scope="session")
+def distribution_factory(tmp_path_factory):
+    """``distribution_factory(users={"name": "password"})`` starts one more registry."""
+    with _registries(tmp_path_factory) as make:
+        yield lambda users=None, **kwargs: make(users or {"tester": "tester-pw-1"}, **kwargs)
 
 
 @pytest.fixture
 def registry_factory(tmp_path_factory):
     """Registries for one test, stopped at its end: ``registry_factory(username=..., password=...)``."""
-    started: list[Registry] = []
-
-    def make(*, username: str = "mirror", password: str = "mirror-secret-pw") -> Registry:
-        registry = start_distribution(tmp_path_factory.mktemp("registry"), users={username: password})
-        started.append(registry)
-        return registry
-
-    yield make
-    for registry in started:
-        registry.stop()
+    with _registries(tmp_path_factory) as make:
+        yield lambda *, username="mirror", password="mirror-secret-pw": make({username: password})
 
 
 @pytest.fixture
