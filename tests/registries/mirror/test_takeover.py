@@ -16,11 +16,11 @@ import httpx
 import pytest
 
 from tests.registries.mirror.test_worker_crash import (
-    PYTHON,
-    ROOT,
-    SETUP,
     SlowBlobs,
+    crash_env,
+    create_mirror_job,
     job_row,
+    start_worker,
     wait_for,
 )
 from tests.support.images import build_index, push
@@ -61,31 +61,14 @@ def test_a_takeover_closes_the_dead_workers_uploads_and_progress_never_goes_back
     image = build_index(layer_sizes=[400 * KB, 300 * KB], shared_size=200 * KB)
     push(image, source_registry.url, "library/app", "1.0", auth=source_registry.auth)
     db = tmp_path / "portal.sqlite3"
-    env = {**os.environ, "PORTAL_VAR_DIR": str(tmp_path / "var"), "PORTAL_SQLITE_PATH": str(db),
-           "DATABASE_URL": "", "CELERY_BROKER_URL": redis_server.url.replace("/0", "/6"),
-           "PORTAL_TASK_VISIBILITY_TIMEOUT": "6", "PORTAL_TASK_RESTORE_SECONDS": "1",
-           "PORTAL_MIRROR_LEASE_SECONDS": "4",
-           "PORTAL_ALLOW_PRIVATE_REGISTRIES": "true", "CELERY_TASK_ALWAYS_EAGER": "false",
-           "DJANGO_SETTINGS_MODULE": "portal.settings"}
-    manage = [PYTHON, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "-v0"], env=env, cwd=ROOT, check=True)
+    env = crash_env(tmp_path, redis_server.url, 6)
     repository = "demo-apps/app"
     with SlowBlobs(source_registry.url, count=len(image.blobs)) as proxy:
-        code = SETUP.format(source=proxy.host, su=source_registry.username,
-                            sp=source_registry.password, target=target_registry.host,
-                            tu=target_registry.username, tp=target_registry.password,
-                            ref=f"{proxy.host}/library/app:1.0")
-        pk = int(subprocess.run([*manage, "shell", "-c", code], env=env, cwd=ROOT, check=True,
-                                capture_output=True, text=True).stdout.strip().splitlines()[-1])
-        worker_cmd = [PYTHON, "-m", "celery", "-A", "portal", "worker", "--pool=solo",
-                      "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info"]
+        pk = create_mirror_job(env, proxy, source_registry, target_registry)
         logs = []
 
         def start(name):
-            log = (tmp_path / f"{name}.log").open("wb")
-            logs.append(tmp_path / f"{name}.log")
-            return subprocess.Popen(worker_cmd, env=env, cwd=ROOT, stdout=log,
-                                    stderr=subprocess.STDOUT)
+            return start_worker(tmp_path, env, name, logs)
 
         poller = Poller(db, pk)
         poller.start()

@@ -79,37 +79,55 @@ def wait_for(predicate, deadline: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def crash_env(tmp_path: Path, redis_url: str, db_number: int) -> dict[str, str]:
+    """The environment of the portal's processes in these tests: one SQLite file, a Redis
+    database of the test's own, redelivery after 6 s with Kombu looking every second (the
+    production path, faster), a 4 s mirror lease."""
+    return {**os.environ, "PORTAL_VAR_DIR": str(tmp_path / "var"),
+            "PORTAL_SQLITE_PATH": str(tmp_path / "portal.sqlite3"), "DATABASE_URL": "",
+            "CELERY_BROKER_URL": redis_url.replace("/0", f"/{db_number}"),
+            "PORTAL_TASK_VISIBILITY_TIMEOUT": "6", "PORTAL_TASK_RESTORE_SECONDS": "1",
+            "PORTAL_MIRROR_LEASE_SECONDS": "4",
+            "PORTAL_ALLOW_PRIVATE_REGISTRIES": "true", "CELERY_TASK_ALWAYS_EAGER": "false",
+            "DJANGO_SETTINGS_MODULE": "portal.settings"}
+
+
+def create_mirror_job(env: dict[str, str], proxy, source_registry, target_registry) -> int:
+    """Migrate, link both registries and queue a mirror job of ``library/app:1.0`` read through
+    ``proxy``: its primary key."""
+    manage = [PYTHON, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], env=env, cwd=ROOT, check=True)
+    code = SETUP.format(source=proxy.host, su=source_registry.username,
+                        sp=source_registry.password, target=target_registry.host,
+                        tu=target_registry.username, tp=target_registry.password,
+                        ref=f"{proxy.host}/library/app:1.0")
+    return int(subprocess.run([*manage, "shell", "-c", code], env=env, cwd=ROOT, check=True,
+                              capture_output=True, text=True).stdout.strip().splitlines()[-1])
+
+
+def start_worker(tmp_path: Path, env: dict[str, str], name: str, logs: list[Path]) -> subprocess.Popen:
+    """One Celery worker (solo pool: one task at a time) logging to ``<name>.log``."""
+    command = [PYTHON, "-m", "celery", "-A", "portal", "worker", "--pool=solo",
+               "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info"]
+    log_path = tmp_path / f"{name}.log"
+    logs.append(log_path)
+    return subprocess.Popen(command, env=env, cwd=ROOT, stdout=log_path.open("wb"),
+                            stderr=subprocess.STDOUT)
+
+
 @pytest.mark.slow
 def test_a_worker_killed_mid_copy_is_redelivered_and_the_copy_finishes(
         tmp_path, redis_server, source_registry, target_registry):  # noqa: F811
     image = build_index(layer_sizes=[400 * KB, 300 * KB], shared_size=200 * KB)
     push(image, source_registry.url, "library/app", "1.0", auth=source_registry.auth)
     db = tmp_path / "portal.sqlite3"
-    env = {**os.environ, "PORTAL_VAR_DIR": str(tmp_path / "var"), "PORTAL_SQLITE_PATH": str(db),
-           "DATABASE_URL": "", "CELERY_BROKER_URL": redis_server.url.replace("/0", "/5"),
-           # Redelivery after 6 s, Kombu looking every second: the production path, faster.
-           "PORTAL_TASK_VISIBILITY_TIMEOUT": "6", "PORTAL_TASK_RESTORE_SECONDS": "1",
-           "PORTAL_MIRROR_LEASE_SECONDS": "4",
-           "PORTAL_ALLOW_PRIVATE_REGISTRIES": "true", "CELERY_TASK_ALWAYS_EAGER": "false",
-           "DJANGO_SETTINGS_MODULE": "portal.settings"}
-    manage = [PYTHON, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "-v0"], env=env, cwd=ROOT, check=True)
+    env = crash_env(tmp_path, redis_server.url, 5)
     with SlowBlobs(source_registry.url, count=len(image.blobs)) as proxy:
-        code = SETUP.format(source=proxy.host, su=source_registry.username,
-                            sp=source_registry.password, target=target_registry.host,
-                            tu=target_registry.username, tp=target_registry.password,
-                            ref=f"{proxy.host}/library/app:1.0")
-        pk = int(subprocess.run([*manage, "shell", "-c", code], env=env, cwd=ROOT, check=True,
-                                capture_output=True, text=True).stdout.strip().splitlines()[-1])
-        worker_cmd = [PYTHON, "-m", "celery", "-A", "portal", "worker", "--pool=solo",
-                      "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info"]
+        pk = create_mirror_job(env, proxy, source_registry, target_registry)
         logs = []
 
         def start(name):
-            log = (tmp_path / f"{name}.log").open("wb")
-            logs.append(tmp_path / f"{name}.log")
-            return subprocess.Popen(worker_cmd, env=env, cwd=ROOT, stdout=log,
-                                    stderr=subprocess.STDOUT)
+            return start_worker(tmp_path, env, name, logs)
 
         first = start("worker1")
         second = None
