@@ -138,6 +138,7 @@ INSTALLED_APPS = [
     "releases",
     "releases.image_check",
     "releases.proxy",
+    "releases.entitlements",
     "registries",
     "registries.mirror",
 ]
@@ -366,6 +367,9 @@ CELERY_BEAT_SCHEDULE["registries-sweep-mirrors"] = {
 # Delivery
 # Proxy registry: failed logins per client address allowed per 5 minutes before 429s.
 PORTAL_PROXY_AUTH_FAILURE_LIMIT = envint("PORTAL_PROXY_AUTH_FAILURE_LIMIT", "20", minimum=1)
+# After a demotion or a change of a customer's channel, a license that already pulled an image
+# keeps pulling it this many days (running installs keep working); 0 revokes at once.
+PORTAL_ENTITLEMENT_GRACE_DAYS = envint("PORTAL_ENTITLEMENT_GRACE_DAYS", "30", minimum=0)
 # Beat queues the private-image checks the broker refused (it was down) or a dead worker lost.
 CELERY_BEAT_SCHEDULE["releases-sweep-image-checks"] = {
     "task": "releases.tasks.sweep_image_checks",

@@ -107,6 +107,10 @@ class Release(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     # Set at the first promotion; a promoted release is never edited again.
     promoted_at = models.DateTimeField(null=True, blank=True)
+    # Set when the digests of the release's images were pinned (releases_entitlements.ImagePin):
+    # at its first promotion, or by beat for releases promoted before pins existed. A promoted
+    # release without it is allowed through the proxy by repository, as before pins.
+    pinned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-sequence"]
@@ -203,6 +207,38 @@ class Promotion(models.Model):
         self.save(update_fields=["demoted_at", "demoted_by"])
 
 
+class LicenseFieldType(models.TextChoices):
+    # KOTS's valueType spellings: a license carries strings, int64 and booleans.
+    STRING = "String", "String"
+    INTEGER = "Integer", "Integer"
+    BOOLEAN = "Boolean", "Boolean"
+    TEXT = "Text", "Text (several lines)"
+
+
+class LicenseField(models.Model):
+    """A field every license of the app carries under ``spec.entitlements`` (Replicated's
+    "custom license fields"): each customer has a value, else the default."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="license_fields")
+    name = models.CharField(max_length=64, help_text="The key in the license: seat_count")
+    title = models.CharField(max_length=100)
+    field_type = models.CharField(max_length=10, choices=LicenseFieldType.choices,
+                                  default=LicenseFieldType.STRING)
+    # The default value, typed as field_type says (text, int64 or boolean).
+    default = models.JSONField(null=True, blank=True)
+    is_hidden = models.BooleanField(default=False, help_text="Not shown on the customer's page.")
+    position = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [models.UniqueConstraint(fields=["app", "name"],
+                                               name="license_field_name_unique_per_app")]
+
+    def __str__(self):
+        return self.name
+
+
 def new_license_id() -> str:
     """An unguessable license ID (about 160 bits), URL- and Basic-auth-safe."""
     return secrets.token_hex(20)
@@ -225,7 +261,11 @@ class Customer(models.Model):
     license_id = models.CharField(max_length=64, unique=True, default=new_license_id)
     # +1 at every change of what the license says, as the vendor portal's licenseSequence.
     license_sequence = models.PositiveIntegerField(default=1)
+    # The values of the app's license fields ({field name: value}), signed into the license.
     entitlements = models.JSONField(default=dict, blank=True)
+    # Signed into the license now (``isAirgapSupported``); air-gap bundles come later.
+    is_airgap_supported = models.BooleanField(
+        default=False, help_text="The customer may download air-gap bundles.")
     archived_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

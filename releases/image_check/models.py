@@ -31,6 +31,13 @@ class ImageVerdict(models.Model):
     registry = models.ForeignKey("registries.ExternalRegistry", on_delete=models.SET_NULL,
                                  null=True, blank=True, related_name="+")
     checked_at = models.DateTimeField(null=True, blank=True)
+    # What the reference resolved to at the check (public or private; "" when it could not be
+    # read): the top manifest's digest, media type and size, and the whole tree under it
+    # (``releases.entitlements.trees``). A release's first promotion copies them as its pins.
+    digest = models.CharField(max_length=100, blank=True)
+    media_type = models.CharField(max_length=200, blank=True)
+    size = models.BigIntegerField(default=0)
+    tree = models.JSONField(default=list, blank=True)
     # When the check task was handed to the broker; None while Checking means the broker
     # refused it (down) and beat's sweep queues it (services.verdicts_sweep_pending).
     queued_at = models.DateTimeField(null=True, blank=True)
