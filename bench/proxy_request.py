@@ -63,6 +63,7 @@ def breakdown(*, license_id: str, slug: str, name: str, reference: str, digest: 
     from releases.customer_portal.access import check_basic_auth
     from releases.downstream import proxied_repositories
     from releases.proxy import access as proxy_access
+    from releases.entitlements import upstream as entitlements_upstream
     from releases.proxy import decisions, pull_log
     from releases.proxy.models import PullEvent
 
@@ -74,7 +75,7 @@ def breakdown(*, license_id: str, slug: str, name: str, reference: str, digest: 
     assert isinstance(access, proxy_access.Access), access
     access.client.auth_headers(access.repository)  # challenge and token, once
     team_registries, available = proxy_access._registries(app)
-    _, registry = proxy_access.resolve(app, name, team_registries)
+    _, registry = entitlements_upstream.resolve(app, name, team_registries)
     parts = {
         "throttle check (cache)": lambda: throttle.is_throttled("10.0.0.1"),
         "license check (check_basic_auth)": lambda: check_basic_auth(header, app_slug=slug),
@@ -83,7 +84,7 @@ def breakdown(*, license_id: str, slug: str, name: str, reference: str, digest: 
             app, team_registries, available),
         "allow-list built on a cache miss (proxied_repositories)": lambda: proxied_repositories(
             app, registries=available),
-        "registry resolution (resolve)": lambda: proxy_access.resolve(app, name, team_registries),
+        "registry resolution (resolve)": lambda: entitlements_upstream.resolve(app, name, team_registries),
         "upstream client (registry_pull_client)": lambda: registry_pull_client(
             registry=registry, endpoint=registry.endpoint),
         "upstream Authorization header (cached token)": lambda: access.client.auth_headers(

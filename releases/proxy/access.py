@@ -43,10 +43,11 @@ from registries.credentials import registry_pull_client
 from registries.errors import RegistryError
 from registries.models import ExternalRegistry
 from registries.oci.client import RegistryClient
-from registries.reference import DOCKER_HUB, InvalidReference, Reference, canonical_registry
+from registries.reference import InvalidReference, Reference
 
 from ..customer_portal.access import basic_credentials, check_basic_auth
 from ..downstream import proxied_repositories
+from ..entitlements.upstream import resolve
 from ..image_check.models import ImageVerdict
 from ..models import App, Customer
 
@@ -130,21 +131,6 @@ def _allow_list(app: App, team_registries: list[ExternalRegistry],
         allowed = proxied_repositories(app, registries=available)
         cache.set(key, allowed, ALLOW_LIST_TTL)
     return allowed
-
-
-def resolve(app: App, name: str, team_registries) -> tuple[Reference, object | None] | None:
-    """The upstream repository of ``name`` (the path after /proxy/<slug>/) and its registry."""
-    first, _, rest = name.partition("/")
-    by_name = {r.name: r for r in team_registries if r.name}
-    if first in by_name and rest:
-        registry = by_name[first]
-        return Reference(domain=registry.endpoint, path=rest), registry
-    if "." in first and rest:
-        domain, path = canonical_registry(first.lower()), rest
-    else:
-        domain, path = DOCKER_HUB, name if "/" in name else f"library/{name}"
-    registry = next((r for r in team_registries if r.endpoint == domain), None)
-    return Reference(domain=domain, path=path), registry
 
 
 def decide(*, header: str, address: str, app_slug: str, name: str) -> Access | Refusal:
