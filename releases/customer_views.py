@@ -18,6 +18,7 @@ from portal.roles import team_required
 
 from . import services
 from .customer_forms import CustomerForm, CustomerSearchForm
+from .customer_portal.selectors import sign_in_url
 from .licenses import license_filename, license_yaml
 from .models import App, Channel, Customer, LicenseType
 
@@ -105,7 +106,8 @@ def customer_create(request):
 @team_required()
 def customer_detail(request, pk):
     customer = _get_customer(request, pk)
-    return render(request, "releases/customer_detail.html", {"nav": "customers", "customer": customer})
+    return render(request, "releases/customer_detail.html", {"nav": "customers", "customer": customer,
+                                                             "customer_portal_url": sign_in_url()})
 
 
 @team_required("can_manage_customers")

@@ -6,6 +6,7 @@ license file, which is kept in the session.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
@@ -19,7 +20,13 @@ from ..downstream import downstream_for
 from ..licenses import proxy_domain
 from .access import SESSION_KEY, check_license
 from .forms import LicenseForm, parse_sequence
-from .selectors import channel_release, channel_releases, pending_releases, release_archive_name
+from .selectors import (
+    channel_release,
+    channel_releases,
+    image_statuses,
+    pending_releases,
+    release_archive_name,
+)
 
 # --- the customer page ------------------------------------------------------------------------
 
@@ -40,6 +47,18 @@ def _session_customer(request):
 def _customer_context(customer, **extra):
     return {"customer": customer, "app": customer.app, "channel": customer.channel,
             "proxy_host": proxy_domain(), **extra}
+
+
+def _history_context(customer) -> dict:
+    """The version history, newest first (marked Latest), and the sequence the next check asks after."""
+    releases = list(channel_releases(customer))
+    return {"releases": list(reversed(releases)),
+            "newest_sequence": releases[-1].channel_sequence if releases else 0}
+
+
+def _images_context(release, downstream) -> dict:
+    return {"downstream": downstream,
+            "images": image_statuses(release=release, downstream=downstream, proxy_host=proxy_domain())}
 
 
 @require_http_methods(["GET", "POST"])
@@ -64,15 +83,14 @@ def customer_home(request):
     if customer is None or request.method == "POST":
         return render(request, "customer/sign_in.html", {"form": form}, status=form_status(form))
 
-    releases = list(channel_releases(customer))
-    latest = releases[-1] if releases else None
-    downstream = downstream_for(customer=customer, release=latest.release) if latest else None
+    history = _history_context(customer)
+    latest = history["releases"][0] if history["releases"] else None
+    images = {}
+    if latest:
+        images = _images_context(latest.release, downstream_for(customer=customer, release=latest.release))
     return render(request, "customer/home.html", _customer_context(
-        customer,
-        releases=list(reversed(releases)),
-        latest=latest,
-        newest_sequence=latest.channel_sequence if latest else 0,
-        downstream=downstream,
+        customer, latest=latest, grace_days=settings.PORTAL_ENTITLEMENT_GRACE_DAYS,
+        **history, **images,
     ))
 
 
@@ -92,11 +110,15 @@ def customer_updates(request):
         after = parse_sequence(request.GET.get("channelSequence"))
     except ValueError:
         after = 0
-    context = _customer_context(customer, pending=pending_releases(customer=customer, after=after),
-                                after=after, checked=True)
+    pending = pending_releases(customer=customer, after=after)
+    context = _customer_context(customer, pending=pending, after=after, checked=True)
     template = "customer/updates.html"
     if request.htmx:
         template += "#pending"
+        if pending:
+            # The page below the answer still shows the old history: replace it (and the
+            # next check's sequence) out of band, so only the newest release reads Latest.
+            context.update(_history_context(customer), history_oob=True)
     return render(request, template, context)
 
 
@@ -120,7 +142,7 @@ def customer_files(request, channel_sequence):
     return render(request, "customer/files.html", _customer_context(
         customer,
         promotion=promotion,
-        downstream=downstream,
+        **_images_context(promotion.release, downstream),
         upstream_files=downstream.tree("upstream"),
         downstream_files=[(p, t) for p, t in downstream.files.items() if not p.startswith("upstream/")],
         download_url=reverse("releases-portal-download", args=[promotion.channel_sequence]),
