@@ -6,10 +6,12 @@ import tarfile
 
 import pytest
 import yaml
+from django.urls import reverse
 
 from registries.models import ExternalRegistry
 from registries.oci.tree import manifest_tree
 from registries.reference import parse
+from releases.customer_portal.access import SESSION_KEY
 from releases.downstream import downstream_for, release_pins
 from releases.entitlements.models import ImagePin
 from releases.kustomize import pinned_text, proxy_predicate, render_downstream
@@ -271,3 +273,22 @@ def test_a_tag_moved_upstream_still_installs_the_promoted_digest(
         ("Deployment", "web", "c0"): f"proxy.example.com/proxy/{app.slug}/loop/demo/moving:1.0@{promoted_digest}"}
     (image,) = containers(kots_download(client, customer)["web.yaml"]).values()
     assert image == f"{written}@{promoted_digest}"
+
+
+def test_view_files_shows_the_pinned_references(client, customer, alice):
+    release = Release.create_next(app=customer.app, user=alice, files=[
+        ("web.yaml", yaml_file(deployment("web", "nginx:1.25", f"{ECR}/demo/web:2")))])
+    promotion = release.promote_to(customer.channel, user=alice, version_label="2.0")
+    for written, digest in ((f"{ECR}/demo/web:2", D1), ("nginx:1.25", D2)):
+        ref = parse(written)
+        ImagePin.objects.create(release=release, reference=key(written), domain=ref.domain,
+                                path=ref.path, tag=ref.tag, digest=digest)
+    ExternalRegistry.objects.create(team=customer.app.team, endpoint=ECR, name="ecr")
+    session = client.session
+    session[SESSION_KEY] = customer.license_id
+    session.save()
+    response = client.get(reverse("releases-portal-files", args=[promotion.channel_sequence]))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert f"/{ECR}/demo/web:2@{D1}</code>" in page  # proxied, pinned
+    assert f"<code>nginx:1.25@{D2}</code>" in page  # public, pulled directly, pinned
