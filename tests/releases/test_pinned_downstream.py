@@ -292,3 +292,15 @@ def test_view_files_shows_the_pinned_references(client, customer, alice):
     page = response.content.decode()
     assert f"/{ECR}/demo/web:2@{D1}</code>" in page  # proxied, pinned
     assert f"<code>nginx:1.25@{D2}</code>" in page  # public, pulled directly, pinned
+
+
+def test_an_own_proxy_host_image_named_like_a_proxied_one_keeps_its_own_pin(tmp_path):
+    """Kustomize applies images: entries after patches, by name: ``<proxy>/…/nginx`` kept where
+    it is must not become an entry that also matches what ``nginx`` was rewritten to."""
+    own = f"{P}/nginx:1"
+    files = [("web.yaml", yaml_file(deployment("web", "nginx:1.25", own)))]
+    out = render_pinned(files, {key("nginx:1.25"): D1, key(own): D2})
+    assert final_images(build(tmp_path, out)) == {
+        ("Deployment", "web", "c0"): f"{P}/nginx:1.25@{D1}",
+        ("Deployment", "web", "c1"): f"{own}@{D2}",
+    }
