@@ -13,7 +13,8 @@ from django.views.decorators.http import require_GET
 
 from portal import throttle
 
-from ..kustomize import tar_gz
+from ..downstream import release_pins
+from ..kustomize import YAML_SUFFIXES, pinned_text, tar_gz
 from ..licenses import rfc3339
 from ..models import Promotion
 from .access import check_basic_auth
@@ -70,7 +71,9 @@ def release_pending(request, app_slug):
 @csrf_exempt
 @require_GET
 def release_download(request, app_slug):
-    """The release's files as written, as a tar.gz (the newest when no channelSequence)."""
+    """The release's files as written, as a tar.gz (the newest when no channelSequence), with
+    each pinned image written ``name:tag@digest``: KOTS renders these files itself and keeps a
+    digest written in an image, so a tag moved upstream since the promotion changes nothing."""
     customer, error = _api_customer(request, app_slug)
     if error:
         return error
@@ -81,7 +84,9 @@ def release_download(request, app_slug):
     promotion = channel_release(customer=customer, channel_sequence=sequence)
     if promotion is None:
         return _json_error(404, "No such release on this license's channel.")
-    files = {f.name: f.content for f in promotion.release.files.all()}
+    pins = release_pins(promotion.release)
+    files = {f.name: pinned_text(f.content, pins) if f.name.lower().endswith(YAML_SUFFIXES) else f.content
+             for f in promotion.release.files.all()}
     name = release_archive_name(promotion, customer.app.slug)
     response = HttpResponse(tar_gz(files), content_type="application/gzip")
     response["Content-Disposition"] = f'attachment; filename="{name}.tar.gz"'

@@ -48,7 +48,7 @@ class ImageStatus:
     """One image of a release as the customer's page shows it: what the cluster pulls and why."""
 
     written: str
-    pulls: str  # the name the cluster pulls; "" = as written
+    pulls: str  # the name the cluster pulls (pinned: name:tag@digest); "" = as written
     status: str
     badge: str  # the badge class: ok, info, warn, bad
 
@@ -75,7 +75,7 @@ def image_statuses(*, release: Release, downstream: Downstream, proxy_host: str)
         if image.proxied:
             statuses.append(ImageStatus(image.written, image.proxied, _PROXIED, "info"))
         elif image.normalised.startswith(proxy_host + "/"):
-            statuses.append(ImageStatus(image.written, "", _PROXIED, "info"))
+            statuses.append(ImageStatus(image.written, image.pinned, _PROXIED, "info"))
         elif not image.normalised:  # not an image reference: the note says what is wrong
             statuses.append(ImageStatus(image.written, "", f"cannot be pulled: {image.note}", "bad"))
         elif verdicts.get(image.normalised) == Verdict.PRIVATE:
@@ -83,5 +83,5 @@ def image_statuses(*, release: Release, downstream: Downstream, proxy_host: str)
             statuses.append(ImageStatus(image.written, "", f"cannot be pulled yet: {image.note}", "bad"))
         else:
             status, badge = _UNPROXIED_STATUS[verdicts.get(image.normalised, Verdict.CHECKING)]
-            statuses.append(ImageStatus(image.written, "", status, badge))
+            statuses.append(ImageStatus(image.written, image.pinned, status, badge))
     return statuses
