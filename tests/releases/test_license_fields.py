@@ -5,7 +5,7 @@ import yaml
 
 from portal.models import AuditEvent
 from releases.licenses import license_yaml
-from releases.models import Customer, LicenseField
+from releases.models import App, Customer, LicenseField
 from tests.conftest import login
 
 FIELDS = "/apps/mysampleecrapp/license-fields/"
@@ -48,6 +48,10 @@ def test_admins_add_a_field(client, alice, sample_app, customer):
     assert event.detail["name"] == "seat_count" and event.detail["default"] == 10
     page = client.get(FIELDS).content.decode()
     assert "seat_count" in page and "Seats" in page and "Hidden" in page
+    customer.refresh_from_db()
+    assert customer.license_sequence == 2  # every license of the app now carries it
+    assert yaml.safe_load(license_yaml(customer))["spec"]["entitlements"]["seat_count"] == {
+        "title": "Seats", "value": 10, "valueType": "Integer", "isHidden": True}
 
 
 def test_the_app_page_links_to_its_license_fields(client, alice, sample_app):
@@ -211,6 +215,15 @@ def test_bad_values_are_refused_and_kept(client, alice, fields, customer, data, 
         assert f'value="{value}"' in content
     customer.refresh_from_db()
     assert customer.entitlements == {} and customer.license_sequence == 1
+
+
+def test_choosing_an_app_offers_its_license_fields(client, alice, fields, sample_app, team):
+    other = App.create_with_channels(team=team, name="Other", slug="other")
+    LicenseField.objects.create(app=other, name="regions", title="Regions", field_type="String", default="eu")
+    content = login(client, alice).get("/customers/new/", {"app": other.pk}, HTTP_HX_REQUEST="true",
+                                       HTTP_HX_TARGET="channel-field").content.decode()
+    assert 'name="field_regions" value="eu"' in content and "field_seat_count" not in content
+    assert 'name="field_seat_count"' in client.get("/customers/new/").content.decode()
 
 
 def test_new_customers_get_values_and_airgap(client, alice, fields, sample_app):
