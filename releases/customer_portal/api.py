@@ -1,8 +1,9 @@
-"""Delivery to customers: the update check API.
+"""Delivery to customers: the update check API and license sync.
 
 ``GET /release/<app slug>/pending?channelSequence=N`` and ``GET /release/<app slug>?channelSequence=N``
 are what the admin console's "Check for Updates" calls (KOTS ``pkg/upstream/replicated.go``),
-authenticated with HTTP Basic ``licenseID:licenseID``.
+authenticated with HTTP Basic ``licenseID:licenseID``. ``GET /license/<app slug>?licenseSequence=N``
+is its license sync (KOTS ``pkg/license``), with the same credentials.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from portal import throttle
 
 from ..downstream import release_pins
 from ..kustomize import YAML_SUFFIXES, pinned_text, tar_gz
-from ..licenses import rfc3339
+from ..licenses import license_yaml, rfc3339
 from ..models import Promotion
 from .access import check_basic_auth
 from .forms import parse_sequence
@@ -90,4 +91,20 @@ def release_download(request, app_slug):
     name = release_archive_name(promotion, customer.app.slug)
     response = HttpResponse(tar_gz(files), content_type="application/gzip")
     response["Content-Disposition"] = f'attachment; filename="{name}.tar.gz"'
+    return response
+
+
+@csrf_exempt
+@require_GET
+def license_sync(request, app_slug):
+    """The current signed license, always (200), whatever ``licenseSequence`` the install sends.
+
+    KOTS decodes any answer below 400 as a License and compares the sequences itself, so a
+    "not modified" or an error for a stale or malformed sequence would break its sync."""
+    customer, error = _api_customer(request, app_slug)
+    if error:
+        return error
+    response = HttpResponse(license_yaml(customer), content_type="application/yaml; charset=utf-8")
+    # The file holds the customer's credential: keep it out of caches.
+    response["Cache-Control"] = "no-store"
     return response

@@ -17,7 +17,7 @@ from portal import throttle
 from portal.forms import form_status
 
 from ..downstream import downstream_for
-from ..licenses import proxy_domain
+from ..licenses import field_value, license_filename, license_yaml, proxy_domain
 from .access import SESSION_KEY, check_license
 from .forms import LicenseForm, parse_sequence
 from .selectors import (
@@ -29,6 +29,9 @@ from .selectors import (
 )
 
 # --- the customer page ------------------------------------------------------------------------
+
+# The licenseSequence of the license the signed-in customer holds, to offer a newer one.
+SEQUENCE_SESSION_KEY = "customer_license_sequence"
 
 
 def _session_customer(request):
@@ -69,6 +72,7 @@ def customer_home(request):
         if form.is_valid():
             request.session.cycle_key()
             request.session[SESSION_KEY] = form.cleaned_data["customer"].license_id
+            request.session[SEQUENCE_SESSION_KEY] = form.cleaned_data["license_sequence"]
             return redirect("releases-portal-home")
         # A failed sign-in counts towards the address's throttle (shared with the update API
         # and the proxy registry); past it, failures get 429 and a valid license still works.
@@ -90,8 +94,33 @@ def customer_home(request):
         images = _images_context(latest.release, downstream_for(customer=customer, release=latest.release))
     return render(request, "customer/home.html", _customer_context(
         customer, latest=latest, grace_days=settings.PORTAL_ENTITLEMENT_GRACE_DAYS,
-        **history, **images,
+        **history, **images, **_license_context(request, customer),
     ))
+
+
+def _license_context(request, customer) -> dict:
+    """The license as the customer's page shows it: the fields not hidden, and whether the
+    vendor changed it since the customer's copy (the sequence recorded at sign-in)."""
+    values = customer.entitlements or {}
+    held = request.session.get(SEQUENCE_SESSION_KEY, customer.license_sequence)
+    return {
+        "license_values": [(f, field_value(f, values)) for f in customer.app.license_fields.all() if not f.is_hidden],
+        "held_license_sequence": held,
+        "newer_license": isinstance(held, int) and customer.license_sequence > held,
+    }
+
+
+@require_GET
+def customer_license(request):
+    """The current license file; the page stops offering it once downloaded."""
+    customer = _session_customer(request)
+    if customer is None:
+        return redirect("releases-portal-home")
+    response = HttpResponse(license_yaml(customer), content_type="application/yaml; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{license_filename(customer)}"'
+    response["Cache-Control"] = "no-store"
+    request.session[SEQUENCE_SESSION_KEY] = customer.license_sequence
+    return response
 
 
 @require_POST
