@@ -11,9 +11,10 @@ vendor learns before a customer does:
 3. else **private and not linked**: customers will fail to pull it.
 
 A transient failure of step 2 (timeout, 5xx) is "could not check", never a false alarm.
-The read that decides it is the manifest tree itself (``registries.oci.tree``: one GET per
-manifest, no blob), so the verdict also records what the reference resolved to: the digest,
-media type and size of its top manifest and every node under it. A release's first promotion
+The read that decides it is a HEAD and then the manifest tree (``registries.oci.tree``: one
+GET per manifest, no blob; skipped when the digest is the one the last check read), so the
+verdict also records what the reference resolved to: the digest, media type and size of its top
+manifest and every node under it. A release's first promotion
 pins exactly that (``releases.entitlements.services``).
 
 An image written on the portal's own proxy host (``<proxy>/proxy/<this app>/<name>``) is
@@ -62,7 +63,18 @@ class CheckResult:
     tree: list = field(default_factory=list)
 
 
-def check_image(*, app, ref: Reference) -> CheckResult:
+def _resolve(client, upstream: Reference, known: list) -> list:
+    """The tree under ``upstream`` read with ``client``: a HEAD, then one GET per manifest unless
+    ``known`` (the tree an earlier check read) is the tree of the same digest. A re-check of an
+    unchanged image costs one HEAD, which Docker Hub does not count as a pull."""
+    digest = client.head_manifest(upstream.path, upstream.reference).digest
+    if known and known[0].get("digest") == digest:
+        return known
+    # By digest: the tag may move between the HEAD and the GETs.
+    return manifest_tree(client, upstream.path, digest)
+
+
+def check_image(*, app, ref: Reference, known: list = ()) -> CheckResult:
     """What one image of ``app`` is, and what it resolves to. Talks to the registries."""
     try:
         upstream = upstream_of(app, ref, ExternalRegistry.objects.filter(team_id=app.team_id))
@@ -75,7 +87,7 @@ def check_image(*, app, ref: Reference) -> CheckResult:
     try:
         anonymous = registry_pull_client(registry=None, endpoint=upstream.domain,
                                          insecure=insecure)
-        tree = manifest_tree(anonymous, upstream.path, upstream.reference)
+        tree = _resolve(anonymous, upstream, list(known))
         return CheckResult(Verdict.PUBLIC, "Anyone can pull it.", None, tree)
     except RegistryError as e:
         anonymous_error = e
@@ -86,8 +98,7 @@ def check_image(*, app, ref: Reference) -> CheckResult:
             "is not a registry linked to this team and app: customers will fail to pull it. "
             "Link the registry under External registries.")
     try:
-        tree = manifest_tree(registry_pull_client(registry=registry), upstream.path,
-                             upstream.reference)
+        tree = _resolve(registry_pull_client(registry=registry), upstream, list(known))
     except RegistryError as e:
         if not e.permanent or e.code == "bad_endpoint":
             return CheckResult(Verdict.ERROR, f"Could not check it: {e.message}", registry)
@@ -118,7 +129,7 @@ def release_check_images(*, release_id: int, force: bool = False) -> int:
 
 def _check_row(row: ImageVerdict, *, app, ref: Reference) -> str:
     try:
-        result = check_image(app=app, ref=ref)
+        result = check_image(app=app, ref=ref, known=row.tree)
     except Exception as e:
         # Whatever went wrong, the row must leave Checking (the page polls until it does); the
         # traceback is for the worker's log, the page gets the error's type only.

@@ -17,6 +17,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
+from registries.oci.client import RegistryClient
 from releases import services as release_services
 from releases.entitlements import tasks
 from releases.entitlements.models import ImagePin, PinSource
@@ -121,6 +122,24 @@ def test_a_reference_written_with_a_digest_resolves_to_that_digest(hosts, regist
     row = verdict(sample_app, ref)
     assert row.digest == child and row.tree[0]["digest"] == child
     assert [n["kind"] for n in row.tree] == ["manifest", "config", "layer", "layer"]
+
+
+def test_a_recheck_of_an_unchanged_image_reads_only_its_head(hosts, registry, sample_app, alice,
+                                                              monkeypatch):
+    images.push(images.build_single([1000], seed=32), registry.url, "pub/same", "1.0")
+    ref = f"{PUBLIC_HOST}/pub/same:1.0"
+    release = new_release(sample_app, alice, ref)
+    services.release_check_images(release_id=release.pk)
+    tree = verdict(sample_app, ref).tree
+    gets = []
+    real_get = RegistryClient.get_manifest
+    monkeypatch.setattr(RegistryClient, "get_manifest",
+                        lambda self, *a, **kw: gets.append(a) or real_get(self, *a, **kw))
+    services.release_check_images(release_id=release.pk, force=True)
+    assert gets == [] and verdict(sample_app, ref).tree == tree
+    moved = images.push(images.build_single([1000], seed=33), registry.url, "pub/same", "1.0")
+    services.release_check_images(release_id=release.pk, force=True)
+    assert gets == [("pub/same", moved)] and verdict(sample_app, ref).digest == moved
 
 
 def test_a_verdict_that_reads_nothing_clears_what_an_earlier_one_resolved(hosts, registry,

@@ -192,7 +192,7 @@ def test_an_unexpected_error_is_could_not_check_logged_once(client, alice, hosts
     def broken(self, repository, reference, **kwargs):
         raise KeyError("surprise")
 
-    monkeypatch.setattr(RegistryClient, "get_manifest", broken)
+    monkeypatch.setattr(RegistryClient, "head_manifest", broken)
     tasks.check_release_images(release.pk)
     rows = ImageVerdict.objects.filter(app=release.app)
     assert rows.count() == 2
