@@ -375,3 +375,13 @@ CELERY_BEAT_SCHEDULE["releases-sweep-image-checks"] = {
     "task": "releases.tasks.sweep_image_checks",
     "schedule": envint("PORTAL_IMAGE_CHECK_SWEEP_SECONDS", "60", minimum=1),
 }
+# Beat pins the releases promoted before pins existed (network calls stay out of migrations),
+# and asks upstream whether each live release's pinned digests are still there.
+CELERY_BEAT_SCHEDULE["releases-backfill-pins"] = {
+    "task": "releases.entitlements.tasks.backfill_pins",
+    "schedule": envint("PORTAL_PIN_BACKFILL_SECONDS", "600", minimum=10),
+}
+CELERY_BEAT_SCHEDULE["releases-recheck-pins"] = {
+    "task": "releases.entitlements.tasks.recheck_pins",
+    "schedule": envint("PORTAL_PIN_RECHECK_SECONDS", "21600", minimum=60),
+}

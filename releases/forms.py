@@ -191,21 +191,28 @@ class PromoteForm(forms.Form):
         required=False, label="Promote anyway: customers will fail to pull these images",
     )
 
-    def __init__(self, *args, app, failing_images=(), **kwargs):
+    def __init__(self, *args, app, failing_images=(), pending_images=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["channels"].queryset = app.channels.filter(archived_at__isnull=True)
         self.fields["channels"].label_from_instance = lambda c: c.name
-        # Images the private-image check says customers cannot pull: promoting
-        # such a release takes an explicit confirmation.
+        # Images the private-image check says customers cannot pull, or is still checking (the
+        # first promotion pins what the check resolved): promoting takes an explicit confirmation.
         self.failing_images = list(failing_images)
-        if not self.failing_images:
+        self.pending_images = list(pending_images)
+        if not self.failing_images and not self.pending_images:
             del self.fields["promote_anyway"]
+        elif not self.failing_images:
+            self.fields["promote_anyway"].label = (
+                "Promote anyway: images not checked yet are pinned at their first pull")
 
     def clean(self):
         cleaned = super().clean()
         if self.failing_images and not cleaned.get("promote_anyway"):
             self.add_error("promote_anyway", "Tick \"Promote anyway\" to promote a release whose "
                            "images customers will fail to pull, or link their registry first.")
+        elif self.pending_images and not cleaned.get("promote_anyway"):
+            self.add_error("promote_anyway", "The image checks shown above are still running: "
+                           "wait for them, or tick \"Promote anyway\".")
         return cleaned
 
     def clean_version_label(self):

@@ -14,6 +14,8 @@ from django.utils import timezone
 from portal.audit import audit_log
 
 from .demo import DEMO_FILES
+from .entitlements.models import PinSource
+from .entitlements.services import release_pin
 from .licenses import field_value, value_problem
 from .models import App, Channel, Customer, LicenseField, Promotion, Release, ReleaseFile
 
@@ -180,23 +182,34 @@ def release_promote(*, release: Release, channels, user, version_label: str, rel
                     is_required: bool = False, failing_images=(), request=None) -> list[Promotion]:
     """Put ``release`` on each of ``channels``, one audit line per channel.
 
-    ``failing_images`` (the images the private-image check says customers cannot pull,
-    promoted anyway) are written into the audit.
+    The first promotion pins the release's images to what the private-image check resolved;
+    later ones reuse those pins. ``failing_images`` (the images the private-image check says
+    customers cannot pull, promoted anyway) are written into the audit.
     """
     app = release.app
     failing = list(failing_images)
     promotions = []
-    for channel in channels:
-        promotion = release.promote_to(
-            channel, user=user, version_label=version_label,
-            release_notes=release_notes, is_required=is_required,
-        )
-        promotions.append(promotion)
-        audit_log(request=request, team=app.team, action="promote", obj=promotion, actor=user,
-                  detail={"app": app.slug, "release": release.sequence, "channel": channel.name,
-                          "channel_sequence": promotion.channel_sequence,
-                          "version_label": promotion.version_label, "required": promotion.is_required,
-                          **({"failing_images": failing} if failing else {})})
+    with transaction.atomic():
+        # The row lock makes pinning happen once: a concurrent promotion of the same release
+        # waits here and then finds pinned_at set.
+        locked = Release.objects.select_for_update().select_related("app").get(pk=release.pk)
+        if locked.pinned_at is None:
+            # Promoted before pins existed: what the check finds now is what backfill would pin.
+            release_pin(release=locked, source=PinSource.PROMOTION if locked.promoted_at is None
+                        else PinSource.BACKFILL)
+            release.pinned_at = locked.pinned_at
+        for channel in channels:
+            promotion = release.promote_to(
+                channel, user=user, version_label=version_label,
+                release_notes=release_notes, is_required=is_required,
+            )
+            promotions.append(promotion)
+            audit_log(request=request, team=app.team, action="promote", obj=promotion, actor=user,
+                      detail={"app": app.slug, "release": release.sequence, "channel": channel.name,
+                              "channel_sequence": promotion.channel_sequence,
+                              "version_label": promotion.version_label,
+                              "required": promotion.is_required,
+                              **({"failing_images": failing} if failing else {})})
     return promotions
 
 

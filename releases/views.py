@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from portal.forms import form_status
+from portal.htmx import render_live
 from portal.roles import team_required
 
 from . import services
@@ -31,7 +32,11 @@ from .forms import (
     ReleaseFileForm,
     ReleaseNewForm,
 )
-from .image_check.selectors import release_failing_images
+from .image_check.selectors import (
+    release_failing_images,
+    release_image_rows,
+    release_pending_images,
+)
 from .image_check.services import release_checks_ensure
 from .kustomize import tar_gz
 from .manifests import images_in, problem_count, unique_images, validate_file
@@ -426,10 +431,22 @@ def release_download(request, slug, sequence):
 
 @team_required("can_edit_releases")
 def release_promote(request, slug, sequence):
+    """The promote page. Its first promotion pins what the image check resolved, so stale or
+    missing verdicts are checked again first; the page polls its checks panel until they answer."""
     release = _get_release(request, slug, sequence)
     app = release.app
     if app.is_archived:
         raise PermissionDenied("This app is archived.")
+    release_checks_ensure(release)  # re-checks verdicts older than their time-to-live
+    checks = release_image_rows(release)
+    # A pinned release keeps its pins: there is nothing to wait for.
+    pending = release_pending_images(release) if release.pinned_at is None else []
+    context = {"nav": "apps", "app": app, "release": release, "rows": checks["rows"],
+               "missing": checks["missing"], "failing_count": checks["failing"],
+               "pending": bool(pending)}
+    if request.htmx and request.method == "GET":
+        return render_live(request, "releases/release_promote.html", context,
+                           partial="promote-checks", done=not pending)
     files = list(release.files.all())
     blockers = []
     if not files:
@@ -439,7 +456,8 @@ def release_promote(request, slug, sequence):
             blockers.append(f"{f.name}: {problem}")
     initial = {"channels": list(app.channels.filter(archived_at__isnull=True, slug="unstable")[:1])}
     failing = release_failing_images(release)
-    form = PromoteForm(request.POST or None, app=app, initial=initial, failing_images=failing)
+    form = PromoteForm(request.POST or None, app=app, initial=initial, failing_images=failing,
+                       pending_images=pending)
     if request.method == "POST" and not blockers and form.is_valid():
         data = form.cleaned_data
         promotions = services.release_promote(
@@ -450,7 +468,7 @@ def release_promote(request, slug, sequence):
         messages.success(request, f"Release {release.sequence} promoted to {names} as {data['version_label']}.")
         return redirect("releases-app-detail", slug=app.slug)
     return render(request, "releases/release_promote.html", {
-        "nav": "apps", "app": app, "release": release, "form": form, "blockers": blockers,
+        **context, "form": form, "blockers": blockers,
         "images": unique_images(images_in(files)), "failing": failing,
     }, status=400 if request.method == "POST" else 200)
 

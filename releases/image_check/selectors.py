@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from registries.reference import InvalidReference, Reference, parse
 
+from ..entitlements.models import ImagePin
 from ..manifests import images_in
 from ..selectors import registries_for_app
 from .models import CHECK_LEASE, ImageVerdict, Verdict
@@ -63,12 +64,30 @@ def verdicts_needing_queue(*, now=None):
 
 
 def release_image_rows(release) -> dict:
-    """What the release page shows: each image with its verdict, whether checks are pending,
-    and how many fail. Reads only: the views call ``services.release_checks_ensure`` first."""
-    rows = release_verdicts(release)
-    pending = any(row is None or row.verdict == Verdict.CHECKING for _, row in rows)
-    failing = sum(1 for _, row in rows if row is not None and row.fails)
-    return {"rows": rows, "pending": pending, "failing": failing}
+    """What the release page shows: each image with its verdict and its pin (None before the
+    release is pinned), whether checks are pending, how many fail, and the pinned digests gone
+    upstream. Reads only: the views call ``services.release_checks_ensure`` first."""
+    verdicts = release_verdicts(release)
+    pins = {p.reference: p for p in ImagePin.objects.filter(release=release)}
+    rows = [(ref, row, pins.get(str(ref))) for ref, row in verdicts]
+    pending = any(row is None or row.verdict == Verdict.CHECKING for _, row in verdicts)
+    failing = sum(1 for _, row in verdicts if row is not None and row.fails)
+    missing = [p for p in pins.values() if p.missing_at is not None]
+    return {"rows": rows, "pending": pending, "failing": failing, "missing": missing}
+
+
+def release_pending_images(release) -> list[str]:
+    """The images of ``release`` whose check has not answered yet."""
+    return [str(ref) for ref, row in release_verdicts(release)
+            if row is None or row.verdict == Verdict.CHECKING]
+
+
+def app_missing_pins(app) -> list[ImagePin]:
+    """Pins of the app's live releases (on a channel now) whose digest is gone upstream:
+    customers can no longer pull those releases."""
+    return list(ImagePin.objects.filter(
+        release__app=app, missing_at__isnull=False, release__promotions__demoted_at__isnull=True,
+    ).distinct().select_related("release").order_by("-release__sequence", "reference"))
 
 
 def release_failing_images(release) -> list[str]:

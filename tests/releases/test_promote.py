@@ -1,16 +1,23 @@
 """Promote a release to channels (Unstable pre-selected), demote a channel release."""
 
 import pytest
+from django.utils import timezone
 
 from portal.models import AuditEvent
+from releases.image_check.models import ImageVerdict, Verdict
 from releases.models import Promotion, Release
 from tests.conftest import login
 
 
 @pytest.fixture
 def draft(sample_app, bob):
-    return Release.create_next(app=sample_app, user=bob, files=[(f.name, f.content) for f in
-                                                                sample_app.releases.get(sequence=1).files.all()])
+    release = Release.create_next(app=sample_app, user=bob, files=[
+        (f.name, f.content) for f in sample_app.releases.get(sequence=1).files.all()])
+    # Promoting waits for fresh image checks: nginx was checked a moment ago.
+    ImageVerdict.objects.update_or_create(
+        app=sample_app, reference="docker.io/library/nginx:latest",
+        defaults={"verdict": Verdict.PUBLIC, "checked_at": timezone.now()})
+    return release
 
 
 PROMOTE = "/apps/mysampleecrapp/releases/2/promote/"

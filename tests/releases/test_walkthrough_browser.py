@@ -7,8 +7,10 @@ and finds the new release and its one-line diff in the history.
 import re
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
+from releases.image_check.models import ImageVerdict, Verdict
 from releases.models import Promotion
 from tests.conftest import PASSWORD
 
@@ -41,6 +43,11 @@ def test_alice_points_deployment_yaml_at_ecr_promotes_and_sees_the_diff(page, li
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_role("status")).to_contain_text("Saved deployment.yaml")
 
+    # No worker runs here: stand in for its image check, which found the image private and
+    # readable through the linked registry (promoting waits for fresh verdicts).
+    ImageVerdict.objects.update_or_create(
+        app=sample_app, reference=f"{ECR_IMAGE}:latest",
+        defaults={"verdict": Verdict.PRIVATE, "checked_at": timezone.now()})
     page.get_by_role("link", name="Promote…").click()
     expect(page.get_by_label("Unstable")).to_be_checked()
     page.get_by_label("Version label").fill("0.0.2")

@@ -189,7 +189,7 @@ def test_an_unexpected_error_is_could_not_check_logged_once(client, alice, hosts
                                                             linked, monkeypatch, caplog):
     from registries.oci.client import RegistryClient
 
-    def broken(self, repository, reference):
+    def broken(self, repository, reference, **kwargs):
         raise KeyError("surprise")
 
     monkeypatch.setattr(RegistryClient, "head_manifest", broken)

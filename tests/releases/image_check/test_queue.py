@@ -112,7 +112,8 @@ def test_the_sweep_leaves_queued_checks_alone_and_requeues_lost_ones(sample_app,
                                        verdict=Verdict.PUBLIC, checked_at=now)
     checked = []
     monkeypatch.setattr(services, "check_image",
-                        lambda *, app, ref: checked.append(str(ref)) or (Verdict.PUBLIC, "ok", None))
+                        lambda *, app, ref, known=(): checked.append(str(ref))
+                        or services.CheckResult(Verdict.PUBLIC, "ok"))
     assert services.verdicts_sweep_pending() == 1
     assert checked == ["example.com/b:1"]
     fresh.refresh_from_db(), lost.refresh_from_db(), done.refresh_from_db()
