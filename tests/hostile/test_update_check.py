@@ -1,4 +1,5 @@
-"""Hostile input to the update check and the release download (HTTP Basic license credentials)."""
+"""Hostile input to the update check, the release download and the license sync (HTTP Basic
+license credentials)."""
 
 import base64
 
@@ -23,7 +24,8 @@ BAD_AUTHORIZATION = {
 BAD_SEQUENCES = ["-1", "99999999999999999999", "1e9", "%FF%FE", "\u0663", "0x10", "1;2", "%00"]
 
 
-@pytest.mark.parametrize("path", ["/release/{slug}/pending?channelSequence=0", "/release/{slug}"])
+@pytest.mark.parametrize("path", ["/release/{slug}/pending?channelSequence=0", "/release/{slug}",
+                                  "/license/{slug}?licenseSequence=1"])
 @pytest.mark.parametrize("name", BAD_AUTHORIZATION)
 def test_bad_credentials_are_refused(stack, anonymous, path, name):
     url = path.format(slug=stack.data["app_slug"])
@@ -42,6 +44,18 @@ def test_bad_channel_sequence_is_refused(stack, anonymous, path, sequence):
         response = anonymous.get(url, auth=(license_id, license_id))
         assert_refused(response, {400, 404})
         assert "error" in response.json()
+
+
+@pytest.mark.parametrize("sequence", BAD_SEQUENCES)
+def test_license_sync_ignores_a_bad_license_sequence(stack, anonymous, sequence):
+    """KOTS decodes any answer below 400 as its license: a sequence it sends wrong still gets
+    the current license, never an error it would fail on."""
+    license_id = stack.data["license_id"]
+    url = f"/license/{stack.data['app_slug']}?licenseSequence={sequence}"
+    with guarded(stack):
+        response = anonymous.get(url, auth=(license_id, license_id))
+        assert response.status_code == 200
+        assert "kind: License" in response.text
 
 
 def test_an_unknown_app_slug_is_refused(stack, anonymous):
