@@ -13,6 +13,7 @@ from django.db.models import Max
 from portal.audit import audit_log
 
 from .demo import DEMO_FILES
+from .entitlements import grace
 from .models import App, Channel, Customer, Promotion, Release, ReleaseFile
 
 SLUG_TAKEN = "Your team already has an app with this slug: choose another."
@@ -203,6 +204,9 @@ def promotion_demote(*, promotion: Promotion, user, request=None) -> bool:
     if promotion.is_demoted:
         return False
     promotion.demote(user=user)
+    # Licenses that pulled its images keep pulling them for the grace period, from now.
+    grace.settle_customers(grace.customers_who_pulled(release=promotion.release,
+                                                      channel=promotion.channel))
     app = promotion.channel.app
     audit_log(request=request, team=app.team, action="demote", obj=promotion, actor=user,
               detail={"app": app.slug, "channel": promotion.channel.name,
@@ -236,8 +240,11 @@ def customer_create(*, customer: Customer, user, request=None) -> Customer:
 
 def customer_update(*, customer: Customer, user, request=None) -> dict:
     """Save the changed ``customer`` (from ``CustomerForm``); the changes as {field: [before, after]}."""
-    before = customer_public_fields(Customer.objects.select_related("channel").get(pk=customer.pk))
+    old = Customer.objects.select_related("channel").get(pk=customer.pk)
+    before = customer_public_fields(old)
     customer.save()
+    if old.channel_id != customer.channel_id:
+        grace.settle_customers([customer])  # what only the old channel gave starts its grace
     after = customer_public_fields(customer)
     changes = {k: [before[k], after[k]] for k in after if before.get(k) != after[k]}
     if changes:
