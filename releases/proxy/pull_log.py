@@ -34,10 +34,23 @@ def pull_event(*, access: Access, reference: str, kind: str, method: str, status
     return event
 
 
-def record_pulled(batch: list[PullEvent]) -> None:
+# A (license, pin) pair is written at most once per RECORD_EVERY seconds by a writer: a pull
+# is ~14 requests and a cluster pulls again and again, and last_pulled_at to the minute is
+# plenty for a grace period counted in days.
+RECORD_EVERY = 60.0
+MAX_RECORDED = 100_000
+
+
+def record_pulled(batch: list[PullEvent], recent: dict | None = None) -> None:
     """First and last pull of each (license, pin) the batch pulled: queryset writes, so no
-    signal empties the decision cache on every pull."""
+    signal empties the decision cache on every pull. ``recent``: {pair: when last written}."""
     pairs = {(e.customer_id, pin) for e in batch for pin in getattr(e, "pulled_pins", ())}
+    if recent is not None:
+        clock = time.monotonic()
+        pairs = {p for p in pairs if clock - recent.get(p, -RECORD_EVERY) >= RECORD_EVERY}
+        if len(recent) > MAX_RECORDED:
+            recent.clear()
+        recent.update(dict.fromkeys(pairs, clock))
     if not pairs:
         return
     now = timezone.now()
@@ -78,6 +91,7 @@ class PullLogWriter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._registered = False
+        self._recorded: dict[tuple[int, int], float] = {}  # record_pulled's memory
 
     def put(self, event: PullEvent) -> None:
         self._start()
@@ -135,7 +149,7 @@ class PullLogWriter:
                     except Exception:  # the writer must outlive any one batch
                         logger.exception("pull log: %d rows dropped", len(batch))
                     try:
-                        record_pulled(batch)
+                        record_pulled(batch, self._recorded)
                     except Exception:  # a pull is never failed for it; the next one records
                         connection.close()
                         logger.exception("pull log: pulled images of %d rows not recorded",

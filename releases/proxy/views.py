@@ -3,12 +3,15 @@
     GET      /v2/                                                     401 + Basic challenge, or 200
     GET/HEAD /v2/proxy/<app slug>/<name>/manifests/<tag or digest>
     GET/HEAD /v2/proxy/<app slug>/<name>/blobs/<digest>
+    GET      /v2/proxy/<app slug>/<name>/tags/list                   the channel's tags only
 
 Async views under uvicorn (docs/architecture.md, "Proxy registry"): a pull is mostly waiting
 on the upstream registry, so an event loop serves many pulls at once without a thread each.
-The rules (license, allow-list, resolution, throttling) are sync ORM code in ``access.py``,
+The rules (license, entitlement, resolution, throttling) are sync ORM code in ``access.py``,
 called through ``sync_to_async`` in one thread hop, and only when no recent decision is cached
-(``cached_access``); the pull log is queued to one writer thread (``log_pull`` never blocks).
+(``cached_access``); each reference is then checked against the decision's pins
+(``manifest_target``, ``blob_refusal``: lookups). The pull log is queued to one writer thread
+(``log_pull`` never blocks).
 The upstream transfer is httpx.AsyncClient
 (``RegistryClient.aopen``). Manifests are read whole (at most 4 MB) and returned with their
 exact bytes, Content-Type and Docker-Content-Digest; blobs are streamed chunk by chunk.

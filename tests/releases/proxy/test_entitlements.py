@@ -288,24 +288,29 @@ def test_a_promotion_and_a_pin_change_empty_the_decision_cache(customer, make_re
 
 @pytest.mark.django_db(transaction=True)
 def test_the_pull_log_writer_records_first_and_last_pulls_of_pins(customer, make_release,
-                                                                  registry, no_network):
+                                                                  registry, no_network,
+                                                                  monkeypatch):
     release = make_release("one")
     result = decide(customer)
     pin = pin_of(release)
     pins = result.entitlement.manifest_pins[pin.digest]
     assert pins == (pin.pk,)
     writer = pull_log.PullLogWriter()
-    for status in (200, 200, 404):
-        writer.put(pull_log.pull_event(access=result, reference="1.0", kind="manifest",
+
+    def pull(reference, status=200):
+        writer.put(pull_log.pull_event(access=result, reference=reference, kind="manifest",
                                        method="GET", status=status, size=1,
                                        release_id=release.pk, pins=pins))
-    assert writer.flush(timeout=30)
-    first = PulledImage.objects.get(customer=customer, pin=pin)
-    writer.put(pull_log.pull_event(access=result, reference=pin.digest, kind="manifest",
-                                   method="GET", status=200, size=1, pins=pins))
-    assert writer.flush(timeout=30)
+        assert writer.flush(timeout=30)
+        return PulledImage.objects.get(customer=customer, pin=pin)
+
+    first = pull("1.0")
+    assert pull("1.0", status=404).last_pulled_at == first.last_pulled_at
+    # Within RECORD_EVERY a pair is not written again (a pull is many requests)...
+    assert pull(pin.digest).last_pulled_at == first.last_pulled_at
+    monkeypatch.setattr(pull_log, "RECORD_EVERY", 0.0)
+    again = pull(pin.digest)  # ...after it, the last pull moves on
     writer.close()
-    again = PulledImage.objects.get(customer=customer, pin=pin)
     assert again.first_pulled_at == first.first_pulled_at
     assert again.last_pulled_at > first.last_pulled_at
-    assert customer.pull_events.filter(release=release).count() == 3
+    assert customer.pull_events.filter(release=release).count() == 4
