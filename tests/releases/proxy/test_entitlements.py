@@ -23,6 +23,7 @@ from releases.entitlements.selectors import entitled_digests, entitlement
 from releases.models import Customer, Release
 from releases.proxy import access, decisions, pull_log
 from releases.proxy.access import Access, Refusal
+from tests.conftest import login
 
 HOST = "registry.example.com"
 REPO = "team/app"
@@ -172,6 +173,33 @@ def test_grace_starts_lazily_for_a_change_made_elsewhere(settings, customer, pul
     release.promotions.update(demoted_at=timezone.now())  # no service, no signal
     assert entitled_digests(customer) == pin_of(release).digests
     assert PulledImage.objects.get(customer=customer).lost_at is not None
+
+
+@pytest.mark.parametrize("days, says", [
+    (30, "Licenses that already pulled its images keep pulling them for 30 days"),
+    (1, "keep pulling them for 1 day;"),
+    (0, "Its images stop being pullable at once"),
+])
+def test_the_demote_confirmation_tells_the_grace_period(settings, client, alice, sample_app,
+                                                        days, says):
+    settings.PORTAL_ENTITLEMENT_GRACE_DAYS = days
+    page = login(client, alice).get(f"/apps/{sample_app.slug}/channels/unstable/")
+    assert says in page.content.decode()
+
+
+def test_two_first_pulls_agree_on_the_pin(customer, make_release, registry, no_network,
+                                          monkeypatch):
+    make_release("first-pull", unresolved=True)
+    result = decide(customer)
+    target = access.manifest_target(result, "1.0")
+    monkeypatch.setattr(access, "manifest_tree", lambda client, repo, ref: [
+        {"digest": ref, "mediaType": "x", "size": 1, "kind": "manifest"}])
+    assert access.freeze_first_pull(result, target.pin, digest("a")) == digest("a")
+    # A concurrent first pull that saw the tag move keeps the pin the first one froze.
+    assert access.freeze_first_pull(result, target.pin, digest("b")) == digest("a")
+    pin = ImagePin.objects.get(pk=target.pin.pin_id)
+    assert (pin.digest, pin.source, pin.tree[0]["digest"]) == (digest("a"), "first_pull",
+                                                              digest("a"))
 
 
 # --- the decision and each reference ---------------------------------------------------------------
