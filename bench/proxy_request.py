@@ -9,9 +9,14 @@ uvicorn as `make run` serves it (tests/support/proxy_server.py), SQLite. Two mea
    blob, directly from the registry and through the proxy (one keep-alive connection each).
    Median and 90th percentile in milliseconds; the difference is what the proxy adds per request.
 2. The parts of one request, timed in a process of its own on the portal's database
-   (``breakdown`` below, run through ``manage.py shell``): the license check, the allow-list,
-   the registry resolution, the upstream client, the upstream Authorization header, the pull-log
-   INSERT, and the cost of one hop to a thread and back from the event loop.
+   (``breakdown`` below, run through ``manage.py shell``): the license check, what the license
+   may pull (the pins of its channel's releases; the allow-list of releases without pins), the
+   registry resolution, the upstream client, the upstream Authorization header, the pull-log
+   INSERT, and the cost of one hop to a thread and back from the event loop. "authorize() as a
+   whole" is a cold decision, "cached_access" a cached one.
+
+The release is pinned as a promotion pins it (tests/releases/proxy/pins.py) when the code has
+pins, so the decision measured is the pinned one: no release file read, no network call.
 
 Prints Markdown.
 """
@@ -80,8 +85,6 @@ def breakdown(*, license_id: str, slug: str, name: str, reference: str, digest: 
         "throttle check (cache)": lambda: throttle.is_throttled("10.0.0.1"),
         "license check (check_basic_auth)": lambda: check_basic_auth(header, app_slug=slug),
         "registries (the team's and the app's, one query)": lambda: proxy_access._registries(app),
-        "allow-list (cache key: 2 aggregates)": lambda: proxy_access._allow_list(
-            app, team_registries, available),
         "allow-list built on a cache miss (proxied_repositories)": lambda: proxied_repositories(
             app, registries=available),
         "registry resolution (resolve)": lambda: entitlements_upstream.resolve(app, name, team_registries),
@@ -92,6 +95,18 @@ def breakdown(*, license_id: str, slug: str, name: str, reference: str, digest: 
         "authorize() as a whole": lambda: decisions.authorize(
             header=header, address="10.0.0.1", app_slug=slug, name=name),
     }
+    if hasattr(proxy_access, "_allow_list"):  # before pins
+        parts["allow-list (cache key: 2 aggregates)"] = lambda: proxy_access._allow_list(
+            app, team_registries, available)
+    else:
+        from releases.entitlements.selectors import entitlement
+
+        upstream, _ = entitlements_upstream.resolve(app, name, team_registries)
+        parts["entitlement: pins of one repository (selector)"] = lambda: entitlement(
+            check.customer, domain=upstream.domain, path=upstream.path).repository(
+            upstream.domain, upstream.path)
+        parts["the reference checked against the pins (manifest_target)"] = (
+            lambda: proxy_access.manifest_target(access, reference))
     row = {"access": access, "reference": digest, "kind": "blob", "method": "GET", "status": 200,
            "size": 1}
     if hasattr(pull_log, "pull_log_writer"):
@@ -154,6 +169,9 @@ def main() -> None:
         }], apps=[{"slug": "benchapp", "releases": [[f"{upstream.host}/bench/app:1.0"]],
                    "customers": [{"name": "Bench"}]}])
         lic = data["licenses"]["Bench"]
+        if (ROOT / "releases" / "entitlements" / "selectors.py").exists():
+            server.call("tests.releases.proxy.pins.pin", app="benchapp", sequence=1,
+                        image=f"{upstream.host}/bench/app:1.0")
         config = image.config.digest
         accept = {"Accept": image.media_type}
         rows = []

@@ -14,6 +14,7 @@ from django.utils import timezone
 from portal.audit import audit_log
 
 from .demo import DEMO_FILES
+from .entitlements import grace
 from .entitlements.models import PinSource
 from .entitlements.services import release_pin
 from .licenses import field_value, value_problem
@@ -218,6 +219,9 @@ def promotion_demote(*, promotion: Promotion, user, request=None) -> bool:
     if promotion.is_demoted:
         return False
     promotion.demote(user=user)
+    # Licenses that pulled its images keep pulling them for the grace period, from now.
+    grace.settle_customers(grace.customers_who_pulled(release=promotion.release,
+                                                      channel=promotion.channel))
     app = promotion.channel.app
     audit_log(request=request, team=app.team, action="demote", obj=promotion, actor=user,
               detail={"app": app.slug, "channel": promotion.channel.name,
@@ -260,7 +264,8 @@ def customer_update(*, customer: Customer, user, request=None) -> dict:
 
     A save that changes what the license says adds one to its licenseSequence (KOTS fetches a
     license whose sequence is higher than its own), counted under the row lock so that two
-    saves at once make two steps."""
+    saves at once make two steps. A change of channel starts the grace period of what only the
+    old channel gave."""
     with transaction.atomic():
         locked = Customer.objects.select_for_update().select_related("app", "channel").get(pk=customer.pk)
         before = customer_public_fields(locked)
@@ -269,6 +274,8 @@ def customer_update(*, customer: Customer, user, request=None) -> dict:
         if changes:
             customer.license_sequence = locked.license_sequence + 1
             customer.save()
+            if locked.channel_id != customer.channel_id:
+                grace.settle_customers([customer])
             audit_log(request=request, team=customer.app.team, action="update", obj=customer, actor=user,
                       detail={"changes": changes, "license_sequence": customer.license_sequence})
     return changes

@@ -6,6 +6,7 @@ has it, is a draft edited in place; a promoted release is frozen and "Create new
 copies its files into the next sequence.
 """
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -515,4 +516,5 @@ def channel_history(request, slug, channel_slug):
     return render(request, "releases/channel_history.html", {
         "nav": "apps", "app": app, "channel": channel, "page": _page(request, promotions),
         "current": current, "channels": app.channels.filter(archived_at__isnull=True),
+        "grace_days": settings.PORTAL_ENTITLEMENT_GRACE_DAYS,
     })

@@ -6,14 +6,20 @@ dot), else Docker Hub (``nginx`` is ``docker.io/library/nginx``). A request is a
 
 - HTTP Basic carries a license ID as username and password, and ``check_license`` accepts it
   for this app (exists, not archived, not expired, app not archived, the URL's app);
-- ``name`` is in the app's allow-list: the proxied names of the images its promoted releases
-  use, on any channel (``downstream.proxied_repositories``, read from their files: nothing is
-  rendered). We allow every channel's releases, not only the license's channel: a customer
-  moved from Beta to Stable keeps running what Beta gave them, and the images are the vendor's
-  to hand out to that app's customers either way. Tags and digests are not restricted (KOTS does not either);
-- the allow-list and the resolution agree on the upstream repository, and that repository is
-  on a registry linked to the team and available to the app, or on a public registry when the
-  app proxies public images too.
+- ``name`` resolves to the upstream repository of an image the license is entitled to
+  (``entitlements.selectors``: the pins of the releases live on the customer's channel, and the
+  pins it already pulled that are in their grace period), or, for a live release promoted
+  before pins existed (a legacy release), ``name`` is in the allow-list of those releases'
+  proxied names (``_legacy_allow_list``, read from their files: nothing is rendered);
+- a name that resolves to the portal's own proxy host is refused (never loop back into
+  ourselves), and the repository must be on a registry linked to the team and available to the
+  app, or on a public registry when the app proxies public images too.
+
+Each request then checks its reference against the decision's ``RepositoryEntitlement``
+(``manifest_target``, ``blob_refusal``: set and dict lookups): a digest must be in an entitled
+pin's tree, a tag resolves to the pin of the newest live release using it and is fetched by the
+pinned digest; anything else in the repository is 403 "not part of a release on your channel".
+A legacy release's repository allows any tag or digest, as before pins.
 
 Nothing else is reachable: no catalog, no other repository of the vendor's registry, no other
 host. Failed authentications are counted per client address (``portal.throttle``, shared with
@@ -30,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -43,18 +49,24 @@ from registries.credentials import registry_pull_client
 from registries.errors import RegistryError
 from registries.models import ExternalRegistry
 from registries.oci.client import RegistryClient
+from registries.oci.tree import manifest_tree
 from registries.reference import InvalidReference, Reference
 
+from .. import kustomize
 from ..customer_portal.access import basic_credentials, check_basic_auth
-from ..downstream import proxied_repositories
+from ..entitlements.models import ImagePin, PinSource
+from ..entitlements.selectors import RepositoryEntitlement, TagPin, entitlement
 from ..entitlements.upstream import resolve
 from ..image_check.models import ImageVerdict
-from ..models import App, Customer
+from ..image_check.selectors import verdict_predicate
+from ..licenses import proxy_domain
+from ..models import App, Customer, Promotion, ReleaseFile
 
 logger = logging.getLogger(__name__)
 
 ALLOW_LIST_TTL = 300  # seconds; the key changes anyway when releases or registries change
 USED_EVERY = timedelta(minutes=1)
+NOT_ON_CHANNEL = "not part of a release on your channel"
 
 
 @dataclass
@@ -74,6 +86,62 @@ class Access:
     image: str  # host/path, for the pull log
     name: str  # the path after /proxy/<slug>/
     registry_id: int | None
+    # What the license may pull of this repository; empty: nothing (tests build bare Accesses).
+    entitlement: RepositoryEntitlement = field(default_factory=RepositoryEntitlement)
+
+
+@dataclass(frozen=True)
+class ManifestTarget:
+    """What to fetch upstream for a manifest request."""
+
+    reference: str  # the pinned digest, or the tag as asked (unresolved pin, legacy release)
+    tag: str = ""  # the tag asked for, when it resolved to a pin
+    pin: TagPin | None = None
+
+
+def not_on_channel(reference: str) -> Refusal:
+    return Refusal(403, "DENIED", f"{reference} is {NOT_ON_CHANNEL}.")
+
+
+def manifest_target(access: Access, reference: str) -> ManifestTarget | Refusal:
+    """A tag resolves to its pin (fetched by the pinned digest); a digest must be entitled."""
+    allowed = access.entitlement
+    if reference.startswith("sha256:"):
+        if allowed.allows_digest(reference):
+            return ManifestTarget(reference=reference)
+        return not_on_channel(reference)
+    pin = allowed.tag_pin(reference)
+    if pin is not None:
+        return ManifestTarget(reference=pin.digest or reference, tag=reference, pin=pin)
+    if allowed.legacy:
+        return ManifestTarget(reference=reference)
+    return not_on_channel(f"{access.name}:{reference}")
+
+
+def blob_refusal(access: Access, digest: str) -> Refusal | None:
+    """None when a manifest the license may pull references the blob."""
+    return None if access.entitlement.allows_digest(digest) else not_on_channel(digest)
+
+
+def allowed_tags(access: Access) -> list[str] | None:
+    """The tags the license's channel allows; None: a legacy release allows every upstream tag."""
+    return None if access.entitlement.legacy else sorted(access.entitlement.tags)
+
+
+def freeze_first_pull(access: Access, pin: TagPin, digest: str) -> str:
+    """Pin an image unresolved at promotion to ``digest``, the first 200 its tag gave, with its
+    tree; returns the pin's digest (another pull's if it froze it first: both then agree)."""
+    try:
+        tree = manifest_tree(access.client, access.repository, digest)
+    except RegistryError as e:
+        # Served unpinned this once; the next pull tries again.
+        logger.warning("proxy: cannot read the tree of a first pull (%s)", e.code)
+        return ""
+    top = tree[0]
+    ImagePin.objects.filter(pk=pin.pin_id, digest="").update(
+        digest=digest, media_type=top["mediaType"], size=top["size"], tree=tree,
+        source=PinSource.FIRST_PULL, pinned_at=timezone.now())
+    return ImagePin.objects.values_list("digest", flat=True).get(pk=pin.pin_id)
 
 
 # --- throttling ---------------------------------------------------------------------------
@@ -114,44 +182,61 @@ def _registries(app: App) -> tuple[list[ExternalRegistry], list[ExternalRegistry
     return team_registries, available
 
 
-def _allow_list(app: App, team_registries: list[ExternalRegistry],
-                available: list[ExternalRegistry]) -> dict[str, Reference]:
-    """``proxied_repositories(app)``, cached under a key that changes with what it reads."""
-    promotions = app.releases.filter(promoted_at__isnull=False).aggregate(
-        n=Count("id"), last=Max("promoted_at"))
+def _legacy_allow_list(app: App, release_ids: list[int], team_registries: list[ExternalRegistry],
+                       available: list[ExternalRegistry]) -> dict[str, Reference]:
+    """{proxied name: upstream image} of the live releases promoted before pins existed,
+    read from their files (as ``downstream.proxied_repositories``), cached under a key that
+    changes with what it reads (which releases are live: promotions and demotions)."""
+    promotions = Promotion.objects.filter(channel__app=app).aggregate(
+        n=Count("id"), last=Max("created_at"), demoted=Count("demoted_at"),
+        last_demoted=Max("demoted_at"))
     registries = {"n": len(team_registries),
                   "last": max((r.updated_at for r in team_registries), default=None),
                   "links": sum(r.app_links for r in team_registries)}
     verdicts = ImageVerdict.objects.filter(app=app).aggregate(last=Max("checked_at"))
-    fingerprint = repr((app.pk, app.slug, app.proxy_public_images, sorted(promotions.items()),
-                        sorted(registries.items()), verdicts["last"], settings.PORTAL_PROXY_HOST))
+    fingerprint = repr((app.pk, app.slug, app.proxy_public_images, sorted(release_ids),
+                        sorted(promotions.items()), sorted(registries.items()), verdicts["last"],
+                        settings.PORTAL_PROXY_HOST))
     key = "proxy-allow:" + hashlib.sha256(fingerprint.encode()).hexdigest()
     allowed = cache.get(key)
     if allowed is None:
-        allowed = proxied_repositories(app, registries=available)
+        files = list(ReleaseFile.objects.filter(release_id__in=release_ids)
+                     .order_by("release_id", "position", "name").values_list("name", "content"))
+        allowed = kustomize.proxied_repositories(
+            files, app_slug=app.slug, proxy_host=proxy_domain(),
+            is_proxied=verdict_predicate(app, registries=available),
+            registry_names={r.endpoint: r.name for r in available if r.name})
         cache.set(key, allowed, ALLOW_LIST_TTL)
     return allowed
 
 
 def decide(*, header: str, address: str, app_slug: str, name: str) -> Access | Refusal:
-    """May this request pull ``name`` of app ``app_slug``? With the upstream client if so.
-    From the database; ``decisions.authorize`` remembers what this allows."""
+    """May this request pull ``name`` of app ``app_slug``? With the upstream client and what
+    the license may pull of it if so. From the database only: no network call, no release file
+    read unless a legacy release is live. ``decisions.authorize`` remembers what this allows."""
     check = check_basic_auth(header, app_slug=app_slug)
     if not check.ok:
         code = "UNAUTHORIZED" if check.status == 401 else "DENIED"
         return refuse_failure(address, Refusal(check.status, code, check.error))
     customer = check.customer
     app = customer.app
-    denied = Refusal(403, "DENIED", f"{name} is not an image of this application.")
+    denied = not_on_channel(name)
     team_registries, available = _registries(app)
-    try:
-        allowed = _allow_list(app, team_registries, available).get(name)
-    except InvalidReference:
-        allowed = None
-    if allowed is None:
-        return denied
     upstream, registry = resolve(app, name, team_registries)
-    if (upstream.domain, upstream.path) != (allowed.domain, allowed.path):
+    if upstream.domain == proxy_domain():
+        return Refusal(403, "DENIED", f"{name} names this portal's own proxy: pull the image "
+                                      "behind it instead.")
+    allowed = entitlement(customer, domain=upstream.domain, path=upstream.path)
+    legacy = False
+    if allowed.legacy_release_ids:
+        try:
+            listed = _legacy_allow_list(app, allowed.legacy_release_ids, team_registries,
+                                        available).get(name)
+        except InvalidReference:
+            listed = None
+        legacy = listed is not None and (listed.domain, listed.path) == (upstream.domain,
+                                                                         upstream.path)
+    if not legacy and not allowed.pins:
         return denied
     if registry is not None:
         if registry.pk not in {r.pk for r in available}:
@@ -168,4 +253,5 @@ def decide(*, header: str, address: str, app_slug: str, name: str) -> Access | R
                                  or registry.last_used_at < timezone.now() - USED_EVERY):
         registry.mark_used()  # at most once a minute: not one write per blob
     return Access(customer=customer, app=app, client=client, repository=upstream.path,
-                  image=upstream.name(), name=name, registry_id=getattr(registry, "pk", None))
+                  image=upstream.name(), name=name, registry_id=getattr(registry, "pk", None),
+                  entitlement=allowed.repository(upstream.domain, upstream.path, legacy=legacy))

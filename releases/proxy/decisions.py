@@ -1,9 +1,10 @@
 """The proxy registry's decision cache: an allowed decision reused for a few seconds.
 
 A pull is ~14 requests with the same credentials, so an allowed decision is kept in process
-memory for ``ACCESS_CACHE_SECONDS`` per (hash of the Authorization header, app slug, name).
-Saving or deleting a customer, an app or a registry, or changing a registry's apps, bumps a
-version that every entry is checked against (``connect_signals``, from ``ProxyConfig.ready()``),
+memory for ``ACCESS_CACHE_SECONDS`` per (hash of the Authorization header, app slug, name), with
+what the license may pull of that repository. Saving or deleting a customer (its channel), an
+app, a registry, a promotion (a promotion or a demotion), a release or a pin, changing a
+registry's apps, or a grace period starting or ending (``grace_changed``) bumps a version that every entry is checked against (``connect_signals``, from ``ProxyConfig.ready()``),
 so an archived or regenerated license made in this process stops at once; anything else
 (another process, a queryset ``update()``) is bounded by the TTL. Refusals are never cached
 (failed logins must be counted). ``authorize`` is the proxy's way in: ``access.decide`` asks
@@ -20,7 +21,9 @@ from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from registries.models import ExternalRegistry
-from releases.models import App, Customer
+from releases.entitlements.grace import grace_changed
+from releases.entitlements.models import ImagePin, PulledImage
+from releases.models import App, Customer, Promotion, Release
 
 from .access import Access, Refusal, decide
 
@@ -94,9 +97,10 @@ def forget_decisions(**kwargs) -> None:
 
 def connect_signals() -> None:
     """Connected in ``ProxyConfig.ready()``."""
-    for model in (Customer, App, ExternalRegistry):
+    for model in (Customer, App, ExternalRegistry, Promotion, Release, ImagePin, PulledImage):
         post_save.connect(forget_decisions, sender=model, dispatch_uid=f"proxy-forget-{model}")
         post_delete.connect(forget_decisions, sender=model,
                             dispatch_uid=f"proxy-forget-del-{model}")
     m2m_changed.connect(forget_decisions, sender=ExternalRegistry.apps.through,
                         dispatch_uid="proxy-forget-registry-apps")
+    grace_changed.connect(forget_decisions, dispatch_uid="proxy-forget-grace")

@@ -27,6 +27,11 @@ class PullEvent(models.Model):
     method = models.CharField(max_length=6, default="GET")
     status = models.PositiveSmallIntegerField()
     bytes = models.BigIntegerField(default=0)
+    # The release whose pin a tag resolved to (None: a digest, a blob, a legacy release).
+    release = models.ForeignKey("releases.Release", on_delete=models.SET_NULL, null=True,
+                                blank=True, related_name="+")
+    # Why what was served differs from what upstream holds now (a tag moved upstream).
+    note = models.CharField(max_length=300, blank=True)
 
     class Meta:
         db_table = "releases_pullevent"  # the table it had as a model of releases

@@ -1,5 +1,6 @@
 """The proxy registry's pull log: one row per manifest or blob request, written off the
-response path by one thread in batches (``PullLogWriter``)."""
+response path by one thread in batches (``PullLogWriter``). The same thread records which pins
+each license pulled (``PulledImage``, for the grace period)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import threading
 import time
 
 from django.db import DatabaseError, IntegrityError, connection
+from django.utils import timezone
 
+from ..entitlements.models import PulledImage
 from .access import Access
 from .models import PullEvent
 
@@ -18,11 +21,51 @@ logger = logging.getLogger(__name__)
 
 
 def pull_event(*, access: Access, reference: str, kind: str, method: str, status: int,
-               size: int) -> PullEvent:
-    return PullEvent(app_id=access.app.pk, customer_id=access.customer.pk,
-                     registry_id=access.registry_id,
-                     image=access.image[:512], reference=reference[:200], kind=kind,
-                     method=method, status=status, bytes=size)
+               size: int, release_id: int | None = None, note: str = "",
+               pins: tuple[int, ...] = ()) -> PullEvent:
+    """One row; ``pins``: the pins a successful manifest pull pulled (recorded as
+    ``PulledImage`` by the writer, not a column)."""
+    event = PullEvent(app_id=access.app.pk, customer_id=access.customer.pk,
+                      registry_id=access.registry_id,
+                      image=access.image[:512], reference=reference[:200], kind=kind,
+                      method=method, status=status, bytes=size, release_id=release_id,
+                      note=note[:300])
+    event.pulled_pins = pins if 200 <= status < 300 else ()
+    return event
+
+
+# A (license, pin) pair is written at most once per RECORD_EVERY seconds by a writer: a pull
+# is ~14 requests and a cluster pulls again and again, and last_pulled_at to the minute is
+# plenty for a grace period counted in days.
+RECORD_EVERY = 60.0
+MAX_RECORDED = 100_000
+
+
+def record_pulled(batch: list[PullEvent], recent: dict | None = None) -> None:
+    """First and last pull of each (license, pin) the batch pulled: queryset writes, so no
+    signal empties the decision cache on every pull. ``recent``: {pair: when last written}."""
+    pairs = {(e.customer_id, pin) for e in batch for pin in getattr(e, "pulled_pins", ())}
+    if recent is not None:
+        clock = time.monotonic()
+        pairs = {p for p in pairs if clock - recent.get(p, -RECORD_EVERY) >= RECORD_EVERY}
+        if len(recent) > MAX_RECORDED:
+            recent.clear()
+        recent.update(dict.fromkeys(pairs, clock))
+    if not pairs:
+        return
+    now = timezone.now()
+    customers = {c for c, _ in pairs}
+    pins = {p for _, p in pairs}
+    existing = set(PulledImage.objects.filter(customer_id__in=customers, pin_id__in=pins)
+                   .values_list("customer_id", "pin_id"))
+    known = pairs & existing
+    for customer_id in {c for c, _ in known}:
+        PulledImage.objects.filter(customer_id=customer_id,
+                                   pin_id__in=[p for c, p in known if c == customer_id]
+                                   ).update(last_pulled_at=now)
+    PulledImage.objects.bulk_create(
+        [PulledImage(customer_id=c, pin_id=p, first_pulled_at=now, last_pulled_at=now)
+         for c, p in pairs - existing], ignore_conflicts=True)
 
 
 _STOP = object()
@@ -48,6 +91,7 @@ class PullLogWriter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._registered = False
+        self._recorded: dict[tuple[int, int], float] = {}  # record_pulled's memory
 
     def put(self, event: PullEvent) -> None:
         self._start()
@@ -104,6 +148,12 @@ class PullLogWriter:
                         self._write(batch)
                     except Exception:  # the writer must outlive any one batch
                         logger.exception("pull log: %d rows dropped", len(batch))
+                    try:
+                        record_pulled(batch, self._recorded)
+                    except Exception:  # a pull is never failed for it; the next one records
+                        connection.close()
+                        logger.exception("pull log: pulled images of %d rows not recorded",
+                                         len(batch))
                 for event in done:
                     event.set()
         finally:
@@ -139,7 +189,9 @@ pull_log_writer = PullLogWriter()
 
 
 def log_pull(*, access: Access, reference: str, kind: str, method: str, status: int,
-             size: int) -> None:
+             size: int, release_id: int | None = None, note: str = "",
+             pins: tuple[int, ...] = ()) -> None:
     """Queue one pull log row (``PullLogWriter``); never blocks, never fails the pull."""
     pull_log_writer.put(pull_event(access=access, reference=reference, kind=kind, method=method,
-                                   status=status, size=size))
+                                   status=status, size=size, release_id=release_id, note=note,
+                                   pins=pins))

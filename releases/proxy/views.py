@@ -3,12 +3,15 @@
     GET      /v2/                                                     401 + Basic challenge, or 200
     GET/HEAD /v2/proxy/<app slug>/<name>/manifests/<tag or digest>
     GET/HEAD /v2/proxy/<app slug>/<name>/blobs/<digest>
+    GET      /v2/proxy/<app slug>/<name>/tags/list                   the channel's tags only
 
 Async views under uvicorn (docs/architecture.md, "Proxy registry"): a pull is mostly waiting
 on the upstream registry, so an event loop serves many pulls at once without a thread each.
-The rules (license, allow-list, resolution, throttling) are sync ORM code in ``access.py``,
+The rules (license, entitlement, resolution, throttling) are sync ORM code in ``access.py``,
 called through ``sync_to_async`` in one thread hop, and only when no recent decision is cached
-(``cached_access``); the pull log is queued to one writer thread (``log_pull`` never blocks).
+(``cached_access``); each reference is then checked against the decision's pins
+(``manifest_target``, ``blob_refusal``: lookups). The pull log is queued to one writer thread
+(``log_pull`` never blocks).
 The upstream transfer is httpx.AsyncClient
 (``RegistryClient.aopen``). Manifests are read whole (at most 4 MB) and returned with their
 exact bytes, Content-Type and Docker-Content-Digest; blobs are streamed chunk by chunk.
@@ -21,6 +24,7 @@ import functools
 import json
 import logging
 import re
+import time
 
 from asgiref.sync import sync_to_async
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
@@ -32,8 +36,9 @@ from registries.oci.media import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES, manifest_
 from registries.oci.transport import STREAM_ERRORS, stream_error
 from registries.reference import REMOTE_NAME_PATTERN, SHA256_DIGEST_PATTERN, TAG_PATTERN
 
-from .access import Access, Refusal, check_login
-from .decisions import authorize, cached_access
+from .access import (Access, ManifestTarget, Refusal, allowed_tags, blob_refusal, check_login,
+                     freeze_first_pull, manifest_target)
+from .decisions import authorize, cached_access, forget_decisions
 from .pull_log import log_pull, pull_log_writer
 
 logger = logging.getLogger(__name__)
@@ -121,19 +126,36 @@ async def proxy(request, app_slug: str, rest: str):
             header=header, address=address, app_slug=app_slug, name=match["name"])
     if isinstance(access, Refusal):
         return _refused(access)
-    if manifest:
-        return await _manifest(request, access, manifest["reference"])
     if tags:
         return await _tags(request, access)
+
+    def check(access):
+        if manifest:
+            return manifest_target(access, manifest["reference"])
+        return blob_refusal(access, blob["digest"])
+
+    verdict = check(access)
+    if isinstance(verdict, Refusal) and access.entitlement.unresolved:
+        # An image pinned at its first pull, maybe by another process since this decision:
+        # decide again from the database before refusing.
+        access = await sync_to_async(authorize)(
+            header=header, address=address, app_slug=app_slug, name=match["name"])
+        if isinstance(access, Refusal):
+            return _refused(access)
+        verdict = check(access)
+    if isinstance(verdict, Refusal):
+        return _refused(verdict)
+    if manifest:
+        return await _manifest(request, access, manifest["reference"], verdict)
     return await _blob(request, access, blob["digest"])
 
 
 def _log(access: Access, reference: str, kind: str, method: str, status: int,
-               size: int) -> None:
+         size: int, **extra) -> None:
     # Queued for the writer thread: no database work and nothing to cancel on this path.
     try:
         log_pull(access=access, reference=reference, kind=kind, method=method, status=status,
-                 size=size)
+                 size=size, **extra)
     except Exception:  # the pull log never fails a pull
         logger.exception("pull log: could not queue a row")
 
@@ -163,24 +185,32 @@ def _registry_error(e: Exception) -> JsonResponse:
     return oci_error(502, "UNAVAILABLE", "The vendor's registry failed to answer.")
 
 
-async def _manifest(request, access: Access, reference: str):
+async def _manifest(request, access: Access, asked: str, target: ManifestTarget):
+    """``asked`` (a tag or digest) fetched upstream as ``target.reference``: a tag resolved to
+    its pin is fetched by the pinned digest, so a tag moved upstream still gives what was
+    promoted."""
     method = request.method
+    reference = target.reference
     accept = request.headers.get("Accept", "")
     if not accept or "*/*" in accept:
         accept = ACCEPT_MANIFESTS  # "anything": ask for every manifest type, indexes included
     path = f"{access.repository}/manifests/{reference}"
+    release_id = target.pin.release_id if target.pin is not None else None
+    tag_check = None
+    if target.pin is not None and target.pin.digest:
+        tag_check = _watch_tag(access, target.tag, target.pin.digest)
     try:
         upstream = await access.client.aopen(method, path, repository=access.repository,
                                              headers={"Accept": accept})
     except RegistryError as e:
         response = _registry_error(e)
-        _log(access, reference, "manifest", method, response.status_code, 0)
+        _log(access, asked, "manifest", method, response.status_code, 0, release_id=release_id)
         return response
     try:
         if upstream.status_code != 200:
             await upstream.aread()
             status, code, message = _upstream_failure(upstream.status_code, "manifest")
-            _log(access, reference, "manifest", method, status, 0)
+            _log(access, asked, "manifest", method, status, 0, release_id=release_id)
             return oci_error(status, code, message)
         body = b""
         if method == "GET":
@@ -188,7 +218,7 @@ async def _manifest(request, access: Access, reference: str):
             async for chunk in upstream.aiter_bytes():
                 total += len(chunk)
                 if total > MAX_MANIFEST_BYTES:
-                    _log(access, reference, "manifest", method, 502, 0)
+                    _log(access, asked, "manifest", method, 502, 0, release_id=release_id)
                     return oci_error(502, "UNKNOWN", "The manifest is larger than 4 MB.")
                 chunks.append(chunk)
             body = b"".join(chunks)
@@ -197,32 +227,108 @@ async def _manifest(request, access: Access, reference: str):
         length = upstream.headers.get("content-length", "")
     except STREAM_ERRORS as e:
         response = _registry_error(e)
-        _log(access, reference, "manifest", method, response.status_code, 0)
+        _log(access, asked, "manifest", method, response.status_code, 0, release_id=release_id)
         return response
     finally:
         await upstream.aclose()
     if method == "GET":
         verified = manifest_digest(body, reference=reference, claimed=digest)
         if verified is None:
-            _log(access, reference, "manifest", method, 502, 0)
+            _log(access, asked, "manifest", method, 502, 0, release_id=release_id)
             return oci_error(502, "UNKNOWN", "The vendor's registry returned a manifest that "
                                              "does not match its digest.")
         digest = verified
         length = str(len(body))
+    if reference.startswith("sha256:") and method == "HEAD":
+        digest = reference  # what was asked by digest is what the registry answered for
+    pins = access.entitlement.manifest_pins.get(digest, ())
+    if target.pin is not None and not target.pin.digest and digest:
+        # The first pull of an image unresolved at promotion: pin it (and its tree) now, so the
+        # blobs of this same pull are allowed; a concurrent first pull that won keeps its pin.
+        frozen = await sync_to_async(_freeze)(access, target, digest)
+        if frozen and frozen != digest:
+            return await _manifest(request, access, asked,
+                                   ManifestTarget(reference=frozen, tag=target.tag,
+                                                  pin=target.pin))
+        pins = (target.pin.pin_id,) if frozen else ()
     response = HttpResponse(body, content_type=media_type)
     if digest:
         response["Docker-Content-Digest"] = digest
     if length:
         response["Content-Length"] = length
     response["Docker-Distribution-API-Version"] = "registry/2.0"
-    _log(access, reference, "manifest", method, 200, len(body))
+    if tag_check is not None:
+        # Started with the GET, so usually done by now; the pull never waits long for it.
+        await asyncio.wait({tag_check}, timeout=DRIFT_WAIT_SECONDS)
+    _log(access, asked, "manifest", method, 200, len(body), release_id=release_id,
+         note=_drift_note(access, target), pins=pins)
     return response
 
 
+def _freeze(access: Access, target: ManifestTarget, digest: str) -> str:
+    frozen = freeze_first_pull(access, target.pin, digest)
+    if frozen:
+        forget_decisions()  # a queryset update sends no signal
+    return frozen
+
+
+# --- drift: a pinned tag moved upstream ---------------------------------------------------------
+
+# (repository, tag) -> (checked at, the digest upstream's tag named then). A tag is HEADed at
+# most once per DRIFT_CHECK_SECONDS per process, in the background: the pull never waits for it.
+DRIFT_CHECK_SECONDS = 60.0
+DRIFT_WAIT_SECONDS = 0.25
+_tag_heads: dict[tuple[str, str], tuple[float, str]] = {}
+_tag_checks: set[asyncio.Task] = set()
+
+
+def _watch_tag(access: Access, tag: str, pinned: str) -> asyncio.Task | None:
+    """HEAD the tag upstream (a task) unless it was checked less than DRIFT_CHECK_SECONDS ago."""
+    key = (access.image, tag)
+    seen = _tag_heads.get(key)
+    if seen is not None and time.monotonic() - seen[0] < DRIFT_CHECK_SECONDS:
+        return None
+    _tag_heads[key] = (time.monotonic(), seen[1] if seen else pinned)
+    task = asyncio.get_running_loop().create_task(_head_tag(access, tag, key))
+    _tag_checks.add(task)
+    task.add_done_callback(_tag_checks.discard)
+    return task
+
+
+async def _head_tag(access: Access, tag: str, key: tuple[str, str]) -> None:
+    try:
+        upstream = await access.client.aopen(
+            "HEAD", f"{access.repository}/manifests/{tag}", repository=access.repository,
+            headers={"Accept": ACCEPT_MANIFESTS})
+        await upstream.aclose()
+    except Exception as e:  # a failed check is no drift to report, and never fails a pull
+        logger.info("proxy: could not check a tag upstream (%s)", type(e).__name__)
+        return
+    digest = upstream.headers.get("docker-content-digest", "")
+    if upstream.status_code == 200 and digest:
+        _tag_heads[key] = (time.monotonic(), digest)
+
+
+def _drift_note(access: Access, target: ManifestTarget) -> str:
+    """What the pull log says when the tag now names another digest upstream than its pin."""
+    if target.pin is None or not target.pin.digest:
+        return ""
+    seen = _tag_heads.get((access.image, target.tag))
+    if seen is None or seen[1] == target.pin.digest:
+        return ""
+    return (f"tag {target.tag} moved upstream to {seen[1]}; served the pinned "
+            f"{target.pin.digest} of release {target.pin.release_id}")
+
+
 async def _tags(request, access: Access):
-    """The tags of an allowed repository (``skopeo inspect`` lists them); not logged as a pull."""
+    """The tags the license's channel allows (``skopeo inspect`` lists them); the upstream's
+    list only for a legacy release, which allows every tag. Not logged as a pull."""
     if request.method != "GET":
         return oci_error(405, "UNSUPPORTED", "Use GET for the tags list.")
+    name = f"proxy/{access.app.slug}/{access.name}"  # our name, not the upstream's
+    tags = allowed_tags(access)
+    if tags is not None:
+        return JsonResponse({"name": name, "tags": tags})
     path = f"{access.repository}/tags/list"
     try:
         upstream = await access.client.aopen("GET", path, repository=access.repository)
@@ -239,8 +345,8 @@ async def _tags(request, access: Access):
         tags = json.loads(body).get("tags") or []
     except (ValueError, AttributeError, RecursionError):  # RecursionError: absurdly deep JSON
         return oci_error(502, "UNKNOWN", "The vendor's registry returned an invalid tags list.")
-    # Our name for the repository, not the upstream's (pagination is not passed on).
-    return JsonResponse({"name": f"proxy/{access.app.slug}/{access.name}", "tags": tags})
+    # Pagination is not passed on.
+    return JsonResponse({"name": name, "tags": tags})
 
 
 async def _blob(request, access: Access, digest: str):

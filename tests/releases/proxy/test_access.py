@@ -38,7 +38,7 @@ def promoted(settings, sample_app, customer, alice):
     registry.apps.add(sample_app)
     release = Release.create_next(app=sample_app, user=alice, files=[
         ("web.yaml", yaml_file(deployment("web", f"{HOST}/team/app:1")))])
-    release.promote_to(sample_app.channels.get(name="Beta"), user=alice, version_label="1")
+    release.promote_to(customer.channel, user=alice, version_label="1")
     return registry
 
 
