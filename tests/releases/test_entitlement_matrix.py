@@ -29,8 +29,17 @@ from dataclasses import dataclass
 import pytest
 
 from tests.support.entitlements import (
-    APP, OTHER_APP, REGISTRY_NAME, REPOSITORY, UpstreamImage, ask, basic, push_images,
-    skopeo_copy_all, skopeo_raw, wait_for,
+    APP,
+    OTHER_APP,
+    REGISTRY_NAME,
+    REPOSITORY,
+    UpstreamImage,
+    ask,
+    basic,
+    push_images,
+    skopeo_copy_all,
+    skopeo_raw,
+    wait_for,
 )
 from tests.support.processes import PortalStack
 from tests.support.proxy_server import start_proxy_server
@@ -73,10 +82,9 @@ def oracle(channel: str, state: str, reference: str, license: str) -> Expected:
 
     A license that is not valid gets nothing, whatever it asks. A valid license may pull the
     manifests and blobs of its entitled releases (promoted on its channel, not demoted); after a
-    demotion, the license that pulled a release keeps pulling it by digest for the grace period
-    (none with grace 0). A tag resolves only through a live release on the license's channel,
-    so a demoted release's tag is refused even within grace. Every other reference of the
-    repository is refused with "not part of a release on your channel".
+    demotion, the license that pulled a release keeps pulling it, tag included (an install
+    rendered before pins pulls by tag), for the grace period (none with grace 0). Every other
+    reference of the repository is refused with "not part of a release on your channel".
     """
     if license in LICENSE_REFUSALS:
         return Expected(*LICENSE_REFUSALS[license])
@@ -85,7 +93,7 @@ def oracle(channel: str, state: str, reference: str, license: str) -> Expected:
         return denied
     if channel == "own" and state == "promoted":
         return Expected(200, "", "")
-    if channel == "own" and state == "demoted within grace" and reference != "promoted tag":
+    if channel == "own" and state == "demoted within grace":
         return Expected(200, "", "")  # the license pulled it before the demotion
     return denied
 
@@ -267,8 +275,10 @@ def test_copy_all_of_an_image_the_license_pulled_or_may_pull(world, tmp_path, st
     assert stored == image.tree, f"{where}: the copy holds other digests than the pinned tree"
 
 
-def test_tags_list_shows_only_the_tags_on_the_license_channel(world, clients):
-    response = clients["grace"].get(f"/v2/proxy/{proxied_name()}/tags/list",
-                                    headers=basic(world.licenses["active"]))
+@pytest.mark.parametrize(("server", "tags"), [("grace", ["1.0", "1.1"]), ("no grace", ["1.0"])])
+def test_tags_list_shows_only_the_tags_the_license_may_pull(world, clients, server, tags):
+    """The live release's tag, and within grace the tag of the demoted release it pulled."""
+    response = clients[server].get(f"/v2/proxy/{proxied_name()}/tags/list",
+                                   headers=basic(world.licenses["active"]))
     assert response.status_code == 200, response.text
-    assert sorted(response.json()["tags"]) == ["1.0"]
+    assert sorted(response.json()["tags"]) == tags
