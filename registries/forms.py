@@ -7,6 +7,8 @@ import re
 
 from django import forms
 from django.conf import settings
+from django.urls import reverse
+from django.utils.html import format_html
 
 from .models import ExternalRegistry, Provider
 from .reference import InvalidReference, normalize_endpoint, parse_repository
@@ -224,8 +226,12 @@ class RegistryForm(forms.Form):
         others = ExternalRegistry.objects.filter(team=self.team)
         if self.instance is not None:
             others = others.exclude(pk=self.instance.pk)
-        if others.filter(endpoint=endpoint).exists():
-            self.add_error("endpoint", f"A registry for {endpoint} exists already: edit that one instead.")
+        existing = others.filter(endpoint=endpoint).first()
+        if existing is not None:
+            # A link rather than a bare refusal: the vendor most likely wants that registry.
+            self.add_error("endpoint", format_html(
+                '{} is already linked: <a href="{}">open it</a>.', endpoint,
+                reverse("registries-detail", args=[existing.pk])))
         name = data.get("name")
         if name and others.filter(name=name).exists():
             self.add_error("name", f"Another registry is named {name!r}: choose another name.")

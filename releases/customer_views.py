@@ -18,7 +18,8 @@ from portal.roles import team_required
 
 from . import services
 from .customer_forms import CustomerForm, CustomerSearchForm
-from .licenses import license_filename, license_yaml
+from .customer_portal.selectors import sign_in_url
+from .licenses import field_value, license_filename, license_yaml
 from .models import App, Channel, Customer, LicenseType
 
 PAGE_SIZE = 25
@@ -105,7 +106,11 @@ def customer_create(request):
 @team_required()
 def customer_detail(request, pk):
     customer = _get_customer(request, pk)
-    return render(request, "releases/customer_detail.html", {"nav": "customers", "customer": customer})
+    values = customer.entitlements or {}
+    license_values = [(f, field_value(f, values)) for f in customer.app.license_fields.all()]
+    return render(request, "releases/customer_detail.html",
+                  {"nav": "customers", "customer": customer, "customer_portal_url": sign_in_url(),
+                   "license_values": license_values})
 
 
 @team_required("can_manage_customers")

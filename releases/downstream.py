@@ -1,6 +1,7 @@
 """The rendered downstream of a customer's release, and the proxy's allow-list, from the
 database: which files, which registries and names, which images are proxied (the private-image
-check's verdicts), and the pull secret from the license. The rendering itself is kustomize.py."""
+check's verdicts), which digests the release's images were pinned to at promotion, and the
+pull secret from the license. The rendering itself is kustomize.py."""
 
 from __future__ import annotations
 
@@ -9,9 +10,17 @@ from collections.abc import Callable, Iterable
 from registries.reference import Reference
 
 from . import kustomize
+from .entitlements.models import ImagePin
 from .image_check.selectors import verdict_predicate
 from .licenses import proxy_domain
 from .selectors import registries_for_app
+
+
+def release_pins(release) -> dict[str, str]:
+    """{normalised reference: digest} of the release's pinned images (resolved ones only: an
+    image not resolved yet is delivered as written until its first pull pins it)."""
+    return dict(ImagePin.objects.filter(release=release).exclude(digest="")
+                .values_list("reference", "digest"))
 
 
 def downstream_for(*, customer, release, is_proxied: Callable[[Reference], bool] | None = None
@@ -28,6 +37,7 @@ def downstream_for(*, customer, release, is_proxied: Callable[[Reference], bool]
         proxy_host=proxy_domain(),
         is_proxied=is_proxied,
         registry_names={r.endpoint: r.name for r in registries if r.name},
+        pins=release_pins(release),
     )
 
 

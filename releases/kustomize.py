@@ -27,6 +27,19 @@ against ``upstream/`` shows nothing surprising, every change lives in the midstr
 and the ``test`` op makes kustomize fail loudly rather than rewrite the wrong container if the
 base ever drifts. Kustomize runs patches before the images transformer, and the patched name
 (on the proxy host) matches no ``images:`` entry, so the two never fight.
+
+Doing better than KOTS on moved tags. ``pins`` maps an image's normalised reference (the
+private-image check's key) to the digest its release was promoted with. A pinned image is
+pulled as ``name:tag@digest`` in every rewrite path: its ``images:`` entries (the alias
+spellings too) carry ``newTag`` and ``digest``, which kustomize v5 renders as
+``name:tag@digest``; its patches replace with ``<proxied name>:<tag>@<digest>``. An image
+that is not proxied (public, or already on the proxy host) keeps its name and is pinned
+the same way (an ``images:`` entry without ``newName``, or a patch when its repository is
+also used otherwise). A tag moved upstream after promotion then changes nothing a customer
+installs: the digest decides what a runtime pulls, the tag only says what it was. An image
+written with a digest keeps just that digest, as today; an image without a pin (not
+resolved yet) is rewritten as today. ``pinned_text`` does the same for the release's files
+as written (what KOTS downloads and renders itself), editing only the image scalars.
 """
 
 from __future__ import annotations
@@ -45,7 +58,7 @@ import yaml
 
 from registries.reference import DOCKER_HUB, InvalidReference, Reference, parse
 
-from .manifests import Document, ImageUse, Workload, image_uses, parse_documents
+from .manifests import Document, ImageUse, Workload, image_spans, image_uses, parse_documents
 
 # Installer and troubleshooting kinds are read by KOTS itself, never applied to the cluster.
 # So is a vendor's own Kustomization: base/kustomization.yaml is ours.
@@ -132,9 +145,43 @@ def proxied_name(written: str, ref: Reference, *, proxy_host: str, app_slug: str
     return f"{proxy_host}/proxy/{app_slug}/{written_name}"
 
 
-def pin(ref: Reference) -> str:
-    """What kustomize will pull: the digest when there is one (kots PR 3038), else the tag."""
-    return f"@{ref.digest}" if ref.digest else f":{ref.tag or 'latest'}"
+def pin(ref: Reference, digest: str = "") -> str:
+    """What kustomize will pull: the digest when one is written (kots PR 3038), else the tag,
+    with the promoted ``digest`` when the image is pinned."""
+    if ref.digest:
+        return f"@{ref.digest}"
+    return f":{ref.tag or 'latest'}" + (f"@{digest}" if digest else "")
+
+
+def pinned_digest(ref: Reference, pins: Mapping[str, str]) -> str:
+    """The digest ``ref`` was promoted with ("" when written with one, or not pinned)."""
+    return "" if ref.digest else pins.get(str(ref), "")
+
+
+def pinned_text(text: str, pins: Mapping[str, str]) -> str:
+    """``text`` with each pinned container image written as ``name:tag@digest``: only the
+    image scalar changes (its quotes, anchor and every other byte stay). An image written
+    with a digest, not pinned, or not written as one literal line stays as written."""
+    if not pins:
+        return text
+    pieces, last, done = [], 0, set()
+    for start, end, image in image_spans(text):
+        if (start, end) in done:  # an alias: the anchored scalar is edited once
+            continue
+        done.add((start, end))
+        try:
+            ref = parse(image)
+        except InvalidReference:
+            continue
+        digest = pinned_digest(ref, pins)
+        # The value as written is the last occurrence in the node's span: an anchor or a tag
+        # comes before it, quotes around it; escapes or line folding make it absent.
+        at = text.rfind(image, start, end)
+        if not digest or at < 0:
+            continue
+        pieces += [text[last:at], strip_tag_and_digest(image) + pin(ref, digest)]
+        last = at + len(image)
+    return "".join(pieces) + text[last:]
 
 
 def proxy_predicate(*, linked_hosts: Iterable[str], proxy_public_images: bool) -> Callable[[Reference], bool]:
@@ -157,6 +204,7 @@ class ImageRewrite:
     proxied: str
     how: str  # "images" (kustomize images: entry), "patch" (JSON6902), "" (left alone)
     note: str = ""
+    pinned: str = ""  # what the cluster pulls when the image is pinned by digest: name:tag@digest
 
 
 @dataclass
@@ -227,8 +275,10 @@ def render_downstream(
     proxy_host: str,
     is_proxied: Callable[[Reference], bool],
     registry_names: Mapping[str, str] | None = None,
+    pins: Mapping[str, str] | None = None,
 ) -> Downstream:
-    """Render upstream/, base/ and overlays/midstream/ for the release ``files`` [(name, text)]."""
+    """Render upstream/, base/ and overlays/midstream/ for the release ``files`` [(name, text)];
+    ``pins`` {normalised reference: promoted digest}."""
     registry_names = dict(registry_names or {})
     out = Downstream()
     base_files: list[str] = []
@@ -255,7 +305,7 @@ def render_downstream(
 
     images, json_patches = _rewrite_images(
         uses, out, app_slug=app_slug, proxy_host=proxy_host, is_proxied=is_proxied,
-        registry_names=registry_names,
+        registry_names=registry_names, pins=pins or {},
     )
 
     secret_name = pull_secret_name(app_slug)
@@ -319,10 +369,13 @@ def _proxy_decision(use: ImageUse, *, app_slug, proxy_host, is_proxied, registry
 
 
 def _rewrite_images(uses: list[ImageUse], out: Downstream, *, app_slug, proxy_host, is_proxied,
-                    registry_names) -> tuple[list[dict], list[dict]]:
+                    registry_names, pins: Mapping[str, str]) -> tuple[list[dict], list[dict]]:
     """The ``images:`` entries and the JSON6902 patches; records each image in ``out.images``."""
-    parsed: list[tuple[ImageUse, Reference, str | None]] = []  # (use, ref, proxied name)
+    # (use, ref, proxied name or None, pinned digest, note) of each use that changes: proxied,
+    # or pinned where it is.
+    rewritten: list[tuple[ImageUse, Reference, str | None, str, str]] = []
     seen_written: dict[str, ImageRewrite] = {}
+    left_alone: set[str] = set()  # repositories some use of which stays as written
     for use in uses:
         try:
             ref, new_name, note = _proxy_decision(
@@ -332,42 +385,48 @@ def _rewrite_images(uses: list[ImageUse], out: Downstream, *, app_slug, proxy_ho
             out.warnings.append(f"{use.file}: {e}; left as written")
             seen_written.setdefault(use.image, ImageRewrite(use.image, "", "", "", str(e)))
             continue
-        parsed.append((use, ref, new_name))
-        if new_name is None:
+        digest = pinned_digest(ref, pins)
+        if new_name is None and not digest:
+            left_alone.add(ref.name())
             seen_written.setdefault(use.image, ImageRewrite(use.image, str(ref), "", "", note))
+            continue
+        rewritten.append((use, ref, new_name, digest, note))
 
-    # Group the proxied uses by repository; one pin per repository → an images: entry.
-    groups: dict[str, list[tuple[ImageUse, Reference, str]]] = {}
-    for use, ref, new_name in parsed:
-        if new_name is not None:
-            groups.setdefault(ref.name(), []).append((use, ref, new_name))
-    unproxied_names = {ref.name() for _, ref, new_name in parsed if new_name is None}
+    groups: dict[str, list[tuple[ImageUse, Reference, str | None, str, str]]] = {}
+    for member in rewritten:
+        groups.setdefault(member[1].name(), []).append(member)
+    proxied_names = {new_name for _, _, new_name, _, _ in rewritten if new_name}
 
     images: list[dict] = []
     patch_ops: dict[Workload, list[dict]] = {}
     for repository, members in groups.items():
-        pins = {pin(ref) for _, ref, _ in members}
-        if len(pins) == 1 and repository not in unproxied_names:
-            _, ref, new_name = members[0]
-            entry_tail = {"newName": new_name}
+        _, ref, new_name, digest, _ = members[0]
+        names = [repository, *docker_hub_aliases(ref)]
+        # One entry per name can say one thing: every use must pull the same, no use of the
+        # repository may stay as written, and a name kept where it is must not be one a
+        # patch just wrote (patches run first).
+        one_pull = len({(n is None, pin(r, d)) for _, r, n, d, _ in members}) == 1
+        if one_pull and repository not in left_alone and (
+                new_name is not None or not proxied_names.intersection(names)):
+            entry_tail: dict = {"newName": new_name} if new_name else {}
             if ref.digest:
                 entry_tail["digest"] = ref.digest
             else:
                 entry_tail["newTag"] = ref.tag or "latest"
-            for name in [repository, *docker_hub_aliases(ref)]:
+                if digest:
+                    entry_tail["digest"] = digest
+            for name in names:
                 images.append({"name": name, **entry_tail})
-            for use, ref, new_name in members:
-                seen_written.setdefault(
-                    use.image, ImageRewrite(use.image, str(ref), new_name + pin(ref), "images")
-                )
+            for use, ref, new_name, digest, note in members:
+                seen_written.setdefault(use.image, _rewrite(use, ref, new_name, digest, note, "images"))
             continue
-        for use, ref, new_name in members:
-            target = new_name + pin(ref)
+        for use, ref, new_name, digest, note in members:
+            target = (new_name or strip_tag_and_digest(use.image)) + pin(ref, digest)
             patch_ops.setdefault(use.workload, []).extend([
                 {"op": "test", "path": use.pointer, "value": use.image},
                 {"op": "replace", "path": use.pointer, "value": target},
             ])
-            seen_written.setdefault(use.image, ImageRewrite(use.image, str(ref), target, "patch"))
+            seen_written.setdefault(use.image, _rewrite(use, ref, new_name, digest, note, "patch"))
 
     patches = []
     for workload, ops in patch_ops.items():
@@ -380,6 +439,13 @@ def _rewrite_images(uses: list[ImageUse], out: Downstream, *, app_slug, proxy_ho
         patches.append({"target": target, "patch": dump_yaml(ops)})
     out.images = list(seen_written.values())
     return images, patches
+
+
+def _rewrite(use: ImageUse, ref: Reference, new_name: str | None, digest: str, note: str,
+             how: str) -> ImageRewrite:
+    target = (new_name or strip_tag_and_digest(use.image)) + pin(ref, digest)
+    return ImageRewrite(use.image, str(ref), target if new_name else "", how, note,
+                        target if digest else "")
 
 
 def proxied_repositories(

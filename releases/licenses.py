@@ -13,6 +13,11 @@ Uploaded files are read with ``portal.yamlsafe`` (bounded), and the spec must ho
 JSON can carry, since its canonical JSON is what is signed: text, integers within 64 bits,
 finite numbers, booleans, null, lists and mappings with text keys. Dates, sets, ``!!binary``
 and other keys are refused with the path of the value (``spec.entitlements.seats: …``).
+
+``spec.entitlements`` holds ``expires_at`` and the app's license fields, each
+``{title, value, valueType, isHidden}`` as KOTS names them (``isHidden`` only where true):
+``valueType`` is String, Text, Integer (int64) or Boolean, and the value has that type.
+``spec.isAirgapSupported`` says whether the customer may download air-gap bundles.
 """
 
 import base64
@@ -128,15 +133,57 @@ def customer_slug(customer) -> str:
     return slugify(customer.name)[:60].strip("-") or f"customer-{customer.pk}"
 
 
+VALUE_TYPES = ("String", "Text", "Integer", "Boolean")
+# Names the license already uses: a license field under one of them would shadow or confuse it.
+BUILT_IN_NAMES = frozenset(name.lower() for name in (
+    "expires_at", "licenseID", "licenseType", "licenseSequence", "isAirgapSupported", "appSlug",
+    "channelID", "channelName", "customerName", "customerEmail", "endpoint", "signature",
+))
+
+
+def value_problem(value_type: str, value) -> str | None:
+    """Why ``value`` is not a value of ``value_type`` (a KOTS valueType), or None when it is."""
+    if value_type in ("String", "Text"):
+        if not isinstance(value, str):
+            return f"a {value_type} value must be text"
+        if value_type == "String" and ("\n" in value or "\r" in value):
+            return "a String value is one line"
+        return None
+    if value_type == "Integer":
+        if isinstance(value, bool) or not isinstance(value, int) or value not in INT64:
+            return "an Integer value must be a whole number within 64 bits"
+        return None
+    if value_type == "Boolean":
+        return None if isinstance(value, bool) else "a Boolean value must be true or false"
+    return f"valueType {value_type!r} is not {', '.join(VALUE_TYPES[:-1])} or {VALUE_TYPES[-1]}"
+
+
+def field_value(field, values: dict):
+    """The value ``field`` (a LicenseField) has in ``values`` ({name: value}), else its default.
+
+    A stored value that no longer fits the field's type (the type changed) gives the default too."""
+    value = values.get(field.name, field.default)
+    return field.default if value_problem(field.field_type, value) else value
+
+
+def entitlement(field, value) -> dict:
+    entry = {"title": field.title, "value": value, "valueType": field.field_type}
+    if field.is_hidden:
+        entry["isHidden"] = True
+    return entry
+
+
 def license_spec(customer) -> dict:
     """The signed spec of ``customer``'s license (needs ``customer.app`` and ``customer.channel``)."""
-    entitlements = dict(customer.entitlements or {})
-    entitlements["expires_at"] = {
+    entitlements = {"expires_at": {
         "title": "Expiration",
         "description": "License Expiration",
         "value": rfc3339(customer.expires_at),
         "valueType": "String",
-    }
+    }}
+    values = customer.entitlements or {}
+    for field in customer.app.license_fields.all():
+        entitlements[field.name] = entitlement(field, field_value(field, values))
     spec = {
         "licenseID": customer.license_id,
         "appSlug": customer.app.slug,
@@ -146,6 +193,7 @@ def license_spec(customer) -> dict:
         "customerEmail": str(customer.email),
         "licenseType": str(customer.license_type),
         "licenseSequence": customer.license_sequence,
+        "isAirgapSupported": bool(customer.is_airgap_supported),
         "endpoint": settings.PORTAL_URL,
         "replicatedProxyDomain": proxy_domain(),
         "entitlements": entitlements,
@@ -172,6 +220,17 @@ def license_filename(customer) -> str:
 
 
 @dataclass(frozen=True)
+class FieldValue:
+    """A license field as a verified file carries it."""
+
+    name: str
+    title: str
+    value_type: str
+    value: object
+    is_hidden: bool = False
+
+
+@dataclass(frozen=True)
 class VerifiedLicense:
     customer_name: str
     app_slug: str
@@ -179,6 +238,8 @@ class VerifiedLicense:
     license_type: str
     license_sequence: int
     expires_at: str
+    is_airgap_supported: bool = False
+    fields: tuple[FieldValue, ...] = ()  # the license fields, expires_at aside, in the file's order
     license_id: str = field(default="", repr=False)  # a credential: kept out of any repr
 
     def expired(self, now: datetime) -> bool:
@@ -231,6 +292,7 @@ def verify_license_text(text: str, public_key: Ed25519PublicKey | None = None) -
         key.verify(signature, canonical_json(spec))
     except InvalidSignature:
         raise LicenseError("the signature does not match: the file was changed or signed by another key") from None
+    fields = _entitlements(spec.get("entitlements"))
     expires = (spec.get("entitlements") or {}).get("expires_at") or {}
     if expires.get("value"):
         _parse_expiry(str(expires["value"]))
@@ -241,8 +303,32 @@ def verify_license_text(text: str, public_key: Ed25519PublicKey | None = None) -
         license_type=str(spec.get("licenseType", "")),
         license_sequence=int(spec.get("licenseSequence") or 0),
         expires_at=str(expires.get("value") or ""),
+        is_airgap_supported=spec.get("isAirgapSupported") is True,
+        fields=fields,
         license_id=str(spec["licenseID"]),
     )
+
+
+def _entitlements(entitlements) -> tuple[FieldValue, ...]:
+    """The fields under ``spec.entitlements``, each checked for the KOTS shape (after the
+    signature, so a refusal here is a file this portal never signed as is)."""
+    if entitlements is None:
+        return ()
+    if not isinstance(entitlements, dict):
+        raise LicenseError("spec.entitlements: expected a mapping of license fields")
+    fields = []
+    for name, entry in entitlements.items():
+        path = f"spec.entitlements.{name}"
+        if not isinstance(entry, dict) or "value" not in entry or "valueType" not in entry:
+            raise LicenseError(f"{path}: expected a mapping with title, value and valueType")
+        problem = value_problem(str(entry["valueType"]), entry["value"])
+        if problem:
+            raise LicenseError(f"{path}: {problem}")
+        if name != "expires_at":
+            fields.append(FieldValue(name=name, title=str(entry.get("title") or name),
+                                     value_type=entry["valueType"], value=entry["value"],
+                                     is_hidden=entry.get("isHidden") is True))
+    return tuple(fields)
 
 
 def load_public_key(pem: str) -> Ed25519PublicKey:

@@ -8,12 +8,14 @@ meanwhile) comes back as a ``ValidationError`` keyed by the form field it concer
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import F, Max
+from django.utils import timezone
 
 from portal.audit import audit_log
 
 from .demo import DEMO_FILES
-from .models import App, Channel, Customer, Promotion, Release, ReleaseFile
+from .licenses import field_value, value_problem
+from .models import App, Channel, Customer, LicenseField, Promotion, Release, ReleaseFile
 
 SLUG_TAKEN = "Your team already has an app with this slug: choose another."
 
@@ -215,15 +217,21 @@ def promotion_demote(*, promotion: Promotion, user, request=None) -> bool:
 
 
 def customer_public_fields(customer: Customer) -> dict:
-    """What the audit may say about a customer: everything but the license ID."""
-    return {
+    """What the audit may say about a customer: everything the license says but the license ID
+    (license field values are not secrets: the customer holds them in the file)."""
+    fields = {
         "name": customer.name,
         "email": customer.email,
         "app": customer.app.slug,
         "channel": customer.channel.name,
         "license_type": customer.license_type,
         "expires_at": customer.expires_at.isoformat() if customer.expires_at else None,
+        "is_airgap_supported": customer.is_airgap_supported,
     }
+    values = customer.entitlements or {}
+    for field in customer.app.license_fields.all():
+        fields[f"license_fields.{field.name}"] = field_value(field, values)
+    return fields
 
 
 def customer_create(*, customer: Customer, user, request=None) -> Customer:
@@ -235,14 +243,21 @@ def customer_create(*, customer: Customer, user, request=None) -> Customer:
 
 
 def customer_update(*, customer: Customer, user, request=None) -> dict:
-    """Save the changed ``customer`` (from ``CustomerForm``); the changes as {field: [before, after]}."""
-    before = customer_public_fields(Customer.objects.select_related("channel").get(pk=customer.pk))
-    customer.save()
-    after = customer_public_fields(customer)
-    changes = {k: [before[k], after[k]] for k in after if before.get(k) != after[k]}
-    if changes:
-        audit_log(request=request, team=customer.app.team, action="update", obj=customer, actor=user,
-                  detail={"changes": changes})
+    """Save the changed ``customer`` (from ``CustomerForm``); the changes as {field: [before, after]}.
+
+    A save that changes what the license says adds one to its licenseSequence (KOTS fetches a
+    license whose sequence is higher than its own), counted under the row lock so that two
+    saves at once make two steps."""
+    with transaction.atomic():
+        locked = Customer.objects.select_for_update().select_related("app", "channel").get(pk=customer.pk)
+        before = customer_public_fields(locked)
+        after = customer_public_fields(customer)
+        changes = {k: [before.get(k), after[k]] for k in after if before.get(k) != after[k]}
+        if changes:
+            customer.license_sequence = locked.license_sequence + 1
+            customer.save()
+            audit_log(request=request, team=customer.app.team, action="update", obj=customer, actor=user,
+                      detail={"changes": changes, "license_sequence": customer.license_sequence})
     return changes
 
 
@@ -270,3 +285,101 @@ def license_regenerate(*, customer: Customer, user, request=None) -> None:
         customer.regenerate_license_id()
         audit_log(request=request, team=customer.app.team, action="regenerate_license", obj=customer,
                   actor=user, detail={"license_sequence": customer.license_sequence})
+
+
+# --- license fields -----------------------------------------------------------------------
+
+_FIELD_ATTRS = ("name", "title", "field_type", "default", "is_hidden")
+
+
+def _field_detail(field: LicenseField) -> dict:
+    return {"app": field.app.slug, **{k: getattr(field, k) for k in _FIELD_ATTRS}}
+
+
+def _licenses_changed(app: App) -> None:
+    """Every license of ``app`` says something new: one more licenseSequence each."""
+    Customer.objects.filter(app=app).update(license_sequence=F("license_sequence") + 1, updated_at=timezone.now())
+
+
+def license_field_create(*, field: LicenseField, user, request=None) -> LicenseField:
+    """Add ``field`` (built, unsaved, by ``LicenseFieldForm``) after the app's last one."""
+    app = field.app
+    with transaction.atomic():
+        App.objects.select_for_update().filter(pk=app.pk).first()  # one position at a time
+        field.position = (app.license_fields.aggregate(m=Max("position"))["m"] or 0) + 1
+        try:
+            with transaction.atomic():
+                field.save()
+        except IntegrityError:
+            raise ValidationError({"name": f"This app already has a field named {field.name}."}) from None
+        _licenses_changed(app)
+        audit_log(request=request, team=app.team, action="create", obj=field, actor=user,
+                  object_repr=f"{app.slug} license field {field.name}", detail=_field_detail(field))
+    return field
+
+
+def license_field_update(*, field: LicenseField, user, request=None) -> dict:
+    """Save the changed ``field`` (from ``LicenseFieldForm``); the changes as {attribute: [before, after]}.
+
+    A rename carries the customers' values to the new name; a new type drops the values that
+    no longer fit it (those customers get the default)."""
+    app = field.app
+    with transaction.atomic():
+        before = LicenseField.objects.select_for_update().get(pk=field.pk)
+        changes = {k: [getattr(before, k), getattr(field, k)] for k in _FIELD_ATTRS
+                   if getattr(before, k) != getattr(field, k)
+                   or type(getattr(before, k)) is not type(getattr(field, k))}
+        if not changes:
+            return {}
+        try:
+            with transaction.atomic():
+                field.save()
+        except IntegrityError:
+            raise ValidationError({"name": f"This app already has a field named {field.name}."}) from None
+        if "name" in changes or "field_type" in changes:
+            for customer in Customer.objects.select_for_update().filter(app=app, entitlements__has_key=before.name):
+                value = customer.entitlements.pop(before.name)
+                if not value_problem(field.field_type, value):
+                    customer.entitlements[field.name] = value
+                customer.save(update_fields=["entitlements"])
+        _licenses_changed(app)
+        audit_log(request=request, team=app.team, action="update", obj=field, actor=user,
+                  object_repr=f"{app.slug} license field {field.name}", detail={"changes": changes})
+    return changes
+
+
+def license_field_delete(*, field: LicenseField, user, request=None) -> None:
+    """Delete ``field`` and the customers' values of it: licenses no longer carry it."""
+    app = field.app
+    with transaction.atomic():
+        detail = _field_detail(field)
+        field_pk = field.pk
+        for customer in Customer.objects.select_for_update().filter(app=app, entitlements__has_key=field.name):
+            del customer.entitlements[field.name]
+            customer.save(update_fields=["entitlements"])
+        field.delete()
+        _licenses_changed(app)
+        audit_log(request=request, team=app.team, action="delete", object_type="licensefield", actor=user,
+                  object_repr=f"{app.slug} license field {detail['name']}", detail={**detail, "id": field_pk})
+
+
+def license_field_move(*, field: LicenseField, up: bool, user, request=None) -> bool:
+    """Swap ``field`` with its neighbour above (``up``) or below; False at that end already.
+
+    The order is the pages' and the file's; the signature covers a mapping, so no license changes."""
+    app = field.app
+    with transaction.atomic():
+        App.objects.select_for_update().filter(pk=app.pk).first()
+        order = list(app.license_fields.all())
+        index = next(i for i, f in enumerate(order) if f.pk == field.pk)
+        other = index - 1 if up else index + 1
+        if not 0 <= other < len(order):
+            return False
+        order[index], order[other] = order[other], order[index]
+        for position, each in enumerate(order):
+            each.position = position
+        LicenseField.objects.bulk_update(order, ["position"])
+        audit_log(request=request, team=app.team, action="reorder", obj=field, actor=user,
+                  object_repr=f"{app.slug} license field {field.name}",
+                  detail={"order": [f.name for f in order]})
+    return True

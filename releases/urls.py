@@ -1,6 +1,6 @@
 from django.urls import include, path, re_path
 
-from . import customer_views, views
+from . import customer_views, license_fields, views
 from .image_check import views as image_check_views
 from .proxy import views as proxy_views
 
@@ -27,6 +27,14 @@ urlpatterns = [
     path("apps/<slug:slug>/releases/<int:sequence>/download/", views.release_download,
          name="releases-release-download"),
     path("apps/<slug:slug>/releases/<int:sequence>/promote/", views.release_promote, name="releases-promote"),
+    # License fields of an app (license_fields.py)
+    path("apps/<slug:slug>/license-fields/", license_fields.license_field_list, name="releases-license-fields"),
+    path("apps/<slug:slug>/license-fields/<int:pk>/edit/", license_fields.license_field_edit,
+         name="releases-license-field-edit"),
+    path("apps/<slug:slug>/license-fields/<int:pk>/delete/", license_fields.license_field_delete,
+         name="releases-license-field-delete"),
+    path("apps/<slug:slug>/license-fields/<int:pk>/move/", license_fields.license_field_move,
+         name="releases-license-field-move"),
     # A finished mirror in the newest release (use_mirror/)
     path("", include("releases.use_mirror.urls")),
     # Customers and licenses (customer_views.py)

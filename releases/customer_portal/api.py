@@ -1,8 +1,9 @@
-"""Delivery to customers: the update check API.
+"""Delivery to customers: the update check API and license sync.
 
 ``GET /release/<app slug>/pending?channelSequence=N`` and ``GET /release/<app slug>?channelSequence=N``
 are what the admin console's "Check for Updates" calls (KOTS ``pkg/upstream/replicated.go``),
-authenticated with HTTP Basic ``licenseID:licenseID``.
+authenticated with HTTP Basic ``licenseID:licenseID``. ``GET /license/<app slug>?licenseSequence=N``
+is its license sync (KOTS ``pkg/license``), with the same credentials.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from django.views.decorators.http import require_GET
 
 from portal import throttle
 
-from ..kustomize import tar_gz
-from ..licenses import rfc3339
+from ..downstream import release_pins
+from ..kustomize import YAML_SUFFIXES, pinned_text, tar_gz
+from ..licenses import license_yaml, rfc3339
 from ..models import Promotion
 from .access import check_basic_auth
 from .forms import parse_sequence
@@ -70,7 +72,9 @@ def release_pending(request, app_slug):
 @csrf_exempt
 @require_GET
 def release_download(request, app_slug):
-    """The release's files as written, as a tar.gz (the newest when no channelSequence)."""
+    """The release's files as written, as a tar.gz (the newest when no channelSequence), with
+    each pinned image written ``name:tag@digest``: KOTS renders these files itself and keeps a
+    digest written in an image, so a tag moved upstream since the promotion changes nothing."""
     customer, error = _api_customer(request, app_slug)
     if error:
         return error
@@ -81,8 +85,26 @@ def release_download(request, app_slug):
     promotion = channel_release(customer=customer, channel_sequence=sequence)
     if promotion is None:
         return _json_error(404, "No such release on this license's channel.")
-    files = {f.name: f.content for f in promotion.release.files.all()}
+    pins = release_pins(promotion.release)
+    files = {f.name: pinned_text(f.content, pins) if f.name.lower().endswith(YAML_SUFFIXES) else f.content
+             for f in promotion.release.files.all()}
     name = release_archive_name(promotion, customer.app.slug)
     response = HttpResponse(tar_gz(files), content_type="application/gzip")
     response["Content-Disposition"] = f'attachment; filename="{name}.tar.gz"'
+    return response
+
+
+@csrf_exempt
+@require_GET
+def license_sync(request, app_slug):
+    """The current signed license, always (200), whatever ``licenseSequence`` the install sends.
+
+    KOTS decodes any answer below 400 as a License and compares the sequences itself, so a
+    "not modified" or an error for a stale or malformed sequence would break its sync."""
+    customer, error = _api_customer(request, app_slug)
+    if error:
+        return error
+    response = HttpResponse(license_yaml(customer), content_type="application/yaml; charset=utf-8")
+    # The file holds the customer's credential: keep it out of caches.
+    response["Cache-Control"] = "no-store"
     return response

@@ -20,6 +20,7 @@ def parse_sequence(value: str | None, *, default: int | None = 0) -> int | None:
 
 
 class LicenseForm(forms.Form):
+    file_license_sequence = 0
     license_id = forms.CharField(
         label="License ID", required=False, max_length=64, strip=True,
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
@@ -41,9 +42,11 @@ class LicenseForm(forms.Form):
         except UnicodeDecodeError:
             raise forms.ValidationError("This is not a license file: it is not UTF-8 text.") from None
         try:
-            return verify_license_text(text).license_id
+            verified = verify_license_text(text)
         except LicenseError as e:
             raise forms.ValidationError(f"This license file cannot be trusted: {e}.") from None
+        self.file_license_sequence = verified.license_sequence
+        return verified.license_id
 
     def clean(self):
         cleaned = super().clean()
@@ -58,4 +61,7 @@ class LicenseForm(forms.Form):
             self.add_error(field, check.error)
             return cleaned
         cleaned["customer"] = check.customer
+        # The sequence of the license the customer holds: the file's, else (an ID typed) today's.
+        cleaned["license_sequence"] = (self.file_license_sequence if cleaned.get("license_file")
+                                       else check.customer.license_sequence)
         return cleaned

@@ -6,6 +6,7 @@ license file, which is kept in the session.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
@@ -16,12 +17,21 @@ from portal import throttle
 from portal.forms import form_status
 
 from ..downstream import downstream_for
-from ..licenses import proxy_domain
+from ..licenses import field_value, license_filename, license_yaml, proxy_domain
 from .access import SESSION_KEY, check_license
 from .forms import LicenseForm, parse_sequence
-from .selectors import channel_release, channel_releases, pending_releases, release_archive_name
+from .selectors import (
+    channel_release,
+    channel_releases,
+    image_statuses,
+    pending_releases,
+    release_archive_name,
+)
 
 # --- the customer page ------------------------------------------------------------------------
+
+# The licenseSequence of the license the signed-in customer holds, to offer a newer one.
+SEQUENCE_SESSION_KEY = "customer_license_sequence"
 
 
 def _session_customer(request):
@@ -42,6 +52,18 @@ def _customer_context(customer, **extra):
             "proxy_host": proxy_domain(), **extra}
 
 
+def _history_context(customer) -> dict:
+    """The version history, newest first (marked Latest), and the sequence the next check asks after."""
+    releases = list(channel_releases(customer))
+    return {"releases": list(reversed(releases)),
+            "newest_sequence": releases[-1].channel_sequence if releases else 0}
+
+
+def _images_context(release, downstream) -> dict:
+    return {"downstream": downstream,
+            "images": image_statuses(release=release, downstream=downstream, proxy_host=proxy_domain())}
+
+
 @require_http_methods(["GET", "POST"])
 def customer_home(request):
     customer = _session_customer(request)
@@ -50,6 +72,7 @@ def customer_home(request):
         if form.is_valid():
             request.session.cycle_key()
             request.session[SESSION_KEY] = form.cleaned_data["customer"].license_id
+            request.session[SEQUENCE_SESSION_KEY] = form.cleaned_data["license_sequence"]
             return redirect("releases-portal-home")
         # A failed sign-in counts towards the address's throttle (shared with the update API
         # and the proxy registry); past it, failures get 429 and a valid license still works.
@@ -64,16 +87,40 @@ def customer_home(request):
     if customer is None or request.method == "POST":
         return render(request, "customer/sign_in.html", {"form": form}, status=form_status(form))
 
-    releases = list(channel_releases(customer))
-    latest = releases[-1] if releases else None
-    downstream = downstream_for(customer=customer, release=latest.release) if latest else None
+    history = _history_context(customer)
+    latest = history["releases"][0] if history["releases"] else None
+    images = {}
+    if latest:
+        images = _images_context(latest.release, downstream_for(customer=customer, release=latest.release))
     return render(request, "customer/home.html", _customer_context(
-        customer,
-        releases=list(reversed(releases)),
-        latest=latest,
-        newest_sequence=latest.channel_sequence if latest else 0,
-        downstream=downstream,
+        customer, latest=latest, grace_days=settings.PORTAL_ENTITLEMENT_GRACE_DAYS,
+        **history, **images, **_license_context(request, customer),
     ))
+
+
+def _license_context(request, customer) -> dict:
+    """The license as the customer's page shows it: the fields not hidden, and whether the
+    vendor changed it since the customer's copy (the sequence recorded at sign-in)."""
+    values = customer.entitlements or {}
+    held = request.session.get(SEQUENCE_SESSION_KEY, customer.license_sequence)
+    return {
+        "license_values": [(f, field_value(f, values)) for f in customer.app.license_fields.all() if not f.is_hidden],
+        "held_license_sequence": held,
+        "newer_license": isinstance(held, int) and customer.license_sequence > held,
+    }
+
+
+@require_GET
+def customer_license(request):
+    """The current license file; the page stops offering it once downloaded."""
+    customer = _session_customer(request)
+    if customer is None:
+        return redirect("releases-portal-home")
+    response = HttpResponse(license_yaml(customer), content_type="application/yaml; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{license_filename(customer)}"'
+    response["Cache-Control"] = "no-store"
+    request.session[SEQUENCE_SESSION_KEY] = customer.license_sequence
+    return response
 
 
 @require_POST
@@ -92,11 +139,15 @@ def customer_updates(request):
         after = parse_sequence(request.GET.get("channelSequence"))
     except ValueError:
         after = 0
-    context = _customer_context(customer, pending=pending_releases(customer=customer, after=after),
-                                after=after, checked=True)
+    pending = pending_releases(customer=customer, after=after)
+    context = _customer_context(customer, pending=pending, after=after, checked=True)
     template = "customer/updates.html"
     if request.htmx:
         template += "#pending"
+        if pending:
+            # The page below the answer still shows the old history: replace it (and the
+            # next check's sequence) out of band, so only the newest release reads Latest.
+            context.update(_history_context(customer), history_oob=True)
     return render(request, template, context)
 
 
@@ -120,7 +171,7 @@ def customer_files(request, channel_sequence):
     return render(request, "customer/files.html", _customer_context(
         customer,
         promotion=promotion,
-        downstream=downstream,
+        **_images_context(promotion.release, downstream),
         upstream_files=downstream.tree("upstream"),
         downstream_files=[(p, t) for p, t in downstream.files.items() if not p.startswith("upstream/")],
         download_url=reverse("releases-portal-download", args=[promotion.channel_sequence]),

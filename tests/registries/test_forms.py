@@ -87,7 +87,7 @@ def test_one_registry_per_endpoint_per_team(team, other_team):
     make_registry(team, endpoint="registry.example.com")
     f = form(team, endpoint="https://registry.example.com/")
     assert not f.is_valid()
-    assert "exists already" in f.errors["endpoint"][0]
+    assert "registry.example.com is already linked" in f.errors["endpoint"][0]
     assert form(other_team).is_valid()
 
 

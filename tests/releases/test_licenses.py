@@ -12,10 +12,13 @@ from portal import yamlsafe
 from releases.licenses import (
     LicenseError,
     canonical_json,
+    license_spec,
     license_yaml,
     public_key_pem,
+    sign_spec,
     verify_license_text,
 )
+from releases.models import LicenseField
 from tests.conftest import login
 from tests.yaml_bombs import alias_bomb, deep_nesting, merge_bomb
 
@@ -184,16 +187,10 @@ def test_a_key_that_is_not_text_is_refused():
         canonical_json({"signature": "x", 7: "seven"})
 
 
-def test_typed_integers_and_booleans_stay_valid(customer):
-    customer.entitlements = {
-        "seats": {"title": "Seats", "value": 25, "valueType": "Integer"},
-        "sso": {"title": "SSO", "value": True, "valueType": "Boolean"},
-        "quota": {"title": "Quota", "value": 2**63 - 1, "valueType": "Integer"},
-        "ratio": {"title": "Ratio", "value": 0.5, "valueType": "Float"},
-    }
-    result = verify_license_text(license_yaml(customer))
-    assert result.customer_name == "Big Bank"
-    assert b'"seats":{"title":"Seats","value":25,' in canonical_json(yaml.safe_load(license_yaml(customer))["spec"])
+def test_extra_typed_values_in_a_spec_stay_valid(customer):
+    spec = yaml.safe_load(license_yaml(customer))["spec"]
+    spec["extra"] = {"seats": 25, "sso": True, "quota": 2**63 - 1, "ratio": 0.5}
+    assert b'"extra":{"quota":9223372036854775807,"ratio":0.5,"seats":25,"sso":true}' in canonical_json(spec)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -262,3 +259,124 @@ def test_verify_license_command_says_ok_before_the_expiry(customer, tmp_path, ca
     call_command("verify_license", str(path))
     out = capsys.readouterr().out
     assert out.startswith("OK: ") and "expires 2999-01-31T00:00:00Z" in out
+
+
+# --- license fields and built-ins in the signed spec --------------------------------------------
+
+
+@pytest.fixture
+def fields(sample_app):
+    make = LicenseField.objects.create
+    make(app=sample_app, name="seat_count", title="Seats", field_type="Integer", default=10, position=0)
+    make(app=sample_app, name="sso", title="Single sign-on", field_type="Boolean", default=False, position=1)
+    make(app=sample_app, name="tier", title="Tier", field_type="String", default="basic", is_hidden=True,
+         position=2)
+    make(app=sample_app, name="notes", title="Notes", field_type="Text", default="", position=3)
+
+
+def test_fields_are_signed_in_the_kots_shape(customer, fields):
+    customer.entitlements = {"seat_count": 2**63 - 1, "sso": True}
+    customer.is_airgap_supported = True
+    spec = yaml.safe_load(license_yaml(customer))["spec"]
+    entitlements = spec["entitlements"]
+    assert list(entitlements) == ["expires_at", "seat_count", "sso", "tier", "notes"]
+    assert entitlements["seat_count"] == {"title": "Seats", "value": 2**63 - 1, "valueType": "Integer"}
+    assert entitlements["sso"] == {"title": "Single sign-on", "value": True, "valueType": "Boolean"}
+    assert entitlements["tier"] == {"title": "Tier", "value": "basic", "valueType": "String", "isHidden": True}
+    assert entitlements["notes"] == {"title": "Notes", "value": "", "valueType": "Text"}
+    assert spec["isAirgapSupported"] is True
+    assert b'"isAirgapSupported":true' in canonical_json(spec)
+    assert b'"seat_count":{"title":"Seats","value":9223372036854775807,"valueType":"Integer"}' in canonical_json(spec)
+    verified = verify_license_text(license_yaml(customer))
+    assert verified.is_airgap_supported is True
+    assert [(f.name, f.value, f.value_type, f.is_hidden) for f in verified.fields] == [
+        ("seat_count", 2**63 - 1, "Integer", False), ("sso", True, "Boolean", False),
+        ("tier", "basic", "String", True), ("notes", "", "Text", False)]
+
+
+def test_a_customer_without_values_gets_the_defaults(customer, fields):
+    entitlements = license_spec(customer)["entitlements"]
+    assert [entitlements[n]["value"] for n in ("seat_count", "sso", "tier", "notes")] == [10, False, "basic", ""]
+    assert license_spec(customer)["isAirgapSupported"] is False
+
+
+def test_a_stored_value_of_the_wrong_type_falls_back_to_the_default(customer, fields):
+    customer.entitlements = {"seat_count": "many", "sso": "yes", "gone": 1}
+    entitlements = license_spec(customer)["entitlements"]
+    assert entitlements["seat_count"]["value"] == 10 and entitlements["sso"]["value"] is False
+    assert "gone" not in entitlements
+
+
+def verify_file(tmp_path, capsys, text):
+    path = tmp_path / "license.yaml"
+    path.write_text(text)
+    try:
+        call_command("verify_license", str(path))
+    except SystemExit as e:
+        captured = capsys.readouterr()
+        return e.code, captured.out + captured.err
+    captured = capsys.readouterr()
+    return 0, captured.out + captured.err
+
+
+def test_verify_license_prints_the_fields_and_marks_hidden_ones(customer, fields, tmp_path, capsys):
+    customer.entitlements = {"seat_count": 25}
+    code, output = verify_file(tmp_path, capsys, license_yaml(customer))
+    assert code == 0 and output.startswith("OK: ")
+    assert "air-gap bundles no" in output
+    assert "  seat_count (Seats, Integer): 25\n" in output
+    assert "  sso (Single sign-on, Boolean): false\n" in output
+    assert "  tier (Tier, String, hidden): basic\n" in output
+    assert "  notes (Notes, Text): ''\n" in output
+
+
+def tamper_value(spec):
+    spec["entitlements"]["seat_count"]["value"] = 1000
+
+
+def tamper_hidden(spec):
+    del spec["entitlements"]["tier"]["isHidden"]
+
+
+def tamper_unhide(spec):
+    spec["entitlements"]["tier"]["isHidden"] = False
+
+
+def tamper_add(spec):
+    spec["entitlements"]["unlimited"] = {"title": "Unlimited", "value": True, "valueType": "Boolean"}
+
+
+def tamper_type(spec):
+    spec["entitlements"]["seat_count"]["valueType"] = "String"
+
+
+def tamper_airgap(spec):
+    spec["isAirgapSupported"] = True
+
+
+@pytest.mark.parametrize("tamper", [tamper_value, tamper_hidden, tamper_unhide, tamper_add, tamper_type,
+                                    tamper_airgap])
+def test_verify_license_refuses_tampered_fields(customer, fields, tmp_path, capsys, tamper):
+    document = yaml.safe_load(license_yaml(customer))
+    tamper(document["spec"])
+    code, output = verify_file(tmp_path, capsys, yaml.safe_dump(document, sort_keys=False))
+    assert code == 1
+    assert output.startswith("INVALID: ") and "the signature does not match" in output
+    assert "OK" not in output
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"title": "X", "value": "25", "valueType": "Integer"}, "spec.entitlements.x: an Integer value must be a whole number"),
+    ({"title": "X", "value": 1, "valueType": "Boolean"}, "spec.entitlements.x: a Boolean value must be true or false"),
+    ({"title": "X", "value": 1, "valueType": "String"}, "spec.entitlements.x: a String value must be text"),
+    ({"title": "X", "value": 1.5, "valueType": "Float"}, "spec.entitlements.x: valueType 'Float' is not String"),
+    ("seven", "spec.entitlements.x: expected a mapping with title, value and valueType"),
+])
+def test_a_signed_but_malformed_field_is_refused(customer, entry, message):
+    """Only this portal's key signs; still, a malformed field says where it is wrong."""
+    spec = license_spec(customer)
+    spec["entitlements"]["x"] = entry
+    spec["signature"] = sign_spec(spec)
+    text = yaml.safe_dump({"apiVersion": "kots.io/v1beta1", "kind": "License", "spec": spec})
+    with pytest.raises(LicenseError, match=re.escape(message)):
+        verify_license_text(text)

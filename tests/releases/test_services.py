@@ -219,8 +219,9 @@ def test_customer_update_audits_the_changes_only(customer, alice):
     assert services.customer_update(customer=customer, user=alice) == {"name": ["Big Bank", "Bigger Bank"]}
     assert Customer.objects.get(pk=customer.pk).name == "Bigger Bank"
     assert services.customer_update(customer=customer, user=alice) == {}
+    assert Customer.objects.get(pk=customer.pk).license_sequence == 2  # one step for the one change
     [event] = audit("update", "customer")
-    assert event.detail == {"changes": {"name": ["Big Bank", "Bigger Bank"]}}
+    assert event.detail == {"changes": {"name": ["Big Bank", "Bigger Bank"]}, "license_sequence": 2}
 
 
 def test_customer_archive_and_restore_each_write_and_audit_once(customer, alice):

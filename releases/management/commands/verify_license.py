@@ -1,4 +1,4 @@
-"""Check a license file: its shape, its Ed25519 signature and its expiry."""
+"""Check a license file: its shape, its Ed25519 signature and its expiry; print its license fields."""
 
 from pathlib import Path
 
@@ -40,12 +40,25 @@ class Command(BaseCommand):
             return self._fail(EXIT_INVALID, f"INVALID: {file}: {e}")
         summary = (
             f"customer {result.customer_name!r}, app {result.app_slug}, channel {result.channel_name}, "
-            f"license type {result.license_type}, sequence {result.license_sequence}"
+            f"license type {result.license_type}, sequence {result.license_sequence}, "
+            f"air-gap bundles {'yes' if result.is_airgap_supported else 'no'}"
         )
         if expired:
             return self._fail(EXIT_EXPIRED, f"EXPIRED: {file}: expired at {result.expires_at}; {summary}")
         self.stdout.write(self.style.SUCCESS(f"OK: {summary}, expires {result.expires_at or 'never'}"))
+        for field in result.fields:
+            hidden = ", hidden" if field.is_hidden else ""
+            self.stdout.write(f"  {field.name} ({field.title}, {field.value_type}{hidden}): {_shown(field.value)}")
 
     def _fail(self, code: int, message: str):
         self.stderr.write(self.style.ERROR(message))
         raise SystemExit(code)
+
+
+def _shown(value) -> str:
+    """A field's value as the license says it: true/false, numbers, text (quoted when blank or multi-line)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and (not value.strip() or "\n" in value or value != value.strip()):
+        return repr(value)
+    return str(value)

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from releases.customer_portal.access import SESSION_KEY
+from releases.image_check.models import ImageVerdict, Verdict
 from releases.licenses import license_yaml
 from releases.models import Release
 from tests.conftest import NGINX_DEPLOYMENT
@@ -151,7 +152,9 @@ def test_view_files_shows_upstream_and_downstream(signed_in, customer):
     assert "podman pull portal.example.com/proxy/mysampleecrapp/nginx:latest" in page
 
 
-def test_public_images_are_shown_as_pulled_directly(signed_in):
+def test_public_images_are_shown_as_pulled_directly(signed_in, customer):
+    ImageVerdict.objects.create(app=customer.app, reference="docker.io/library/nginx:latest",
+                                verdict=Verdict.PUBLIC)
     page = signed_in.get("/customer/releases/1/").content.decode()
     assert "public: pulled directly" in page
     assert "podman login" not in page
