@@ -67,8 +67,8 @@ def breakdown(*, license_id: str, slug: str, name: str, reference: str, digest: 
     from registries.credentials import registry_pull_client
     from releases.customer_portal.access import check_basic_auth
     from releases.downstream import proxied_repositories
-    from releases.proxy import access as proxy_access
     from releases.entitlements import upstream as entitlements_upstream
+    from releases.proxy import access as proxy_access
     from releases.proxy import decisions, pull_log
     from releases.proxy.models import PullEvent
 

@@ -182,8 +182,8 @@ def license_spec(customer) -> dict:
         "valueType": "String",
     }}
     values = customer.entitlements or {}
-    for field in customer.app.license_fields.all():
-        entitlements[field.name] = entitlement(field, field_value(field, values))
+    for license_field in customer.app.license_fields.all():
+        entitlements[license_field.name] = entitlement(license_field, field_value(license_field, values))
     spec = {
         "licenseID": customer.license_id,
         "appSlug": customer.app.slug,

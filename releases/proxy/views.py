@@ -36,8 +36,16 @@ from registries.oci.media import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES, manifest_
 from registries.oci.transport import STREAM_ERRORS, stream_error
 from registries.reference import REMOTE_NAME_PATTERN, SHA256_DIGEST_PATTERN, TAG_PATTERN
 
-from .access import (Access, ManifestTarget, Refusal, allowed_tags, blob_refusal, check_login,
-                     freeze_first_pull, manifest_target)
+from .access import (
+    Access,
+    ManifestTarget,
+    Refusal,
+    allowed_tags,
+    blob_refusal,
+    check_login,
+    freeze_first_pull,
+    manifest_target,
+)
 from .decisions import authorize, cached_access, forget_decisions
 from .pull_log import log_pull, pull_log_writer
 
