@@ -5,7 +5,8 @@
 A two-platform image (four 25 MB layers per platform plus one shared 2 MB layer, ~202 MB) is
 pushed to a loopback distribution registry (htpasswd auth). The portal runs under uvicorn as
 `make run` serves it (tests/support/proxy_server.py), with that registry linked under the Name
-``upstream`` and a promoted release using the image. Each round pulls the image with
+``upstream`` and a promoted release using the image, pinned by digest as a promotion pins it
+(the license may pull exactly its manifest tree). Each round pulls the image with
 `skopeo copy --all` into a fresh local OCI directory, alternately directly from the registry and
 through the proxy with a license (skopeo's blob-info cache deleted first). Then N pulls through
 the proxy run at once. The uvicorn process's RSS is sampled throughout. Prints Markdown.
@@ -84,7 +85,8 @@ def main() -> None:
         data = server.call("tests.support.proxy_server.seed", registries=[{
             "endpoint": upstream.host, "provider": "other", "username": upstream.username,
             "password": upstream.password, "name": "upstream", "insecure": True,
-        }], apps=[{"slug": "benchapp", "releases": [[f"{upstream.host}/bench/app:1.0"]],
+        }], apps=[{"slug": "benchapp", "pin": True,
+                   "releases": [[f"{upstream.host}/bench/app:1.0"]],
                    "customers": [{"name": "Bench"}]}])
         lic = data["licenses"]["Bench"]
         direct_src = f"{upstream.host}/bench/app:1.0"

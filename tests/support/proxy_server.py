@@ -34,8 +34,10 @@ def seed(*, apps: list[dict], registries: list[dict]) -> dict:
     """Create team Acme, registries and apps with promoted releases and customers.
 
     ``registries``: [{endpoint, provider, username, password, name?, insecure?, apps?: [slug]}]
-    ``apps``: [{slug, proxy_public_images?, releases: [[image, ...], ...],
+    ``apps``: [{slug, proxy_public_images?, pin?, releases: [[image, ...], ...],
                customers: [{name, archived?, expired?}]}]
+    ``pin``: check each release's images and pin them, as a promotion through the pages does
+    (else the releases are promoted unpinned, as before pins existed).
     Returns {"licenses": {customer name: license id}, "apps": {slug: pk}, "registries": {endpoint: pk}}.
     """
     from datetime import timedelta
@@ -45,6 +47,9 @@ def seed(*, apps: list[dict], registries: list[dict]) -> dict:
 
     from portal.models import Membership, Role, Team
     from registries.models import ExternalRegistry
+    from releases.entitlements.models import PinSource
+    from releases.entitlements.services import release_pin
+    from releases.image_check.services import release_check_images
     from releases.models import App, Customer, Release
 
     team = Team.objects.create(name="Acme")
@@ -79,6 +84,9 @@ def seed(*, apps: list[dict], registries: list[dict]) -> dict:
                      for n, image in enumerate(images)]
             release = Release.create_next(app=app, user=user, files=files)
             release.promote_to(unstable, user=user, version_label=f"1.0.{i}")
+            if spec.get("pin"):
+                release_check_images(release_id=release.pk)
+                release_pin(release=release, source=PinSource.PROMOTION)
         for c in spec.get("customers", []):
             customer = Customer.objects.create(app=app, channel=unstable, name=c["name"])
             if c.get("archived"):
