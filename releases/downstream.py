@@ -45,8 +45,10 @@ def proxied_repositories(app, *, registries: Iterable | None = None,
                          is_proxied: Callable[[Reference], bool] | None = None) -> dict[str, Reference]:
     """{path after ``/proxy/<slug>/``: upstream image} for the app's promoted releases.
 
-    The proxy registry's allow-list: a customer may pull a repository only when a promoted
-    release uses it under exactly this proxied name (tags and digests are not restricted).
+    The names the downstreams of those releases proxy, read from their files with the same
+    decisions as ``downstream_for``. The proxy registry's rule for a live release promoted
+    before pins existed (``proxy.access._legacy_allow_list``, on just those releases) reads the
+    same; pinned releases are allowed by their pins instead (``entitlements.selectors``).
     ``registries``: the app's registries (``registries_for_app``) when the caller has them.
     """
     registries = list(registries_for_app(app) if registries is None else registries)
