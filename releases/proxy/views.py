@@ -324,8 +324,8 @@ def _drift_note(access: Access, target: ManifestTarget) -> str:
     seen = _tag_heads.get((access.image, target.tag))
     if seen is None or seen[1] == target.pin.digest:
         return ""
-    return (f"tag {target.tag} moved upstream to {seen[1]}; served the pinned "
-            f"{target.pin.digest} of release {target.pin.release_id}")
+    # The row's release says which release's pin was served.
+    return f"tag {target.tag} moved upstream to {seen[1]}; served the pinned {target.pin.digest}"
 
 
 async def _tags(request, access: Access):

@@ -12,7 +12,7 @@ PULL_LOG_ROWS = 25
 
 @register.inclusion_tag("releases/_pull_log.html")
 def pull_log(*, registry=None, customer=None):
-    events = PullEvent.objects.select_related("customer")
+    events = PullEvent.objects.select_related("customer", "release")
     if registry is not None:
         events = events.filter(registry=registry)
     if customer is not None:

@@ -23,6 +23,7 @@ from releases.entitlements.selectors import entitled_digests, entitlement
 from releases.models import Customer, Release
 from releases.proxy import access, decisions, pull_log
 from releases.proxy.access import Access, Refusal
+from releases.proxy.models import PullEvent
 from tests.conftest import login
 
 HOST = "registry.example.com"
@@ -342,3 +343,16 @@ def test_the_pull_log_writer_records_first_and_last_pulls_of_pins(customer, make
     assert again.first_pulled_at == first.first_pulled_at
     assert again.last_pulled_at > first.last_pulled_at
     assert customer.pull_events.filter(release=release).count() == 4
+
+
+def test_the_pull_log_shows_the_release_served_and_the_drift(client, alice, customer, make_release,
+                                                             registry):
+    release = make_release("1.0")
+    PullEvent.objects.create(app=customer.app, customer=customer, registry=registry, image=NAME,
+                             reference="1.0", kind="manifest", status=200, release=release,
+                             note=f"tag 1.0 moved upstream to {digest('new')}; served the "
+                                  f"pinned {pin_of(release).digest}")
+    login(client, alice)
+    page = client.get(f"/customers/{customer.pk}/").content.decode()
+    assert f"release {release.sequence}" in page
+    assert f"moved upstream to {digest('new')}" in page
