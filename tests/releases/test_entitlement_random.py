@@ -31,6 +31,7 @@ from releases.entitlements.selectors import entitled_digests
 from releases.image_check.models import ImageVerdict, Verdict
 from releases.models import App, Customer, Promotion, Release
 from tests.support import images
+from tests.support.manifests import deployment_yaml
 
 CASES = int(os.environ.get("ENTITLEMENT_CASES", "20"))
 STEPS = 30
@@ -150,7 +151,7 @@ class History:
 
     def release(self, app) -> str:
         refs = self.rng.sample(self.references(app), self.rng.randint(1, 3))
-        files = [(f"deploy-{i}.yaml", _deployment(f"w{i}", ref)) for i, ref in enumerate(refs)]
+        files = [(f"deploy-{i}.yaml", deployment_yaml(f"w{i}", ref)) for i, ref in enumerate(refs)]
         release = Release.create_next(app=app, user=self.user, files=files)
         self.model.release_app[release.pk] = app.pk
         return self.promote(release, self.rng.sample(CHANNELS, self.rng.randint(1, 2)))
@@ -243,12 +244,6 @@ class History:
         if action == "move_tag":
             return self.move_tag(app, rng.choice(self.references(app)))
         return self.time_passes()
-
-
-def _deployment(name: str, image: str) -> str:
-    return (f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n"
-            f"  template:\n    spec:\n      containers:\n        - name: {name}\n"
-            f"          image: {image}\n")
 
 
 @pytest.mark.parametrize("seed", _seeds(), ids=lambda seed: f"seed={seed}")

@@ -32,6 +32,7 @@ from releases.entitlements.models import PulledImage
 from releases.image_check.services import release_check_images
 from releases.models import App, Customer, Promotion, Release
 from tests.support import images
+from tests.support.manifests import deployment_yaml
 from tests.support.servers import require_binary
 
 REPOSITORY = "acme/app"
@@ -131,24 +132,6 @@ def wait_for(check, *, seconds: float, step: float = 0.2):
 
 # --- inside the server (manage.py shell) ------------------------------------------------------
 
-def _deployment(name: str, image: str) -> str:
-    return f"""apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      containers:
-        - name: {name}
-          image: {image}
-"""
-
-
 def seed_vendor(*, registry: dict, releases: list[dict], customers: list[dict]) -> dict:
     """Team Acme with alice, apps ``APP`` and ``OTHER_APP``, the registry linked to ``APP``.
 
@@ -173,7 +156,7 @@ def seed_vendor(*, registry: dict, releases: list[dict], customers: list[dict]) 
     out = {"licenses": {}, "promotions": {}}
     for n, spec in enumerate(releases):
         release = Release.create_next(app=app, user=alice,
-                                      files=[("deployment.yaml", _deployment("web", spec["image"]))])
+                                      files=[("deployment.yaml", deployment_yaml("web", spec["image"]))])
         release_check_images(release_id=release.pk, force=True)
         promotions = services.release_promote(
             release=release, channels=[app.channels.get(slug=s) for s in spec["channels"]],

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.support.manifests import deployment_yaml
 from tests.support.processes import PortalStack
 
 
@@ -80,7 +81,7 @@ def seed(*, apps: list[dict], registries: list[dict]) -> dict:
         app = made_apps[spec["slug"]]
         unstable = app.channels.get(slug="unstable")
         for i, images in enumerate(spec.get("releases", [])):
-            files = [(f"deploy-{n}.yaml", _deployment(f"app{n}", image))
+            files = [(f"deploy-{n}.yaml", deployment_yaml(f"app{n}", image))
                      for n, image in enumerate(images)]
             release = Release.create_next(app=app, user=user, files=files)
             release.promote_to(unstable, user=user, version_label=f"1.0.{i}")
@@ -96,24 +97,6 @@ def seed(*, apps: list[dict], registries: list[dict]) -> dict:
             customer.save()
             out["licenses"][c["name"]] = customer.license_id
     return out
-
-
-def _deployment(name: str, image: str) -> str:
-    return f"""apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      containers:
-        - name: {name}
-          image: {image}
-"""
 
 
 def pull_log(*, customer: str) -> dict:
