@@ -6,19 +6,21 @@ The proxy registry's login, the update API and the customer sign-in share it. Pa
 works, because many installs sit behind one outbound address and one broken install must not
 lock the others out (license IDs have 160 bits: the throttle is about load, not guessing).
 
-The counts live in Django's default cache, which is per process today; serving from several
-processes only needs a shared cache here. The client address is ``REMOTE_ADDR``, which uvicorn
-takes from ``X-Forwarded-For`` only for ``PORTAL_TRUSTED_PROXIES``.
+The counts are shared by every process through Redis when REDIS_URL is set, per process
+otherwise or while Redis is down (``portal.shared.count``); a failure is counted in one atomic
+step, so failures spread over several processes stop at the same limit. The client address is
+``REMOTE_ADDR``, which uvicorn takes from ``X-Forwarded-For`` only for
+``PORTAL_TRUSTED_PROXIES``; it is hashed into the key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import time
 
 from django.conf import settings
-from django.core.cache import cache
+
+from portal import shared
 
 WINDOW = 300  # seconds
 
@@ -32,34 +34,21 @@ def _key(address: str) -> str:
 
 
 def is_throttled(address: str) -> bool:
-    return (cache.get(_key(address)) or 0) >= settings.PORTAL_PROXY_AUTH_FAILURE_LIMIT
-
-
-def count_failure(address: str) -> None:
-    key = _key(address)
-    if cache.add(key, 1, WINDOW):
-        cache.set(key + ":until", time.time() + WINDOW, WINDOW)
-        return
-    try:
-        cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, WINDOW)
-        cache.set(key + ":until", time.time() + WINDOW, WINDOW)
+    return shared.peek(_key(address))[0] >= settings.PORTAL_PROXY_AUTH_FAILURE_LIMIT
 
 
 def record_failure(address: str) -> int | None:
     """A failed license login from ``address``: counted, and None; or, once the address is past
     the limit, the seconds until it may fail again (the caller answers 429 with them)."""
-    if is_throttled(address):
-        return retry_after(address)
-    count_failure(address)
+    failures, seconds = shared.count(_key(address), WINDOW)
+    if failures > settings.PORTAL_PROXY_AUTH_FAILURE_LIMIT:
+        return seconds
     return None
 
 
 def retry_after(address: str) -> int:
     """Seconds until the address's window ends (at least 1)."""
-    until = cache.get(_key(address) + ":until")
-    return max(1, math.ceil(until - time.time())) if until else WINDOW
+    return shared.peek(_key(address))[1] or WINDOW
 
 
 def refusal_message(seconds: int) -> str:

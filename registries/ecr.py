@@ -12,13 +12,15 @@ wrong secret                 InvalidSignatureException               SignatureDo
 no ecr:GetAuthorizationToken AccessDeniedException                   AccessDenied
 ===========================  ======================================  ====================
 
-Token cache: per process, in memory, keyed by a SHA-256 of (cache key, access key id, secret,
-region), so a secret is never a dictionary key in clear and changed keys never hit an old
-entry. A token is reused until 5 minutes before its ``expiresAt``; concurrent callers of one key
-wait on a per-key lock, so one GetAuthorizationToken call serves them all. Each worker process
-keeps its own cache (a handful of calls per 12 hours per process); sharing tokens across
-processes would mean storing registry passwords in Redis, which this design avoids.
-Neither the secret nor the token is ever logged or put in a message.
+Token cache: keyed by a SHA-256 of (cache key, access key id, secret, region), so a secret is
+never a key in clear and changed keys never hit an old entry. A token is reused until 5 minutes
+before its ``expiresAt``. Within a process, concurrent callers of one key wait on a per-key lock.
+With REDIS_URL the token is shared by every web process and worker: stored in Redis encrypted
+with the portal's encryption keys (``crypto``, as registry secrets are), and a Redis lock per
+key lets one process call GetAuthorizationToken while the others wait for its token, so the
+installation makes one call per registry per token lifetime. Without Redis, or while it is
+down, each process keeps its own. Neither the secret nor the token is ever logged or put in a
+message.
 """
 
 from __future__ import annotations
@@ -26,13 +28,20 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import json
 import logging
 import re
+import secrets
 import threading
+import time
 from dataclasses import dataclass
 
+import redis
 from django.conf import settings
 
+from portal import shared
+
+from . import crypto
 from .errors import RegistryError
 
 log = logging.getLogger(__name__)
@@ -253,20 +262,98 @@ def get_registry_credentials(*, access_key_id: str, secret_access_key: str, regi
         lock = _locks.setdefault(key, threading.Lock())
     with lock:
         token = _cache.get(key)  # another caller may have refreshed while this one waited
-        if token and _now() < token.refresh_at:
-            return token.username, token.password
-        token = fetch_token(access_key_id=access_key_id, secret_access_key=secret_access_key,
-                            region=region)
-        _cache[key] = token
-        log.info("ECR token refreshed for region %s (valid until %s)", region,
-                 token.expires_at.isoformat())
+        if not (token and _now() < token.refresh_at):
+            token = _shared_token(key, lambda: fetch_token(
+                access_key_id=access_key_id, secret_access_key=secret_access_key, region=region))
+            _cache[key] = token
         return token.username, token.password
+
+
+# Redis: the encrypted token, and the lock of the one process fetching it (longer than a
+# GetAuthorizationToken call with its timeouts and retries may take).
+SHARED_LOCK_SECONDS = 30
+SHARED_POLL_SECONDS = 0.05
+
+
+def _shared_token(key: str, fetch) -> Token:
+    """The token of ``key`` from Redis, or fetched by this process (holding the lock) or by
+    another one (waited for); fetched here when Redis cannot help."""
+    r = shared.client()
+    if r is None:
+        return _fetched(fetch)
+    name = shared.PREFIX + "ecr-token:" + key
+    owner = secrets.token_hex(8)
+    deadline = time.monotonic() + SHARED_LOCK_SECONDS
+    try:
+        while True:
+            token = _read_shared(r, name)
+            if token is not None:
+                return token
+            if r.set(name + ":lock", owner, nx=True, ex=SHARED_LOCK_SECONDS):
+                break
+            if time.monotonic() > deadline:  # the holder died: its lock expires anyway
+                return _fetched(fetch)
+            time.sleep(SHARED_POLL_SECONDS)
+    except redis.RedisError as e:
+        shared.failed(e)
+        return _fetched(fetch)
+    try:
+        try:
+            token = _read_shared(r, name)  # written between this process's read and its lock
+        except redis.RedisError as e:
+            shared.failed(e)
+            token = None
+        if token is not None:
+            return token
+        token = _fetched(fetch)
+        data = json.dumps({"username": token.username, "password": token.password,
+                           "expires_at": token.expires_at.isoformat(),
+                           "refresh_at": token.refresh_at.isoformat()})
+        ttl = max(int((token.refresh_at - _now()).total_seconds()), 1)
+        try:
+            r.set(name, crypto.encrypt(data), ex=ttl)
+        except redis.RedisError as e:
+            shared.failed(e)
+        return token
+    finally:
+        try:
+            if r.get(name + ":lock") == owner.encode():
+                r.delete(name + ":lock")
+        except redis.RedisError as e:
+            shared.failed(e)
+
+
+def _read_shared(r, name: str) -> Token | None:
+    stored = r.get(name)
+    if not stored:
+        return None
+    try:
+        data = json.loads(crypto.decrypt(stored.decode()))
+    except (crypto.DecryptionError, ValueError):
+        return None  # written with keys this process no longer has: fetch a new one
+    token = Token(data["username"], data["password"],
+                  dt.datetime.fromisoformat(data["expires_at"]),
+                  dt.datetime.fromisoformat(data["refresh_at"]))
+    return token if _now() < token.refresh_at else None
+
+
+def _fetched(fetch) -> Token:
+    token = fetch()
+    log.info("ECR token refreshed (valid until %s)", token.expires_at.isoformat())
+    return token
 
 
 def forget_registry_credentials(*, access_key_id: str, secret_access_key: str, region: str,
                                 cache_key: str = "") -> None:
-    """Drop a cached token (the registry answered 401 with it)."""
-    _cache.pop(_key(cache_key, access_key_id, secret_access_key, region), None)
+    """Drop a cached token (the registry answered 401 with it), here and in Redis."""
+    key = _key(cache_key, access_key_id, secret_access_key, region)
+    _cache.pop(key, None)
+    r = shared.client()
+    if r is not None:
+        try:
+            r.delete(shared.PREFIX + "ecr-token:" + key)
+        except redis.RedisError as e:
+            shared.failed(e)
 
 
 def clear_token_cache() -> None:

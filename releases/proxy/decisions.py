@@ -5,8 +5,11 @@ memory for ``ACCESS_CACHE_SECONDS`` per (hash of the Authorization header, app s
 what the license may pull of that repository. Saving or deleting a customer (its channel), an
 app, a registry, a promotion (a promotion or a demotion), a release or a pin, changing a
 registry's apps, or a grace period starting or ending (``grace_changed``) bumps a version that every entry is checked against (``connect_signals``, from ``ProxyConfig.ready()``),
-so an archived or regenerated license made in this process stops at once; anything else
-(another process, a queryset ``update()``) is bounded by the TTL. Refusals are never cached
+so an archived or regenerated license made in this process stops at once. On commit the change
+is also bumped in the shared version (``portal.shared.Version``: Redis when REDIS_URL is set),
+which a thread of every serving process watches: the other processes drop their decisions
+within about half a second, while a cache hit still compares local numbers only. Anything else
+(a queryset ``update()``, Redis down) is bounded by the TTL. Refusals are never cached
 (failed logins must be counted). ``authorize`` is the proxy's way in: ``access.decide`` asks
 the database, and what it allows is remembered here.
 """
@@ -20,6 +23,7 @@ import time
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
+from portal.shared import Version
 from registries.models import ExternalRegistry
 from releases.entitlements.grace import grace_changed
 from releases.entitlements.models import ImagePin, PulledImage
@@ -37,6 +41,8 @@ MAX_CACHED_DECISIONS = 4096
 _decisions: dict[tuple, tuple[float, int, Access]] = {}
 _decisions_lock = threading.Lock()
 _decisions_version = 0
+# Bumped by every process's invalidations; watched once this process has decided (authorize).
+_shared_version = Version("proxy-decisions")
 
 
 def authorize(*, header: str, address: str, app_slug: str, name: str) -> Access | Refusal:
@@ -44,6 +50,7 @@ def authorize(*, header: str, address: str, app_slug: str, name: str) -> Access 
 
     An allowed decision is remembered (``cached_access``) for ``ACCESS_CACHE_SECONDS``.
     """
+    _shared_version.watch(_forget_locally)
     version = _decisions_version
     result = decide(header=header, address=address, app_slug=app_slug, name=name)
     if isinstance(result, Access):
@@ -81,18 +88,24 @@ def cached_access(*, header: str, app_slug: str, name: str) -> Access | None:
     return access
 
 
+def _forget_locally() -> None:
+    global _decisions_version
+    with _decisions_lock:
+        _decisions_version += 1
+        _decisions.clear()
+
+
+def _forget_everywhere() -> None:
+    _forget_locally()
+    _shared_version.bump()
+
+
 def forget_decisions(**kwargs) -> None:
     """Every cached decision is stale: now, and again when the transaction commits (a request
-    reading the old rows before the commit cannot store a decision that outlives it)."""
-
-    def bump():
-        global _decisions_version
-        with _decisions_lock:
-            _decisions_version += 1
-            _decisions.clear()
-
-    bump()
-    transaction.on_commit(bump, robust=True)
+    reading the old rows before the commit cannot store a decision that outlives it), then in
+    the other processes too (they would read the old rows before the commit)."""
+    _forget_locally()
+    transaction.on_commit(_forget_everywhere, robust=True)
 
 
 def connect_signals() -> None:
