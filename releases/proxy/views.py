@@ -93,8 +93,9 @@ def oci_view(view):
     return wrapper
 
 
-def _refused(refusal: Refusal, *, app: str = "") -> JsonResponse:
-    metrics.proxy_refusals.labels(app, refusal.code.lower()).inc()
+def _refused(refusal: Refusal, *, app: str = "", counted: bool = True) -> JsonResponse:
+    if counted:
+        metrics.proxy_refusals.labels(app, refusal.code.lower()).inc()
     return oci_error(refusal.status, refusal.code, refusal.message, retry_after=refusal.retry_after)
 
 
@@ -104,10 +105,11 @@ async def v2_root(request):
     """The API version check: clients learn here that they must log in with Basic."""
     if request.method not in ("GET", "HEAD"):
         return oci_error(405, "UNSUPPORTED", "The proxy registry is read-only.")
-    refusal = await sync_to_async(check_login)(
-        header=request.headers.get("Authorization", ""), address=client_address(request))
+    header = request.headers.get("Authorization", "")
+    refusal = await sync_to_async(check_login)(header=header, address=client_address(request))
     if refusal is not None:
-        return _refused(refusal)
+        # The anonymous probe every client starts with is a challenge, not a refusal.
+        return _refused(refusal, counted=bool(header))
     response = JsonResponse({})
     response["Docker-Distribution-API-Version"] = "registry/2.0"
     return response

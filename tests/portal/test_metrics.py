@@ -10,14 +10,17 @@ from django.urls import reverse
 from prometheus_client.parser import text_string_to_metric_families
 
 from registries import tasks as registry_tasks
-from registries.models import Status
+from registries.mirror import services as mirror_services
+from registries.models import ExternalRegistry, Provider, Status
 from releases.image_check import tasks as image_check_tasks
 from releases.models import App, Release
 from tests.conftest import login
 from tests.registries.product_helpers import celery_conf, make_registry
+from tests.support.images import build_index, push
 from tests.support.servers import free_port
 
 TOKEN = "metrics-token-for-tests-0123456789"
+KB = 1 << 10
 
 
 @pytest.fixture
@@ -140,3 +143,36 @@ def test_no_queue_depth_without_a_redis_broker(client, token, settings):
     settings.CELERY_BROKER_URL = "memory://"
     samples = scrape(client)
     assert not any(name in ("portal_queue_depth", "portal_broker_up") for name, _ in samples)
+
+
+def test_a_mirror_job_counts_its_run_the_bytes_copied_and_its_throughput(
+        client, team, alice, token, settings, source_registry, target_registry,
+        django_capture_on_commit_callbacks):
+    settings.PORTAL_ALLOW_PRIVATE_REGISTRIES = True
+    index = build_index(layer_sizes=[300 * KB, 200 * KB], shared_size=100 * KB, seed=41)
+    push(index, source_registry.url, "library/app", "1.0", auth=source_registry.auth)
+    rows = []
+    for registry in (source_registry, target_registry):
+        row = ExternalRegistry(team=team, provider=Provider.OTHER, endpoint=registry.host,
+                               name=f"r{registry.port}", username=registry.username, insecure=True)
+        row.secret = registry.password
+        row.save()
+        rows.append(row)
+    mirror = "registries.mirror_tasks.mirror_image"
+    before = scrape(client)
+    with celery_conf(task_always_eager=True), django_capture_on_commit_callbacks(execute=True):
+        job = mirror_services.mirror_create(
+            team=team, registry=rows[1], source=f"{source_registry.host}/library/app:1.0",
+            target_repository="demo-apps/app", target_tag="1.0", user=alice)
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    after = scrape(client)
+
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("portal_task_runs_total", task=mirror, outcome="success") == 1
+    assert delta("portal_task_duration_seconds_count", task=mirror) == 1
+    assert delta("portal_mirror_copied_bytes_total") == sum(b.size for b in index.blobs)
+    assert delta("portal_mirror_bytes_per_second_count") == 1
+    assert delta("portal_mirror_bytes_per_second_sum") > 0
