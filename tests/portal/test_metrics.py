@@ -9,6 +9,7 @@ import redis
 from django.urls import reverse
 from prometheus_client.parser import text_string_to_metric_families
 
+from portal.management.commands.runportal import fresh_metrics_dir
 from registries import tasks as registry_tasks
 from registries.mirror import services as mirror_services
 from registries.models import ExternalRegistry, Provider, Status
@@ -176,3 +177,15 @@ def test_a_mirror_job_counts_its_run_the_bytes_copied_and_its_throughput(
     assert delta("portal_mirror_copied_bytes_total") == sum(b.size for b in index.blobs)
     assert delta("portal_mirror_bytes_per_second_count") == 1
     assert delta("portal_mirror_bytes_per_second_sum") > 0
+
+
+def test_make_run_gives_the_processes_an_emptied_metrics_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    stale = tmp_path / "metrics" / "counter_4242.db"
+    stale.parent.mkdir()
+    stale.write_bytes(b"old run")
+    assert fresh_metrics_dir(tmp_path) == tmp_path / "metrics"
+    assert not stale.exists()
+    chosen = tmp_path / "elsewhere"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(chosen))
+    assert fresh_metrics_dir(tmp_path) == chosen and chosen.is_dir()
