@@ -144,6 +144,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: times every request and sees the status the client got (portal/observability).
+    "portal.observability.middleware.request_metrics",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -309,11 +311,26 @@ PORTAL_LICENSE_SIGNING_KEY = envsecret(
     "PORTAL_LICENSE_SIGNING_KEY", _generate_signing_key, filename="license_signing_key.pem"
 )
 
+# --- Observability: logs and metrics (portal/observability) ---------------------------------
+# One line per request and per task; PORTAL_LOG_FORMAT=json writes one JSON object per line.
+PORTAL_LOG_FORMAT = os.environ.get("PORTAL_LOG_FORMAT", "plain").strip().lower() or "plain"
+if PORTAL_LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"PORTAL_LOG_FORMAT must be plain or json, not {PORTAL_LOG_FORMAT!r}")
+# /metrics answers only "Authorization: Bearer <token>"; unset, /metrics does not exist (404).
+PORTAL_METRICS_TOKEN = envsecret("PORTAL_METRICS_TOKEN")
+# The worker's own metrics port (0: none; its task metrics then reach /metrics through a
+# PROMETHEUS_MULTIPROC_DIR shared with web on the same machine).
+PORTAL_WORKER_METRICS_PORT = envint("PORTAL_WORKER_METRICS_PORT", "0")
+PORTAL_WORKER_METRICS_ADDRESS = os.environ.get("PORTAL_WORKER_METRICS_ADDRESS", "127.0.0.1").strip()
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "portal.observability.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": PORTAL_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "axes": {"level": "WARNING"},
@@ -326,6 +343,7 @@ LOGGING = {
         "botocore": {"level": "INFO"},
     },
 }
+# --- end of observability --------------------------------------------------------------------
 
 # Registries
 # Connect to loopback/private/link-local registry addresses (tests, on-premises registries).

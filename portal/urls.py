@@ -2,6 +2,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from . import health, views
+from .observability.views import metrics_view
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="releases-app-list", permanent=False)),
@@ -11,6 +12,7 @@ urlpatterns = [
     path("accounts/password_reset/", views.password_reset, name="password_reset"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", health.healthz, name="portal-healthz"),
+    path("metrics", metrics_view, name="portal-metrics"),
     path("team/", views.team, name="portal-team"),
     path("team/add/", views.team_add, name="portal-team-add"),
     path("team/<int:pk>/role/", views.team_role, name="portal-team-role"),

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.audit import audit_log
+from portal.observability import metrics
 from portal.publish import publish
 
 from .. import crypto, ecr
@@ -171,6 +172,8 @@ class _Tracker:
 
     def on_progress(self, p: copy.Progress) -> None:
         for b in p.finished:
+            if b.action == "copied":
+                metrics.mirror_bytes.inc(b.size)
             self.log.append({"digest": b.digest, "size": b.size, "action": b.action,
                              "seconds": b.seconds, "attempts": b.attempts})
         now = time.monotonic()
@@ -230,6 +233,7 @@ def _image_mirror(job_id: int) -> MirrorOutcome:
             _ensure_ecr_repository(job, log)
             tracker = _Tracker(job, log)
             platforms = [p.strip() for p in job.platforms.split(",") if p.strip()] or None
+            copy_started = time.monotonic()
             result = copy.copy(
                 source, ref.repository, ref.reference, target, job.target_repository,
                 job.target_tag, platforms=platforms, progress=tracker.on_progress,
@@ -257,6 +261,9 @@ def _image_mirror(job_id: int) -> MirrorOutcome:
     else:
         log.append({"event": f"Pushed {result.manifests} manifest(s); digest {result.digest}."})
     job.mark_succeeded(digest=result.digest, skipped=result.skipped, log=log)
+    if result.bytes_copied:
+        seconds = max(time.monotonic() - copy_started, 1e-3)
+        metrics.mirror_throughput.observe(result.bytes_copied / seconds)
     job.registry.mark_used()
     if job.source_registry_id:
         job.source_registry.mark_used()

@@ -30,12 +30,14 @@ from asgiref.sync import sync_to_async
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from portal.observability import metrics
 from portal.throttle import client_address
 from registries.errors import RegistryError
 from registries.oci.media import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES, manifest_digest
 from registries.oci.transport import STREAM_ERRORS, stream_error
 from registries.reference import REMOTE_NAME_PATTERN, SHA256_DIGEST_PATTERN, TAG_PATTERN
 
+from ..models import App
 from .access import (
     Access,
     ManifestTarget,
@@ -91,7 +93,9 @@ def oci_view(view):
     return wrapper
 
 
-def _refused(refusal: Refusal) -> JsonResponse:
+def _refused(refusal: Refusal, *, app: str = "", counted: bool = True) -> JsonResponse:
+    if counted:
+        metrics.proxy_refusals.labels(app, refusal.code.lower()).inc()
     return oci_error(refusal.status, refusal.code, refusal.message, retry_after=refusal.retry_after)
 
 
@@ -101,10 +105,11 @@ async def v2_root(request):
     """The API version check: clients learn here that they must log in with Basic."""
     if request.method not in ("GET", "HEAD"):
         return oci_error(405, "UNSUPPORTED", "The proxy registry is read-only.")
-    refusal = await sync_to_async(check_login)(
-        header=request.headers.get("Authorization", ""), address=client_address(request))
+    header = request.headers.get("Authorization", "")
+    refusal = await sync_to_async(check_login)(header=header, address=client_address(request))
     if refusal is not None:
-        return _refused(refusal)
+        # The anonymous probe every client starts with is a challenge, not a refusal.
+        return _refused(refusal, counted=bool(header))
     response = JsonResponse({})
     response["Docker-Distribution-API-Version"] = "registry/2.0"
     return response
@@ -133,7 +138,7 @@ async def proxy(request, app_slug: str, rest: str):
         access = await sync_to_async(authorize)(
             header=header, address=address, app_slug=app_slug, name=match["name"])
     if isinstance(access, Refusal):
-        return _refused(access)
+        return _refused(access, app=await _existing_app(app_slug))
     if tags:
         return await _tags(request, access)
 
@@ -149,22 +154,31 @@ async def proxy(request, app_slug: str, rest: str):
         access = await sync_to_async(authorize)(
             header=header, address=address, app_slug=app_slug, name=match["name"])
         if isinstance(access, Refusal):
-            return _refused(access)
+            return _refused(access, app=await _existing_app(app_slug))
         verdict = check(access)
     if isinstance(verdict, Refusal):
-        return _refused(verdict)
+        return _refused(verdict, app=access.app.slug)
     if manifest:
         return await _manifest(request, access, manifest["reference"], verdict)
     return await _blob(request, access, blob["digest"])
+
+
+async def _existing_app(app_slug: str) -> str:
+    """The URL's app slug as a metric label only when such an app exists: the refused client
+    chose it, and labels must stay few."""
+    return app_slug if await App.objects.filter(slug=app_slug).aexists() else ""
 
 
 def _log(access: Access, reference: str, kind: str, method: str, status: int,
          size: int, **extra) -> None:
     # Queued for the writer thread: no database work and nothing to cancel on this path.
     try:
+        metrics.proxy_pulls.labels(access.app.slug, kind, str(status)).inc()
+        if size:
+            metrics.proxy_bytes.labels(access.app.slug, kind).inc(size)
         log_pull(access=access, reference=reference, kind=kind, method=method, status=status,
                  size=size, **extra)
-    except Exception:  # the pull log never fails a pull
+    except Exception:  # the pull log and the metrics never fail a pull
         logger.exception("pull log: could not queue a row")
 
 

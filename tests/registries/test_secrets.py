@@ -10,6 +10,7 @@ import logging
 import pytest
 
 from portal.models import AuditEvent
+from portal.observability.logs import JsonFormatter
 from registries.models import ExternalRegistry
 from tests.conftest import login
 from tests.registries.product_helpers import celery_conf
@@ -93,6 +94,9 @@ def test_secrets_never_appear_in_pages_logs_or_audit(client, alice, bob, sam, ec
     logs = [record.getMessage() for record in caplog.records]
     logs += [repr(record.args) for record in caplog.records if record.args]
     logs += [str(record.exc_info) for record in caplog.records if record.exc_info]
+    # The request lines too, as PORTAL_LOG_FORMAT=json writes them (their fields included).
+    assert "portal.requests" in {record.name for record in caplog.records}
+    logs += [JsonFormatter().format(record) for record in caplog.records]
     audit = [json.dumps(e.detail) + e.object_repr for e in AuditEvent.objects.all()]
     messages = [f"{x.status_message} {x.warning}" for x in ExternalRegistry.objects.all()]
     assert len(r.pages) > 30 and len(audit) >= 6 and logs

@@ -3,6 +3,7 @@ import logging
 import pytest
 
 from portal.models import AuditEvent
+from portal.observability.logs import JsonFormatter
 from releases.models import App, Customer
 from tests.conftest import login
 
@@ -206,6 +207,9 @@ def test_no_license_id_in_audit_entries_or_logs(client, alice, customer, sample_
     events = list(AuditEvent.objects.values_list("action", "object_repr", "detail"))
     assert len(events) >= 5
     logged = caplog.text + " ".join(str(r.args) for r in caplog.records)
+    # The request lines too, as PORTAL_LOG_FORMAT=json writes them (their fields included).
+    assert any(r.name == "portal.requests" for r in caplog.records)
+    logged += " ".join(JsonFormatter().format(r) for r in caplog.records)
     for license_id in ids:
         assert license_id not in str(events)
         assert license_id not in logged

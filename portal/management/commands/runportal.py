@@ -75,6 +75,16 @@ def stop(process: subprocess.Popen | None, sig=signal.SIGTERM, timeout: float = 
         process.wait()
 
 
+def fresh_metrics_dir(var_dir: Path) -> Path:
+    """The directory web, worker and beat write their metrics to (summed by /metrics), emptied:
+    a previous run's files would otherwise be summed in (PROMETHEUS_MULTIPROC_DIR wins)."""
+    directory = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or var_dir / "metrics")
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in directory.glob("*.db"):
+        path.unlink(missing_ok=True)
+    return directory
+
+
 class Command(BaseCommand):
     help = "Migrate, load the demo data and run web, worker and beat (Ctrl-C stops them all)."
 
@@ -180,6 +190,7 @@ class Command(BaseCommand):
             CELERY_BROKER_URL=broker_url,
             DJANGO_SETTINGS_MODULE=os.environ.get("DJANGO_SETTINGS_MODULE", "portal.settings"),
             PYTHONUNBUFFERED="1",
+            PROMETHEUS_MULTIPROC_DIR=str(fresh_metrics_dir(var_dir)),
         )
         return env
 
