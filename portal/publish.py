@@ -86,11 +86,16 @@ def _registered(name: str) -> Task:
     Celery discovers them when a worker starts, not in the web process: a caller naming a task
     (to avoid importing its module) may come first. One thread discovers while the others wait:
     two threads discovering at once could each find the registry half filled.
+
+    Only the tasks modules are imported (``autodiscover_tasks(force=True)``), not Celery's
+    ``import_default_modules``: that one fires the Django fixup, which calls ``django.setup()``
+    again in the web process, re-applying LOGGING (every handler added since is dropped) and
+    running the system checks inside the request that first queues a task.
     """
     if name not in app.tasks:
         with _discover_lock:
             if name not in app.tasks:
-                app.loader.import_default_modules()
+                app.autodiscover_tasks(force=True)
     return app.tasks[name]
 
 
