@@ -11,6 +11,10 @@ otherwise or while Redis is down (``portal.shared.count``); a failure is counted
 step, so failures spread over several processes stop at the same limit. The client address is
 ``REMOTE_ADDR``, which uvicorn takes from ``X-Forwarded-For`` only for
 ``PORTAL_TRUSTED_PROXIES``; it is hashed into the key.
+
+The vendor API counts with the same helpers under scopes of its own: failed token guesses per
+address (``TOKEN_FAILURES``, limit ``PORTAL_API_TOKEN_FAILURE_LIMIT``) and calls per token
+(``API_CALLS``, ``PORTAL_API_RATE_LIMIT`` a minute).
 """
 
 from __future__ import annotations
@@ -23,32 +27,50 @@ from django.conf import settings
 from portal import shared
 
 WINDOW = 300  # seconds
+LICENSE_FAILURES = "license-failures"
+TOKEN_FAILURES = "token-failures"
+API_CALLS = "api-calls"
+
+
+def _limit(scope: str) -> int:
+    return {
+        LICENSE_FAILURES: settings.PORTAL_PROXY_AUTH_FAILURE_LIMIT,
+        TOKEN_FAILURES: settings.PORTAL_API_TOKEN_FAILURE_LIMIT,
+        API_CALLS: settings.PORTAL_API_RATE_LIMIT,
+    }[scope]
+
+
+def _window(scope: str) -> int:
+    return 60 if scope == API_CALLS else WINDOW
 
 
 def client_address(request) -> str:
     return request.META.get("REMOTE_ADDR", "") or "unknown"
 
 
-def _key(address: str) -> str:
-    return "license-failures:" + hashlib.sha256(address.encode()).hexdigest()[:32]
+def _key(address: str, scope: str = LICENSE_FAILURES) -> str:
+    return f"{scope}:" + hashlib.sha256(address.encode()).hexdigest()[:32]
 
 
-def is_throttled(address: str) -> bool:
-    return shared.peek(_key(address))[0] >= settings.PORTAL_PROXY_AUTH_FAILURE_LIMIT
+def is_throttled(address: str, scope: str = LICENSE_FAILURES) -> bool:
+    return shared.peek(_key(address, scope))[0] >= _limit(scope)
 
 
-def record_failure(address: str) -> int | None:
+def record_failure(address: str, scope: str = LICENSE_FAILURES) -> int | None:
     """A failed license login from ``address``: counted, and None; or, once the address is past
-    the limit, the seconds until it may fail again (the caller answers 429 with them)."""
-    failures, seconds = shared.count(_key(address), WINDOW)
-    if failures > settings.PORTAL_PROXY_AUTH_FAILURE_LIMIT:
+    the limit, the seconds until it may fail again (the caller answers 429 with them).
+
+    ``scope`` counts something else the same way (``address`` is then any key: a token's prefix
+    for ``API_CALLS``)."""
+    failures, seconds = shared.count(_key(address, scope), _window(scope))
+    if failures > _limit(scope):
         return seconds
     return None
 
 
-def retry_after(address: str) -> int:
+def retry_after(address: str, scope: str = LICENSE_FAILURES) -> int:
     """Seconds until the address's window ends (at least 1)."""
-    return shared.peek(_key(address))[1] or WINDOW
+    return shared.peek(_key(address, scope))[1] or _window(scope)
 
 
 def refusal_message(seconds: int) -> str:
