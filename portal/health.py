@@ -75,19 +75,28 @@ def readyz(request):
 PROBES = {"/healthz": healthz, "/readyz": readyz}
 
 
+def _probe(request):
+    """The probe's answer, with the headers the middleware it skipped gives every response."""
+    response = PROBES[request.path_info](request)
+    response.headers.setdefault("X-Frame-Options", settings.X_FRAME_OPTIONS)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", settings.SECURE_REFERRER_POLICY)
+    return response
+
+
+def _is_probe(request) -> bool:
+    return request.path_info in PROBES and request.method in ("GET", "HEAD")
+
+
 @sync_and_async_middleware
 def probe_middleware(get_response):
     """Answer GET /healthz and /readyz before the host check and the HTTPS redirect."""
     if iscoroutinefunction(get_response):
         async def middleware(request):
-            view = PROBES.get(request.path_info) if request.method in ("GET", "HEAD") else None
-            if view is not None:
-                return await sync_to_async(view)(request)
+            if _is_probe(request):
+                return await sync_to_async(_probe)(request)
             return await get_response(request)
     else:
         def middleware(request):
-            view = PROBES.get(request.path_info) if request.method in ("GET", "HEAD") else None
-            if view is not None:
-                return view(request)
-            return get_response(request)
+            return _probe(request) if _is_probe(request) else get_response(request)
     return middleware
