@@ -81,6 +81,7 @@ def _probe(request):
     response.headers.setdefault("X-Frame-Options", settings.X_FRAME_OPTIONS)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", settings.SECURE_REFERRER_POLICY)
+    response.headers.setdefault("Content-Length", str(len(response.content)))
     return response
 
 
