@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from .models import Installation
 
@@ -76,6 +76,19 @@ def keys_record(*, replace: bool = False) -> Installation:
             installation.encryption_canary = fernets[0].encrypt(CANARY).decode()
         installation.save()
     return installation
+
+
+def record_keys_after_migrate(sender, **kwargs):
+    """Record the keys as soon as the database exists, so protection does not wait for a probe.
+
+    Keys that cannot be read are left to /readyz and check --deploy to report, with the reason.
+    """
+    if Installation._meta.db_table not in connection.introspection.table_names():
+        return  # migrating backwards past the table
+    try:
+        keys_record()
+    except KeysError:
+        pass
 
 
 def keys_problem() -> str:

@@ -143,3 +143,12 @@ def test_rotated_keys_keep_matching_after_the_old_one_is_retired(client, setting
     assert client.get("/readyz").status_code == 200  # writes the canary again with the newest
     settings.PORTAL_ENCRYPTION_KEYS = [new]
     assert client.get("/readyz").status_code == 200
+
+
+@pytest.mark.django_db
+def test_migrate_records_the_keys_without_waiting_for_a_probe():
+    Installation.objects.all().delete()
+    call_command("migrate", verbosity=0, interactive=False)
+    installation = Installation.objects.get()
+    assert installation.signing_key_fingerprint.startswith("sha256:")
+    assert installation.encryption_canary
