@@ -17,8 +17,8 @@ from django.core.exceptions import MiddlewareNotUsed
 from django.db import connection, transaction
 from django.dispatch import Signal
 from django.http import HttpResponse
-from django.utils.decorators import sync_and_async_middleware
 from django.http.request import split_domain_port
+from django.utils.decorators import sync_and_async_middleware
 
 from .models import Installation
 
