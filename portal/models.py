@@ -143,3 +143,26 @@ class IdempotencyKey(models.Model):
 
     def __str__(self):
         return self.key
+
+
+class Installation(models.Model):
+    """What this installation saw last: the keys' identity and its public host names.
+
+    One row (pk=1). The fingerprint and the canary let a restore with the wrong keys fail its
+    readiness check at once instead of signing licenses no cluster accepts or failing on every
+    registry secret later. The hosts let a change of PORTAL_URL or PORTAL_PROXY_HOST reissue
+    every license (they name the old host).
+    """
+
+    signing_key_fingerprint = models.CharField(max_length=100, blank=True)
+    encryption_canary = models.TextField(blank=True)
+    portal_url = models.CharField(max_length=300, blank=True)
+    proxy_host = models.CharField(max_length=300, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"installation at {self.portal_url or 'an unrecorded URL'}"
+
+    @classmethod
+    def current(cls) -> "Installation":
+        return cls.objects.get_or_create(pk=1)[0]

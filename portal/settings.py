@@ -124,6 +124,14 @@ _default_hosts = [f"[{h}]" if ":" in h and not h.startswith("[") else h for h in
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", ",".join(_default_hosts)).split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [f"{_portal_url.scheme}://{_portal_url.netloc}"]
 
+# --- Deployment: host changes (portal/hosts.py) ------------------------------------------------
+# Host names (host[:port]) the portal was reached at before PORTAL_URL or PORTAL_PROXY_HOST
+# changed: still accepted, for the proxy registry, the update check and license sync only,
+# until removed from here (installed clusters keep pulling from the name they were given).
+PORTAL_PREVIOUS_HOSTS = [h.strip().lower() for h in os.environ.get("PORTAL_PREVIOUS_HOSTS", "").split(",") if h.strip()]
+ALLOWED_HOSTS += [h for h in dict.fromkeys(urlsplit(f"//{h}").hostname or h for h in PORTAL_PREVIOUS_HOSTS)
+                  if h not in ALLOWED_HOSTS]
+
 INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -148,6 +156,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: times every request and sees the status the client got (portal/observability).
     "portal.observability.middleware.request_metrics",
+    # First: probes reach the pod's address over plain HTTP (portal/health.py).
+    "portal.health.probe_middleware",
+    "portal.hosts.previous_hosts_middleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

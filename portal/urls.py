@@ -13,8 +13,10 @@ urlpatterns = [
     path("accounts/password_change/", views.PasswordChangeView.as_view(), name="password_change"),
     path("accounts/password_reset/", views.password_reset, name="password_reset"),
     path("accounts/", include("django.contrib.auth.urls")),
+    # Answered first by portal.health.probe_middleware; here for reverse() and other methods.
     path("healthz", health.healthz, name="portal-healthz"),
     path("metrics", metrics_view, name="portal-metrics"),
+    path("readyz", health.readyz, name="portal-readyz"),
     path("team/", views.team, name="portal-team"),
     path("team/add/", views.team_add, name="portal-team-add"),
     path("team/<int:pk>/role/", views.team_role, name="portal-team-role"),

@@ -12,6 +12,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from portal.audit import audit_log
+from portal.models import Team
 
 from .demo import DEMO_FILES
 from .entitlements import grace
@@ -440,3 +441,17 @@ def license_field_move(*, field: LicenseField, up: bool, user, request=None) -> 
                   object_repr=f"{app.slug} license field {field.name}",
                   detail={"order": [f.name for f in order]})
     return True
+
+
+def licenses_reissue_for_hosts(*, old_url: str, new_url: str, old_proxy_host: str, new_proxy_host: str) -> int:
+    """Every license names the portal's old host (update checks, image names): one more
+    licenseSequence each, in one update, and one audit line per team with customers."""
+    with transaction.atomic():
+        team_ids = set(Customer.objects.values_list("app__team_id", flat=True).distinct())
+        count = Customer.objects.update(license_sequence=F("license_sequence") + 1, updated_at=timezone.now())
+        detail = {"old_url": old_url, "new_url": new_url, "old_proxy_host": old_proxy_host,
+                  "new_proxy_host": new_proxy_host}
+        for team in Team.objects.filter(pk__in=team_ids):
+            audit_log(team=team, action="reissue_licenses", object_type="installation",
+                      object_repr=f"portal host changed to {new_url}", detail=detail)
+    return count
