@@ -1,0 +1,5 @@
+"""External registries."""
+
+from ninja import Router
+
+router = Router(tags=["registries"])
