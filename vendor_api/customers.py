@@ -20,7 +20,7 @@ from django.db.models import Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.dateparse import parse_date, parse_datetime
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 
 from portal.audit import audit_log
 from releases import services
@@ -249,7 +249,7 @@ def create_customer(request, payload: CustomerIn):
                                             request=request)
         return 201, _one(customer)
 
-    return idempotent(request, create)
+    return Status(*idempotent(request, create))
 
 
 @router.get("/app/{app}/customers", response=dict, summary="List customers")
@@ -320,7 +320,7 @@ def archive_customer(request, customer_id: int):
     require(request, MANAGE)
     customer = get_customer(request, customer_id)
     services.customer_archive(customer=customer, user=request.access.user, request=request)
-    return 204, None
+    return Status(204, None)
 
 
 @router.post("/customer/{customer_id}/unarchive", response={204: None}, summary="Restore an archived customer")
@@ -328,7 +328,7 @@ def unarchive_customer(request, customer_id: int):
     require(request, MANAGE)
     customer = get_customer(request, customer_id)
     services.customer_restore(customer=customer, user=request.access.user, request=request)
-    return 204, None
+    return Status(204, None)
 
 
 @router.get("/app/{app}/customer/{customer_id}/license-download", summary="Download the license file",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
-from ninja import Field, Router, Schema
+from ninja import Field, Router, Schema, Status
 
 from releases import services
 from releases.customer_forms import LicenseFieldForm, default_text
@@ -77,7 +77,7 @@ def create_field(request, app: str, payload: LicenseFieldIn):
                                               request=request)
         return 201, {"licenseField": field_out(field)}
 
-    return idempotent(request, create)
+    return Status(*idempotent(request, create))
 
 
 def _get_field(request, app: str, field_id: int) -> LicenseField:
@@ -106,4 +106,4 @@ def delete_field(request, app: str, field_id: int):
     """Licenses no longer carry it; the customers' values of it are deleted."""
     field = _get_field(request, app, field_id)
     services.license_field_delete(field=field, user=request.access.user, request=request)
-    return 204, None
+    return Status(204, None)
