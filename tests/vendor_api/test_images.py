@@ -82,4 +82,4 @@ def test_support_reads_checks_but_cannot_start_one(api, sam, mallory, release):
     with celery_conf(task_always_eager=False, broker_url="memory://"):
         assert api.get(path, support).status_code == 200
     assert api.get(path, make_token(mallory, role=Role.ADMIN)).status_code == 404
-    assert api.get(f"/app/checked/release/99/image-checks", support).status_code == 404
+    assert api.get("/app/checked/release/99/image-checks", support).status_code == 404
