@@ -441,12 +441,7 @@ def release_promote(request, slug, sequence):
         return render_live(request, "releases/release_promote.html", context,
                            partial="promote-checks", done=not pending)
     files = list(release.files.all())
-    blockers = []
-    if not files:
-        blockers.append("The release has no files: add at least one before promoting it.")
-    for f in files:
-        for problem in validate_file(f.name, f.content):
-            blockers.append(f"{f.name}: {problem}")
+    blockers = services.release_promote_blockers(release)
     initial = {"channels": list(app.channels.filter(archived_at__isnull=True, slug="unstable")[:1])}
     failing = release_failing_images(release)
     form = PromoteForm(request.POST or None, app=app, initial=initial, failing_images=failing,

@@ -14,8 +14,9 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from ninja import Field, Schema
+from ninja import Field, Schema, Status
 from ninja.parser import Parser
+from ninja.responses import NinjaJSONEncoder
 
 from portal.models import IdempotencyKey
 
@@ -68,6 +69,11 @@ def _depth(value) -> int:
     return deepest
 
 
+def body_too_large() -> ApiError:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return ApiError(413, f"The request body is larger than {limit:,} bytes: send fewer or smaller files.")
+
+
 class BoundedParser(Parser):
     """JSON bodies bounded like the pages' forms: size, then nesting."""
 
@@ -75,9 +81,7 @@ class BoundedParser(Parser):
         try:
             body = request.body
         except RequestDataTooBig:
-            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-            raise ApiError(413, f"The request body is larger than {limit / 1e6:.1f} MB: "
-                                "send fewer or smaller files.") from None
+            raise body_too_large() from None
         if not body:
             return {}
         try:
@@ -109,7 +113,8 @@ def paginate(queryset, params: PageParams) -> tuple[list, int]:
 
 
 def idempotent(request, create):
-    """Run ``create()`` (which returns ``(status, body)``) once per Idempotency-Key and token.
+    """Run ``create()`` (which returns ``(status, body)``) once per Idempotency-Key and token;
+    the answer as a ``Status`` for the route to return.
 
     A retry with the same key and request gets the first answer again; the same key with
     another request is 422; a retry while the first is still running is 409. Only successes
@@ -117,7 +122,7 @@ def idempotent(request, create):
     """
     key = request.headers.get("Idempotency-Key", "").strip()
     if not key:
-        return create()
+        return Status(*create())
     if len(key) > 200:
         raise ApiError(400, "Idempotency-Key is longer than 200 characters.")
     token = request.api_token
@@ -136,13 +141,15 @@ def idempotent(request, create):
         if first.status_code is None:
             raise ApiError(409, "A request with this Idempotency-Key is still running: "
                                 "retry when it has finished.") from None
-        return first.status_code, first.response
+        return Status(first.status_code, first.response)
     try:
         status, body = create()
     except BaseException:
         IdempotencyKey.objects.filter(pk=row.pk).delete()
         raise
+    # Kept as the API renders it (dates as ISO strings), so a replay answers the same bytes.
+    body = json.loads(json.dumps(body, cls=NinjaJSONEncoder))
     IdempotencyKey.objects.filter(pk=row.pk).update(status_code=status, response=body)
-    return status, body
+    return Status(status, body)
 
 
