@@ -40,7 +40,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as SchemaValidationError
 
-from . import apps, releases
+from . import apps, customers, license_fields, registries, releases
 from .auth import TokenAuth
 from .conventions import ApiError, BoundedParser, body_too_large, error_response
 
@@ -119,3 +119,6 @@ def _too_big(request, exc):
 
 api.add_router("/", apps.router)
 api.add_router("/", releases.router)
+api.add_router("/", customers.router)
+api.add_router("/", license_fields.router)
+api.add_router("/", registries.router)
