@@ -93,7 +93,7 @@ def test_pulls_bytes_and_refusals_are_counted_across_the_web_processes(stack, tm
     # Each scrape, whichever of the two processes answers it, sums both processes' counts.
     scrapes = [scrape(stack) for _ in range(4)]
     for text, after in scrapes:
-        def delta(name, **labels):
+        def delta(name, after=after, **labels):
             return value(after, name, **labels) - value(before, name, **labels)
 
         assert delta("portal_proxy_pulls_total", app=SLUG, kind="manifest", status="200") >= 1
