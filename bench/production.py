@@ -234,7 +234,7 @@ def main() -> None:
         print(f"web processes' total RSS (3 processes): {rss_before / MB:.1f} MB after warm-up, "
               + ", ".join(f"{r[4] / MB:.1f}" for r in rounds) + f" MB after each round, "
               f"{rss_after / MB:.1f} MB at the end")
-        for d, df, p, pf, _ in rounds:
+        for _d, df, _p, pf, _ in rounds:
             for failure in (df + pf)[:2]:
                 print(f"  failure: {failure}")
         print(f"\n{args.users} logged-in users at once, {args.page_requests} requests each "

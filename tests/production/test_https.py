@@ -18,7 +18,13 @@ import httpx
 import pytest
 
 from tests.production.conftest import (
-    CUSTOMER, SLUG, assert_same_image, production_env, proxied, pull, seed_upstream,
+    CUSTOMER,
+    SLUG,
+    assert_same_image,
+    production_env,
+    proxied,
+    pull,
+    seed_upstream,
 )
 from tests.support.caddy import Caddy, postgres_database, start_caddy
 from tests.support.processes import PortalStack

@@ -10,7 +10,13 @@ import sys
 import httpx
 import pytest
 
-from tests.production.conftest import assert_same_image, production_env, proxied, pull, seed_upstream
+from tests.production.conftest import (
+    assert_same_image,
+    production_env,
+    proxied,
+    pull,
+    seed_upstream,
+)
 from tests.support.processes import ROOT, PortalStack
 from tests.support.tls import LocalCA
 

@@ -26,7 +26,12 @@ from pathlib import Path
 import psycopg
 
 from tests.support.servers import (
-    LOOPBACK, free_port, require_binary, require_server, stop_process, wait_for_port,
+    LOOPBACK,
+    free_port,
+    require_binary,
+    require_server,
+    stop_process,
+    wait_for_port,
 )
 from tests.support.tls import LocalCA
 
