@@ -29,12 +29,13 @@ CUSTOMER = "Big Bank"
 MB = 1 << 20
 
 
-@pytest.fixture(scope="module")
+# Package scope: both modules pull the same images over TLS; built and pushed once.
+@pytest.fixture(scope="package")
 def local_ca(tmp_path_factory) -> LocalCA:
     return make_local_ca(tmp_path_factory.mktemp("ca"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def upstream(tmp_path_factory):
     registry = start_distribution(tmp_path_factory.mktemp("upstream"), users={"puller": "puller-pw-1"})
     index = images.build_index(layer_sizes=[400_000, 300_000], shared_size=200_000, seed=11)
