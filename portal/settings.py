@@ -200,7 +200,10 @@ TEMPLATES = [
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
     try:
-        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+        # A new connection per request: under ASGI each request's sync code runs in a thread
+        # of its own, and a persistent connection (CONN_MAX_AGE) stays open with the thread gone,
+        # until PostgreSQL refuses more clients (50 users at once exhausted max_connections).
+        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
     except ValueError as e:
         raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {e}") from None
 else:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from tests.production.conftest import (
@@ -41,6 +43,7 @@ class Production:
     caddy: Caddy
     ca: LocalCA
     data: dict
+    database_url: str
 
     @property
     def license_id(self) -> str:
@@ -67,7 +70,7 @@ def production(local_ca, upstream, redis_server, tmp_path_factory):
         stack.start(timeout=90)
         data = seed_upstream(stack, upstream)
         stack.password = "pw-alice-1234"  # the vendor user the seed creates
-        yield Production(stack, caddy, local_ca, data)
+        yield Production(stack, caddy, local_ca, data, database_url)
     finally:
         stack.stop()
         caddy.stop()
@@ -143,6 +146,27 @@ def test_the_forwarded_address_is_the_client_not_caddy(production):
         response = client.get("/accounts/login/", headers={"X-Forwarded-For": "203.0.113.9",
                                                            "X-Forwarded-Proto": "http"})
     assert response.status_code == 200  # not redirected to https: the scheme came from Caddy
+
+
+def test_concurrent_requests_leave_no_database_connections_behind(production):
+    # Each request's sync code runs in a thread of its own under ASGI: a connection kept for
+    # reuse would outlive it, and a burst of requests would use up PostgreSQL's max_connections.
+    def check(_):
+        with production.client() as client:
+            return client.get(f"/release/{SLUG}/pending", headers=basic(production.license_id)).status_code
+
+    with ThreadPoolExecutor(30) as pool:
+        statuses = list(pool.map(check, range(60)))
+    assert statuses == [200] * 60
+    # Workers (2 x 2 processes), beat and the web processes may each hold one; the check's own.
+    limit = 2 * 3 + 1 + 3 + 1
+    deadline = time.monotonic() + 5
+    with psycopg.connect(production.database_url, autocommit=True) as connection:
+        while (count := connection.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        ).fetchone()[0]) > limit:
+            assert time.monotonic() < deadline, f"{count} connections left open"
+            time.sleep(0.1)
 
 
 # --- a web process dies -----------------------------------------------------------------------
