@@ -44,7 +44,7 @@ import httpx  # noqa: E402
 from tests.production.conftest import production_env  # noqa: E402
 from tests.support.caddy import postgres_database, start_caddy  # noqa: E402
 from tests.support.images import build_index, cleanup, push  # noqa: E402
-from tests.support.processes import PortalStack  # noqa: E402
+from tests.support.processes import PortalStack, process_cpu_seconds  # noqa: E402
 from tests.support.registry import start_distribution  # noqa: E402
 from tests.support.servers import start_redis, stop_process  # noqa: E402
 from tests.support.tls import make_local_ca  # noqa: E402
@@ -200,10 +200,22 @@ def main() -> None:
             skopeo_pull(source, creds, ca.cert_dir, tmp / "warm")
             shutil.rmtree(tmp / "warm")
         rss_before = stack.web_rss_total_bytes()
+        servers = {"registry": [upstream.process.pid], "caddy": [caddy.process.pid],
+                   "web": [stack.processes[n].pid for n in stack.web_names]}
+
+        def cpu() -> dict[str, float]:
+            return {k: sum(process_cpu_seconds(p) for p in pids) for k, pids in servers.items()}
+
         rounds = []
+        cpu_used = {"direct": [], "proxy": []}
         for i in range(args.rounds):
+            before = cpu()
             d_wall, d_fail = batch(args.concurrent, *direct, ca.cert_dir, tmp)
+            middle = cpu()
             p_wall, p_fail = batch(args.concurrent, *proxied, ca.cert_dir, tmp)
+            after = cpu()
+            cpu_used["direct"].append({k: middle[k] - before[k] for k in servers})
+            cpu_used["proxy"].append({k: after[k] - middle[k] for k in servers})
             rounds.append((d_wall, d_fail, p_wall, p_fail, stack.web_rss_total_bytes()))
             print(f"round {i + 1}: direct {d_wall:.2f} s ({len(d_fail)} failed), "
                   f"proxy {p_wall:.2f} s ({len(p_fail)} failed)", file=sys.stderr)
@@ -234,6 +246,10 @@ def main() -> None:
         print(f"web processes' total RSS (3 processes): {rss_before / MB:.1f} MB after warm-up, "
               + ", ".join(f"{r[4] / MB:.1f}" for r in rounds) + f" MB after each round, "
               f"{rss_after / MB:.1f} MB at the end")
+        for kind in ("direct", "proxy"):
+            print(f"CPU seconds of the servers per {kind} batch (median over rounds): " + ", ".join(
+                f"{k} {statistics.median(r[k] for r in cpu_used[kind]):.1f}" for k in servers)
+                + " (skopeo's own not counted)")
         for _d, df, _p, pf, _ in rounds:
             for failure in (df + pf)[:2]:
                 print(f"  failure: {failure}")
