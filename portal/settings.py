@@ -112,6 +112,23 @@ if _portal_url.hostname in ("0.0.0.0", "::"):
     raise ImproperlyConfigured(f"PORTAL_URL must name a host people can reach, not {_portal_url.hostname}")
 PORTAL_HTTPS = _portal_url.scheme == "https"
 
+# --- TLS served by the web processes themselves ---------------------------------------------
+# The Procfile's web line hands these two files to uvicorn (and refuses to start when it cannot
+# read them); with a reverse proxy terminating TLS in front (deploy/Caddyfile) neither is set.
+PORTAL_TLS_CERT_FILE = os.environ.get("PORTAL_TLS_CERT_FILE", "").strip()
+PORTAL_TLS_KEY_FILE = os.environ.get("PORTAL_TLS_KEY_FILE", "").strip()
+if bool(PORTAL_TLS_CERT_FILE) != bool(PORTAL_TLS_KEY_FILE):
+    raise ImproperlyConfigured(
+        "PORTAL_TLS_CERT_FILE and PORTAL_TLS_KEY_FILE go together: set both (the certificate "
+        "chain and its private key, PEM files) or neither")
+if PORTAL_TLS_CERT_FILE and not PORTAL_HTTPS:
+    # Licenses, pull secrets and image names carry PORTAL_URL: an http:// one would send
+    # customers to a port that only speaks TLS.
+    raise ImproperlyConfigured(
+        f"PORTAL_URL must start with https:// when the portal serves TLS itself "
+        f"(PORTAL_TLS_CERT_FILE is set), not {PORTAL_URL!r}")
+# --- end of TLS --------------------------------------------------------------------------------
+
 # host[:port] customers pull proxied images from; defaults to PORTAL_URL's host[:port].
 PORTAL_PROXY_HOST = os.environ.get("PORTAL_PROXY_HOST", "").strip() or _portal_url.netloc
 
@@ -198,7 +215,10 @@ TEMPLATES = [
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
     try:
-        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+        # A new connection per request: under ASGI each request's sync code runs in a thread
+        # of its own, and a persistent connection (CONN_MAX_AGE) stays open with the thread gone,
+        # until PostgreSQL refuses more clients (50 users at once exhausted max_connections).
+        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
     except ValueError as e:
         raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {e}") from None
 else:

@@ -16,6 +16,7 @@ wanted=(
     "apache2-utils:htpasswd"
     "chromium:chromium"
     "postgresql:pg_ctlcluster"
+    "caddy:caddy"
 )
 
 missing=()
@@ -39,12 +40,16 @@ if [ "$USER_ID" = 0 ] && command -v "$APT_GET" >/dev/null 2>&1; then
     echo "Installing through apt: ${missing[*]}"
     "$APT_GET" update -qq
     DEBIAN_FRONTEND=noninteractive "$APT_GET" install -y -qq --no-install-recommends "${missing[@]}"
-    # Debian starts services on install; the tests start their own on free ports.
-    for service in redis-server docker-registry; do
+    # Debian starts services on install; the tests start their own on free ports (caddy's
+    # would hold port 80 and come back at boot: disabled too).
+    for service in redis-server docker-registry caddy; do
         if [[ " ${missing[*]} " == *" $service "* ]] && command -v service >/dev/null 2>&1; then
             service "$service" stop >/dev/null 2>&1 || true
         fi
     done
+    if [[ " ${missing[*]} " == *" caddy "* ]] && command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now caddy.service >/dev/null 2>&1 || true
+    fi
 else
     echo "Missing test programs: ${missing[*]}. Install them with:" >&2
     echo "    sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2

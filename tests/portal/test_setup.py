@@ -112,7 +112,7 @@ def test_missing_servers_fail_under_ci(monkeypatch):
         require_binary("no-such-program-anywhere")
 
 
-TEST_PROGRAMS = ["redis-server", "docker-registry", "skopeo", "htpasswd", "chromium", "pg_ctlcluster"]
+TEST_PROGRAMS = ["redis-server", "docker-registry", "skopeo", "htpasswd", "chromium", "pg_ctlcluster", "caddy"]
 
 
 def install_test_deps(tmp_path, present, *, user_id, ci=""):
@@ -143,13 +143,13 @@ def test_test_deps_installs_nothing_when_all_are_there(tmp_path):
 def test_test_deps_installs_only_the_missing_packages_as_root(tmp_path):
     result = install_test_deps(tmp_path, ["redis-server", "skopeo", "htpasswd", "pg_ctlcluster"], user_id="0")
     assert result.returncode == 0, result.stderr
-    assert "Installing through apt: docker-registry chromium" in result.stdout
+    assert "Installing through apt: docker-registry chromium caddy" in result.stdout
     apt_calls = (tmp_path / "apt.log").read_text().splitlines()
-    assert apt_calls == ["update -qq", "install -y -qq --no-install-recommends docker-registry chromium"]
+    assert apt_calls == ["update -qq", "install -y -qq --no-install-recommends docker-registry chromium caddy"]
 
 
 def test_test_deps_says_what_to_install_when_not_root_and_fails_under_ci(tmp_path):
     result = install_test_deps(tmp_path, ["redis-server"], user_id="1000", ci="true")
     assert result.returncode == 1
-    assert "sudo apt-get update && sudo apt-get install -y docker-registry skopeo apache2-utils chromium postgresql" in result.stderr
+    assert "sudo apt-get update && sudo apt-get install -y docker-registry skopeo apache2-utils chromium postgresql caddy" in result.stderr
     assert not (tmp_path / "apt.log").exists()

@@ -9,10 +9,16 @@ portal's. The database is a SQLite file in a temporary directory shared by the p
 migrated, then seeded: ``seed_demo`` and ``tests/support/seed.py`` (``seed="demo"``), team Acme
 with alice and sam (``seed="team"``), or nothing (the proxy's tests seed through ``call()``).
 
+The production shape: ``web_count`` web processes (``web``, ``web.2``, ``web.3``... each on its
+own port, ``web_ports``) and ``worker_count`` workers (``worker``, ``worker.2``...), and ``tls``
+(a ``tests.support.tls.LocalCA``) to serve HTTPS from the web processes themselves through
+PORTAL_TLS_CERT_FILE / PORTAL_TLS_KEY_FILE. A reverse proxy in front (tests/support/caddy.py)
+is the caller's: it sets PORTAL_URL and PORTAL_TRUSTED_PROXIES through ``extra_env``.
+
 It exposes the base URL, the web process's pid with its CPU time and resident memory from
 /proc, each process's captured output, ``call()`` of a function inside ``manage.py shell``, and
 logged-in httpx clients. ``stop()`` sends SIGTERM to each process group, then SIGKILL after a
-deadline.
+deadline; ``kill(name)`` sends SIGKILL to one.
 
 Used by the hostile-input suite, the end-to-end and browser tests of registries and mirroring,
 the proxy registry's tests (with tests/support/proxy_server.py), the server's bounds
@@ -37,6 +43,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.servers import LOOPBACK, free_port, require_binary
+from tests.support.tls import LocalCA
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCFILE = ROOT / "Procfile"
@@ -50,6 +57,7 @@ CLEARED = {
     "DEBUG", "DATABASE_URL", "PORTAL_SQLITE_TEST_PATH", "CELERY_TASK_ALWAYS_EAGER", "REDIS_URL",
     "PORTAL_PROXY_HOST", "PORTAL_URL", "ALLOWED_HOSTS", "SECRET_KEY", "SECRET_KEY_FILE",
     "FORWARDED_ALLOW_IPS", "PORTAL_TRUSTED_PROXIES", "DJANGO_ALLOW_ASYNC_UNSAFE", "PORTAL_ENV",
+    "PORTAL_TLS_CERT_FILE", "PORTAL_TLS_KEY_FILE",
 }
 
 
@@ -93,7 +101,11 @@ class PortalStack:
     seed: str | None = "demo"  # "demo": seed_demo + seed.py; "team": alice and sam in Acme; None
     migrate: bool = True
     debug: bool = False
+    web_count: int = 1
+    worker_count: int = 1
+    tls: LocalCA | None = None  # the web processes serve HTTPS with this CA's server certificate
     port: int = field(default_factory=free_port)
+    web_ports: list[int] = field(default_factory=list)  # one per web process; [0] is ``port``
     password: str = field(default_factory=lambda: "hostile-" + secrets.token_urlsafe(12))
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     data: dict = field(default_factory=dict)
@@ -104,7 +116,19 @@ class PortalStack:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
+
+    def __post_init__(self) -> None:
+        if not self.web_ports:
+            self.web_ports = [self.port] + [free_port() for _ in range(self.web_count - 1)]
+
+    @property
+    def web_names(self) -> list[str]:
+        return [_numbered("web", i) for i in range(self.web_count)]
+
+    def web_url(self, name: str) -> str:
+        port = self.web_ports[self.web_names.index(name)]
+        return f"{'https' if self.tls else 'http'}://{LOOPBACK}:{port}"
 
     @property
     def web(self) -> subprocess.Popen:
@@ -133,7 +157,18 @@ class PortalStack:
             "DEBUG": "true" if self.debug else "false",
             "PYTHONUNBUFFERED": "1",
         })
+        if self.tls is not None:
+            env["PORTAL_TLS_CERT_FILE"] = str(self.tls.cert_file)
+            env["PORTAL_TLS_KEY_FILE"] = str(self.tls.key_file)
         env.update(self.extra_env)
+        return env
+
+    def env_of(self, name: str) -> dict[str, str]:
+        """The environment of process ``name``: each web process listens on its own port."""
+        env = self.env
+        if name in self.web_names:
+            port = str(self.web_ports[self.web_names.index(name)])
+            env.update(WEB_PORT=port, PORT=port)
         return env
 
     # --- start and stop ---------------------------------------------------------------------
@@ -160,7 +195,8 @@ class PortalStack:
 
     def start(self, timeout: float = 60) -> PortalStack:
         require_binary("sh")
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # beat writes its schedule there (settings create it only for a SQLite database).
+        (self.directory / "var").mkdir(parents=True, exist_ok=True)
         if self.migrate:
             self.manage("migrate", "--noinput")
         if self.seed == "demo":
@@ -177,56 +213,94 @@ class PortalStack:
         return self
 
     def run(self, *names: str, timeout: float = 60) -> None:
-        """Start more Procfile processes (e.g. the worker and beat of a stack started without)."""
+        """Start more Procfile processes (e.g. the worker and beat of a stack started without).
+
+        ``web`` and ``worker`` stand for all ``web_count`` / ``worker_count`` of them.
+        """
+        counts = {"web": self.web_count, "worker": self.worker_count}
         for name in names:
-            self._spawn(name)
+            for i in range(counts.get(name, 1)):
+                self._spawn(_numbered(name, i))
         self.wait_healthy(timeout)
 
     def command(self, name: str) -> str:
-        """The Procfile's line for ``name`` with this stack's application and extra options."""
-        command = procfile_commands()[name]
-        if name == "web":
+        """The Procfile's line for ``name`` (``web.2`` runs ``web``'s) with this stack's
+        application and extra options."""
+        line, _, number = name.partition(".")
+        command = procfile_commands()[line]
+        if line == "web":
             if self.app is not None:
                 command = command.replace("portal.asgi:application", self.app, 1)
             return " ".join([command, *map(shlex.quote, self.web_args)])
-        if name == "worker":
-            return " ".join([command, *map(shlex.quote, self.worker_args)])
+        if line == "worker":
+            # Celery nodes need distinct names; the first keeps Celery's default.
+            more = ("--hostname", f"worker{number}@%h") if number else ()
+            return " ".join([command, *map(shlex.quote, (*self.worker_args, *more))])
         return command
 
     def _spawn(self, name: str) -> None:
         log = (self.directory / f"{name}.log").open("ab")
-        # exec: the pid is the server's own, so /proc shows its CPU time and memory. A new
-        # session per process: stop() signals the group, reaching the worker's children too.
+        # exec: the pid is the server's own, so /proc shows its CPU time and memory (a line
+        # that checks something first ends in its own exec). A new session per process: stop()
+        # signals the group, reaching the worker's children too.
+        command = self.command(name)
+        script = command if re.search(r"(^|;)\s*exec\s", command) else f"exec {command}"
         self.processes[name] = subprocess.Popen(
-            ["sh", "-c", f"exec {self.command(name)}"], cwd=ROOT, env=self.env, stdout=log,
+            ["sh", "-c", script], cwd=ROOT, env=self.env_of(name), stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_healthy(self, timeout: float) -> None:
-        """Poll /healthz (the port alone for another application) until it answers; fail at once
-        when a process exits."""
+        """Poll /healthz of every web process (the port alone for another application) until
+        each answers; fail at once when a process exits."""
         deadline = time.monotonic() + timeout
-        while "web" in self.processes:
+        waiting = [n for n in self.web_names if n in self.processes]
+        while waiting:
             for name, process in self.processes.items():
                 if process.poll() is not None:
                     raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.log(name)[-3000:]}")
-            try:
-                if self.app is not None:
-                    socket.create_connection((LOOPBACK, self.port), timeout=2).close()
-                    return
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except (httpx.TransportError, OSError):
-                pass
+            if self._answers(waiting[0]):
+                waiting.pop(0)
+                continue
             if time.monotonic() > deadline:
-                raise TimeoutError(f"/healthz did not answer within {timeout:.0f} s:\n{self.log('web')[-3000:]}")
+                raise TimeoutError(f"/healthz did not answer within {timeout:.0f} s:\n{self.log(waiting[0])[-3000:]}")
             time.sleep(0.1)
+
+    def _answers(self, name: str) -> bool:
+        port = self.web_ports[self.web_names.index(name)]
+        try:
+            if self.app is not None:
+                socket.create_connection((LOOPBACK, port), timeout=2).close()
+                return True
+            # Behind a trusted proxy with an https PORTAL_URL, plain HTTP is redirected unless
+            # the proxy says the client spoke HTTPS, as Caddy does.
+            response = httpx.get(f"{self.web_url(name)}/healthz", timeout=2, verify=self._verify,
+                                 headers={"X-Forwarded-Proto": "https"})
+            return response.status_code == 200
+        except (httpx.TransportError, OSError):
+            return False
+
+    @property
+    def _verify(self):
+        return self.tls.ssl_context() if self.tls is not None else True
+
+    def revive(self, name: str, timeout: float = 60) -> None:
+        """Start process ``name`` again (after ``kill``) and wait for the web processes."""
+        self._spawn(name)
+        self.wait_healthy(timeout)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL process ``name`` (and its group) and wait for it; it stays in ``processes``."""
+        process = self.processes[name]
+        _signal_group(process, signal.SIGKILL)
+        process.wait(timeout=10)
 
     def restart_web(self, timeout: float = 60) -> None:
         """Kill the web process and start it again (a case that pinned it must not slow the next)."""
         process = self.processes.pop("web")
         _signal_group(process, signal.SIGKILL)
         process.wait(timeout=10)
-        self.run("web", timeout=timeout)
+        self._spawn("web")
+        self.wait_healthy(timeout)
 
     def stop(self, timeout: float = 15) -> None:
         for process in self.processes.values():
@@ -253,18 +327,28 @@ class PortalStack:
     def web_rss_bytes(self) -> int:
         return process_rss_bytes(self.web_pid)
 
+    def web_rss_total_bytes(self) -> int:
+        """Resident memory of all the web processes that are running."""
+        return sum(process_rss_bytes(self.processes[n].pid) for n in self.web_names
+                   if n in self.processes and self.processes[n].poll() is None)
+
     def client(self, **kwargs) -> httpx.Client:
         """An anonymous client (no redirects followed)."""
-        return httpx.Client(base_url=self.url, timeout=kwargs.pop("timeout", 60),
+        kwargs.setdefault("verify", self._verify)
+        return httpx.Client(base_url=kwargs.pop("base_url", self.url), timeout=kwargs.pop("timeout", 60),
                             follow_redirects=False, **kwargs)
 
-    def session(self, user: str) -> httpx.Client:
+    def session(self, user: str, base_url: str | None = None, verify=None) -> httpx.Client:
         """A client logged in as ``user``: a demo role (Admin, Developer, Support) or a seeded
-        username (alice, sam).
+        username (alice, sam); ``base_url``: another address of the stack (a proxy in front),
+        ``verify`` its certificate check.
 
         Every unsafe request it sends carries the CSRF token as Django's X-CSRFToken header.
         """
-        client = self.client()
+        base_url = base_url or self.url
+        client = self.client(base_url=base_url, verify=self._verify if verify is None else verify)
+        # Over HTTPS Django's CSRF check wants a same-origin Referer on every unsafe request.
+        client.headers["Referer"] = base_url + "/"
         client.get("/accounts/login/")
         response = client.post("/accounts/login/", data={
             "username": ROLES.get(user, user), "password": self.password,
@@ -273,8 +357,12 @@ class PortalStack:
         if response.status_code != 302:
             raise RuntimeError(f"{user} login failed: {response.status_code}")
         client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
-        client.headers["Referer"] = self.url + "/"
         return client
+
+
+def _numbered(name: str, index: int) -> str:
+    """``web``, ``web.2``, ``web.3``...: the first keeps the Procfile's name."""
+    return name if index == 0 else f"{name}.{index + 1}"
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:

@@ -193,6 +193,7 @@ class Registry:
     log: Path | None = None
     token_server: TokenServer | None = None
     extra: dict = field(default_factory=dict)
+    scheme: str = "http"
 
     @property
     def host(self) -> str:
@@ -200,7 +201,7 @@ class Registry:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{self.scheme}://{self.host}"
 
     @property
     def username(self) -> str:
@@ -242,9 +243,11 @@ def _htpasswd(users: dict[str, str]) -> str:
 
 
 def start_distribution(root: Path, *, users: dict[str, str] | None = None,
-                       token_auth: dict | None = None, timeout: float = 20) -> Registry:
+                       token_auth: dict | None = None, tls: tuple[Path, Path] | None = None,
+                       timeout: float = 20) -> Registry:
     """Start docker-registry on a free loopback port: htpasswd auth for ``users``, or a
-    ``token_auth`` config, or neither (no ``users``: anyone may pull and push, a public registry)."""
+    ``token_auth`` config, or neither (no ``users``: anyone may pull and push, a public registry).
+    ``tls``: (certificate, key) files to serve HTTPS with (tests/support/tls.py)."""
     binary = require_binary("docker-registry")
     root.mkdir(parents=True, exist_ok=True)
     users = users or {}
@@ -263,12 +266,14 @@ def start_distribution(root: Path, *, users: dict[str, str] | None = None,
         "  delete:\n    enabled: true\n"
         "  maintenance:\n    uploadpurging:\n      enabled: false\n"
         f"http:\n  addr: {LOOPBACK}:{port}\n  secret: portal-tests-{uuid.uuid4().hex}\n"
+        + (f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n" if tls else "")
         + auth
     )
     log = root / "registry.log"
     process = subprocess.Popen([binary, "serve", str(root / "config.yml")],
                                stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    registry = Registry(port=port, root=root, users=users, process=process, log=log)
+    registry = Registry(port=port, root=root, users=users, process=process, log=log,
+                        scheme="https" if tls else "http")
     deadline = time.monotonic() + timeout
     try:
         wait_for_port(LOOPBACK, port, deadline, process=process)
