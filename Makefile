@@ -65,4 +65,4 @@ screenshots: $(VENV)/.installed-test
 	$(BIN)/python scripts/screenshots.py
 
 clean:
-	rm -rf $(VENV) .venv-cli staticfiles test-results
+	rm -rf $(VENV) var/venv-cli staticfiles test-results

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Build the command-line tool's own virtualenv (.venv-cli) from cli/constraints.txt and install
+# Build the command-line tool's own virtualenv (var/venv-cli) from cli/constraints.txt and install
 # ./cli into it, as a pipeline would (pip install ./cli). The tests run `vendor-portal` from it.
 # A no-op while nothing under cli/ changed since the last build (stamp file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
-CLI_VENV="${CLI_VENV:-.venv-cli}"
+CLI_VENV="${CLI_VENV:-var/venv-cli}"
 STAMP="$CLI_VENV/.installed"
 
 if [ -f "$STAMP" ] && [ -x "$CLI_VENV/bin/vendor-portal" ] \
@@ -21,4 +21,6 @@ fi
 "$CLI_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
     -c cli/constraints.txt --force-reinstall --no-deps ./cli
 "$CLI_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c cli/constraints.txt ./cli
+# setuptools builds in the source tree: leave it as checked out.
+rm -rf cli/build cli/*.egg-info
 touch "$STAMP"

@@ -4,7 +4,7 @@ beat) on PostgreSQL, with the ECR stand-in on moto and docker-registry.
 
 Fixtures:
 
-- ``cli_bin``: ``.venv-cli/bin/vendor-portal``, (re)built by scripts/build-cli-venv.sh (what
+- ``cli_bin``: ``var/venv-cli/bin/vendor-portal``, (re)built by scripts/build-cli-venv.sh (what
   ``make test-deps`` runs) when anything under cli/ changed.
 - ``cli_database``: a database of its own in the test PostgreSQL cluster (var/test-database-url),
   dropped and created again for the session.
@@ -28,7 +28,7 @@ import pytest
 from tests.support.processes import ROOT, PortalStack
 from tests.support.servers import in_ci, require_server
 
-CLI_VENV = ROOT / ".venv-cli"
+CLI_VENV = ROOT / "var" / "venv-cli"
 DATABASE = "portal_cli_e2e"
 TOKEN = re.compile(r"\bvp_[0-9a-f]{8}_[0-9a-f]{40}\b")
 
@@ -38,7 +38,7 @@ def cli_bin() -> Path:
     result = subprocess.run([str(ROOT / "scripts" / "build-cli-venv.sh")], cwd=ROOT,
                             capture_output=True, text=True, timeout=600)
     if result.returncode:
-        message = f"could not build .venv-cli: {result.stderr[-2000:]}"
+        message = f"could not build var/venv-cli: {result.stderr[-2000:]}"
         if in_ci():
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
