@@ -1,3 +1,0 @@
-"""vendor-portal: the vendor portal from a pipeline (releases, channels, customers, registries)."""
-
-__version__ = "0.1.0"
