@@ -23,10 +23,15 @@ def audit_log(
     """Record ``action`` (create, update, delete, promote, ...) on ``obj`` by the request's user."""
     if actor is None and request is not None and request.user.is_authenticated:
         actor = request.user
+    actor_name = actor.get_username() if actor is not None else ""
+    # A change through the vendor API names its token: a service account has no user at all.
+    token = getattr(request, "api_token", None)
+    if token is not None:
+        actor_name = f"{actor_name} (token {token.name})" if actor_name else f"token {token.name}"
     return AuditEvent.objects.create(
         team=team,
         actor=actor,
-        actor_name=actor.get_username() if actor is not None else "",
+        actor_name=actor_name[:150],
         action=action,
         object_type=object_type or (obj._meta.model_name if obj is not None else ""),
         object_id=str(obj.pk) if obj is not None and obj.pk is not None else "",

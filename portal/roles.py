@@ -23,6 +23,14 @@ def get_membership(request) -> Membership:
     return membership
 
 
+def check_capability(membership: Membership, capability: str | None) -> None:
+    """Refuse (403) unless ``membership``'s role has ``capability`` (e.g. "can_edit_releases").
+
+    The pages' ``team_required`` and the vendor API (whose membership is the token's) share it."""
+    if capability and not getattr(membership, capability):
+        raise PermissionDenied("Your role does not allow this.")
+
+
 def team_required(capability: str | None = None):
     """Require login and a team; with ``capability`` (e.g. "can_edit_releases"), that too (403).
 
@@ -34,8 +42,7 @@ def team_required(capability: str | None = None):
         @wraps(view)
         def wrapper(request, *args, **kwargs):
             membership = get_membership(request)
-            if capability and not getattr(membership, capability):
-                raise PermissionDenied("Your role does not allow this.")
+            check_capability(membership, capability)
             request.membership = membership
             request.team = membership.team
             return view(request, *args, **kwargs)

@@ -133,6 +133,8 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "template_partials",
+    # Only for its bundled Swagger UI files and template: the API docs load nothing from a CDN.
+    "ninja",
     "axes",
     "portal",
     "releases",
@@ -367,6 +369,9 @@ CELERY_BEAT_SCHEDULE["registries-sweep-mirrors"] = {
 # Delivery
 # Proxy registry: failed logins per client address allowed per 5 minutes before 429s.
 PORTAL_PROXY_AUTH_FAILURE_LIMIT = envint("PORTAL_PROXY_AUTH_FAILURE_LIMIT", "20", minimum=1)
+# The vendor API: failed token guesses per client address in 5 minutes, calls per token a minute.
+PORTAL_API_TOKEN_FAILURE_LIMIT = envint("PORTAL_API_TOKEN_FAILURE_LIMIT", "20", minimum=1)
+PORTAL_API_RATE_LIMIT = envint("PORTAL_API_RATE_LIMIT", "600", minimum=1)
 # After a demotion or a change of a customer's channel, a license that already pulled an image
 # keeps pulling it this many days (running installs keep working); 0 revokes at once.
 PORTAL_ENTITLEMENT_GRACE_DAYS = envint("PORTAL_ENTITLEMENT_GRACE_DAYS", "30", minimum=0)

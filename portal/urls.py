@@ -1,6 +1,8 @@
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from vendor_api.api import api as vendor_api
+
 from . import health, views
 
 urlpatterns = [
@@ -17,6 +19,7 @@ urlpatterns = [
     path("team/<int:pk>/remove/", views.team_remove, name="portal-team-remove"),
     path("team/<int:pk>/password/", views.team_password, name="portal-team-password"),
     path("audit/", views.audit, name="portal-audit"),
+    path("vendor/v3/", vendor_api.urls),
     path("", include("releases.urls")),
     path("", include("registries.urls")),
 ]

@@ -3,13 +3,39 @@ and the one question registries' pages ask of releases: which release files use 
 
 from dataclasses import dataclass
 
-from django.db.models import Q
+from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, Q, Subquery
+from django.shortcuts import get_object_or_404
 
 from registries.models import ExternalRegistry
 from registries.reference import DOCKER_HUB, InvalidReference, canonical_registry, parse
 
 from .manifests import images_in
-from .models import Promotion, ReleaseFile
+from .models import App, Promotion, ReleaseFile
+
+
+def channels_with_current(channels):
+    """``channels`` annotated with their current (newest, not demoted) promotion, in one query."""
+    current = Promotion.objects.filter(channel=OuterRef("pk"), demoted_at__isnull=True).order_by("-channel_sequence")
+    return channels.annotate(
+        current_label=Subquery(current.values("version_label")[:1]),
+        current_release=Subquery(current.values("release__sequence")[:1]),
+        current_channel_sequence=Subquery(current.values("channel_sequence")[:1]),
+        current_promoted_at=Subquery(current.values("created_at")[:1]),
+    )
+
+
+def team_app(*, team, slug: str | None = None, pk: int | None = None, write: bool = False,
+             app_ids=None) -> App:
+    """The team's app by slug (or primary key) or 404; ``app_ids`` narrows to those apps (an
+    app-scoped API token); with ``write``, an archived app is refused (403)."""
+    apps = App.objects.filter(team=team)
+    if app_ids is not None:
+        apps = apps.filter(pk__in=app_ids)
+    app = get_object_or_404(apps, **({"slug": slug} if slug is not None else {"pk": pk}))
+    if write and app.is_archived:
+        raise PermissionDenied("This app is archived.")
+    return app
 
 
 def registries_for_app(app):

@@ -18,6 +18,7 @@ from .entitlements import grace
 from .entitlements.models import PinSource
 from .entitlements.services import release_pin
 from .licenses import field_value, value_problem
+from .manifests import validate_file
 from .models import App, Channel, Customer, LicenseField, Promotion, Release, ReleaseFile
 
 SLUG_TAKEN = "Your team already has an app with this slug: choose another."
@@ -130,6 +131,42 @@ def release_create_draft(*, app: App, user, from_sequence: int | None = None,
               detail={"app": app.slug, "sequence": release.sequence,
                       "from_sequence": base.sequence if base else None})
     return release, base
+
+
+def release_create(*, app: App, files: list[tuple[str, str]], user, request=None) -> Release:
+    """A new release of ``app`` with ``files`` [(name, content)], checked by the caller as the
+    editor checks them (``ReleaseFileForm``). Unlike "Create new release" on the app's page,
+    a draft already there does not stop it: a pipeline sends whole releases, and the older draft
+    is frozen as any release that is no longer the newest."""
+    with transaction.atomic():
+        release = Release.create_next(app=app, user=user, files=files)
+    audit_log(request=request, team=app.team, action="create", obj=release, actor=user,
+              detail={"app": app.slug, "sequence": release.sequence, "files": [name for name, _ in files]})
+    return release
+
+
+def release_files_replace(*, release: Release, files: list[tuple[str, str]], user, request=None) -> None:
+    """Replace every file of a draft by ``files``. Raises ``ReleaseFrozen`` if it is no longer editable."""
+    with transaction.atomic():
+        locked = Release.objects.select_for_update().get(pk=release.pk)
+        if not release_is_editable(locked):
+            raise ReleaseFrozen(locked)
+        locked.files.all().delete()
+        ReleaseFile.objects.bulk_create(
+            ReleaseFile(release=locked, name=name, content=content, position=i)
+            for i, (name, content) in enumerate(files))
+        locked.save(update_fields=["updated_at"])
+    audit_log(request=request, team=release.app.team, action="update", obj=release, actor=user,
+              detail={"app": release.app.slug, "sequence": release.sequence,
+                      "files": [name for name, _ in files]})
+
+
+def release_promote_blockers(release: Release) -> list[str]:
+    """Why ``release`` cannot be promoted at all (no files, YAML problems); [] when it can."""
+    files = list(release.files.all())
+    if not files:
+        return ["The release has no files: add at least one before promoting it."]
+    return [f"{f.name}: {problem}" for f in files for problem in validate_file(f.name, f.content)]
 
 
 def release_file_save(*, release: Release, original_name: str, name: str, content: str, user,

@@ -42,6 +42,7 @@ from .image_check.services import release_checks_ensure
 from .kustomize import tar_gz
 from .manifests import images_in, problem_count, unique_images, validate_file
 from .models import App, Channel, Promotion, Release, ReleaseFile, slug_from_name
+from .selectors import channels_with_current, team_app
 from .services import DraftExists, ReleaseFrozen, release_is_editable
 
 PAGE_SIZE = 25
@@ -53,10 +54,7 @@ LATEST_RELEASES = 5
 
 def _get_app(request, slug, *, write=False) -> App:
     """The team's app ``slug`` or 404; with ``write``, refuse an archived app."""
-    app = get_object_or_404(App, team=request.team, slug=slug)
-    if write and app.is_archived:
-        raise PermissionDenied("This app is archived.")
-    return app
+    return team_app(team=request.team, slug=slug, write=write)
 
 
 def _get_release(request, slug, sequence) -> Release:
@@ -72,13 +70,7 @@ def _get_channel(app, channel_slug) -> Channel:
 
 def _channels_with_current(app_filter: dict):
     """Channels annotated with their current (newest, not demoted) promotion, in one query."""
-    current = Promotion.objects.filter(channel=OuterRef("pk"), demoted_at__isnull=True).order_by("-channel_sequence")
-    return Channel.objects.filter(archived_at__isnull=True, **app_filter).annotate(
-        current_label=Subquery(current.values("version_label")[:1]),
-        current_release=Subquery(current.values("release__sequence")[:1]),
-        current_channel_sequence=Subquery(current.values("channel_sequence")[:1]),
-        current_promoted_at=Subquery(current.values("created_at")[:1]),
-    )
+    return channels_with_current(Channel.objects.filter(archived_at__isnull=True, **app_filter))
 
 
 def _newest_release(app) -> Release | None:
@@ -449,12 +441,7 @@ def release_promote(request, slug, sequence):
         return render_live(request, "releases/release_promote.html", context,
                            partial="promote-checks", done=not pending)
     files = list(release.files.all())
-    blockers = []
-    if not files:
-        blockers.append("The release has no files: add at least one before promoting it.")
-    for f in files:
-        for problem in validate_file(f.name, f.content):
-            blockers.append(f"{f.name}: {problem}")
+    blockers = services.release_promote_blockers(release)
     initial = {"channels": list(app.channels.filter(archived_at__isnull=True, slug="unstable")[:1])}
     failing = release_failing_images(release)
     form = PromoteForm(request.POST or None, app=app, initial=initial, failing_images=failing,
