@@ -3,7 +3,7 @@ from django.views.generic import RedirectView
 
 from vendor_api.api import api as vendor_api
 
-from . import health, views
+from . import health, token_views, views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="releases-app-list", permanent=False)),
@@ -19,6 +19,9 @@ urlpatterns = [
     path("team/<int:pk>/remove/", views.team_remove, name="portal-team-remove"),
     path("team/<int:pk>/password/", views.team_password, name="portal-team-password"),
     path("audit/", views.audit, name="portal-audit"),
+    path("team/tokens/", token_views.tokens, name="portal-tokens"),
+    path("account/tokens/", token_views.my_tokens, name="portal-my-tokens"),
+    path("tokens/<int:pk>/revoke/", token_views.token_revoke_view, name="portal-token-revoke"),
     path("vendor/v3/", vendor_api.urls),
     path("", include("releases.urls")),
     path("", include("registries.urls")),

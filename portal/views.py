@@ -22,6 +22,7 @@ from .forms import (
 )
 from .models import AuditEvent, Membership, Role
 from .roles import team_required
+from .tokens import revoke_personal_tokens
 
 AUDIT_PAGE_SIZE = 50
 
@@ -116,6 +117,7 @@ def team_remove(request, pk):
         # users cannot log in (their sessions end at the next request).
         user.is_active = False
         user.save(update_fields=["is_active"])
+        revoke_personal_tokens(user=user, team=request.team)
         audit_log(request=request, team=request.team, action="remove_member", obj=user,
                   object_type="user", detail={"role": member.role})
     messages.success(request, f"{user.username} removed from the team.")
