@@ -43,11 +43,13 @@ class Refused(click.ClickException):
         stderr.print(f"[bold red]Error:[/] {self.message}", highlight=False, markup=True)
 
 
-def refused(error: ApiError) -> Refused:
-    lines = [error.message]
+def refused(error: ApiError, prefix: str = "") -> Refused:
+    lines = [prefix + error.message]
     for name, messages in error.errors.items():
         for message in messages if isinstance(messages, list) else [messages]:
             lines.append(f"  {name}: {message}")
+    if "promoteAnyway" in error.errors:
+        lines.append("Add --allow-failing-images to promote anyway.")
     return Refused("\n".join(lines))
 
 
@@ -231,11 +233,16 @@ def release_create(settings: Settings, yaml_dir, promote_to, version_label, rele
         sequence = created["sequence"]
         promoted = None
         if channel:
-            promoted = client.post(f"/app/{app}/release/{sequence}/promote", {
-                "channelIds": [channel["id"]], "versionLabel": version_label,
-                "releaseNotes": release_notes, "isRequired": required,
-                "promoteAnyway": allow_failing_images,
-            })
+            try:
+                promoted = client.post(f"/app/{app}/release/{sequence}/promote", {
+                    "channelIds": [channel["id"]], "versionLabel": version_label,
+                    "releaseNotes": release_notes, "isRequired": required,
+                    "promoteAnyway": allow_failing_images,
+                })
+            except ApiError as e:
+                # The release exists: say so, so the pipeline promotes it rather than making another.
+                raise refused(e, f"release {sequence} was created but not promoted to "
+                                 f"{channel['name']}: ") from None
     if settings.output == "json":
         emit("json", {"release": created, **({"promotion": promoted} if promoted else {})}, [])
         return

@@ -36,8 +36,10 @@ def test_parallel_pipelines_get_distinct_gapless_sequences(run_cli, cli_stack, a
     before = state(cli_stack)
 
     def create(n: int):
+        # docker.io is out of reach here, so the image check fails the public image: promote anyway.
         return run_cli("release", "create", "--yaml-dir", str(manifests), "--promote", "Unstable",
-                       "--version", f"2.0.{n}", "--output", "json", token=admin_token)
+                       "--version", f"2.0.{n}", "--allow-failing-images", "--output", "json",
+                       token=admin_token)
 
     with ThreadPoolExecutor(PROCESSES) as pool:
         results = list(pool.map(create, range(CREATES)))

@@ -34,7 +34,7 @@ def test_bad_yaml_is_refused_with_its_line_and_column(run_cli, admin_token, tmp_
     (manifests / "broken.yaml").write_text("apiVersion: v1\nkind: ConfigMap\ndata: [unclosed\n")
     result = run_cli("release", "create", "--yaml-dir", str(manifests), token=admin_token)
     refused(result, "broken.yaml")
-    assert "line" in result.stderr and "column" in result.stderr
+    assert "broken.yaml: Line 4, column 1:" in result.stderr
 
 
 def test_a_support_token_cannot_create_a_release(run_cli, cli_stack, tmp_path):
@@ -43,3 +43,14 @@ def test_a_support_token_cannot_create_a_release(run_cli, cli_stack, tmp_path):
     result = run_cli("release", "create", "--yaml-dir", str(manifests), token=token)
     assert result.returncode == 1
     assert "Error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_promoting_images_customers_cannot_pull_needs_allow_failing_images(run_cli, admin_token,
+                                                                         tmp_path):
+    # docker.io is out of reach here: the image check says customers will fail to pull it.
+    manifests = write_release(tmp_path / "public", "nginx:1.27")
+    result = run_cli("release", "create", "--yaml-dir", str(manifests), "--promote", "Beta",
+                     "--version", "3.0.0", token=admin_token)
+    refused(result, 'was created but not promoted to Beta: Tick "Promote anyway"')
+    assert "Add --allow-failing-images to promote anyway." in result.stderr
+    assert "docker.io/library/nginx:1.27" in result.stderr
