@@ -30,8 +30,6 @@ from .output import emit, stderr
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 MANIFEST_SUFFIXES = {".yaml", ".yml"}
-FAILED = {"failed", "failing", "error"}
-DONE = {"succeeded", "failed", "canceled", "connected", "passed", "ok", "error", "skipped"}
 
 
 class Refused(click.ClickException):
@@ -149,35 +147,6 @@ def parse_duration(value: str) -> timedelta:
         raise click.BadParameter("use a number and a unit: 30d, 72h, 90m.", param_hint="--expires-in")
     number, unit = int(match.group(1)), match.group(2)
     return timedelta(**{{"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}[unit]: number})
-
-
-def status_of(body: dict, *keys: str) -> dict:
-    """The object holding ``status`` in an answer (top level or under one of ``keys``)."""
-    if "status" in body:
-        return body
-    for key in keys:
-        if isinstance(body.get(key), dict) and "status" in body[key]:
-            return body[key]
-    return body
-
-
-def poll(client: Client, url: str, *, timeout: float, key: str | None = None,
-         on_progress=None) -> dict:
-    """GET ``url`` until its status is final or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    delay = 0.5
-    while True:
-        body = client.follow(url)
-        state = status_of(body, *(key,) if key else ())
-        if on_progress:
-            on_progress(state)
-        if str(state.get("status", "")).lower() in DONE:
-            return body
-        if time.monotonic() > deadline:
-            raise Refused(f"still {state.get('status')!r} after {timeout:.0f} s; poll {url} "
-                          f"or run the command again with a longer --timeout.")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 3.0)
 
 
 # --- the commands -----------------------------------------------------------------------------
@@ -386,20 +355,24 @@ CUSTOMER_COLUMNS = [("ID", "id"), ("NAME", "name"), ("CHANNELS", "channels"),
 
 @customer.command("ls")
 @common
-def customer_ls(settings: Settings):
-    """List the app's customers (no license IDs)."""
+@click.option("--show-license-id", is_flag=True,
+              help="Show license IDs too (customers' credentials: they would land in CI logs).")
+def customer_ls(settings: Settings, show_license_id):
+    """List the app's customers (without license IDs unless asked)."""
     customers = []
     with settings.client() as client:
         app = app_id(settings, client)
         page = 0
         while True:
-            body = client.get(f"/app/{app}/customers", currentPage=page)
+            body = client.get(f"/app/{app}/customers", currentPage=page, pageSize=100,
+                              showLicenseId="true" if show_license_id else None)
             batch = body.get("customers", [])
             customers.extend(batch)
             if not batch or len(customers) >= int(body.get("totalCustomers", len(customers))):
                 break
             page += 1
-    emit(settings.output, customers, CUSTOMER_COLUMNS)
+    columns = CUSTOMER_COLUMNS + ([("LICENSE_ID", "licenseId")] if show_license_id else [])
+    emit(settings.output, customers, columns)
 
 
 @customer.command("download-license")
@@ -440,14 +413,16 @@ def registry_add():
 @click.option("--secret-access-key-stdin", is_flag=True,
               help="Read the Secret Access Key from standard input "
                    "(else VENDOR_PORTAL_ECR_SECRET_ACCESS_KEY).")
+@click.option("--name", default="", help="A short name for the registry.")
 @click.option("--test-image", default="", help="An image the keys must be able to read.")
 @click.option("--skip-validation", is_flag=True, help="Link without checking the keys now.")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait for the worker's check of the keys.")
 @click.option("--timeout", default=300, show_default=True, help="Seconds to wait.")
-def registry_add_ecr(settings: Settings, endpoint, access_key_id, secret_access_key_stdin,
+def registry_add_ecr(settings: Settings, endpoint, access_key_id, secret_access_key_stdin, name,
                      test_image, skip_validation, wait, timeout):
-    """Link Amazon ECR. The secret never goes on the command line."""
+    """Link Amazon ECR (exit 1 when the worker says the keys fail). The secret never goes on the
+    command line."""
     if secret_access_key_stdin and settings.token_stdin:
         raise click.UsageError("--token-stdin and --secret-access-key-stdin cannot share standard input.")
     if secret_access_key_stdin:
@@ -459,59 +434,65 @@ def registry_add_ecr(settings: Settings, endpoint, access_key_id, secret_access_
                                "set VENDOR_PORTAL_ECR_SECRET_ACCESS_KEY.")
     with settings.client() as client:
         body = client.create("/external_registry", {
-            "provider": "ecr", "endpoint": endpoint, "authType": "password",
+            "provider": "ecr", "endpoint": endpoint, "authType": "password", "slug": name,
             "username": access_key_id, "password": secret, "skipValidation": skip_validation,
-            **({"image": test_image} if test_image else {}),
+            "testImage": test_image,
         })
-        body = _wait_if_pending(client, body, wait, timeout, "external_registry")
-    _report_status(settings, body, "external_registry", [
-        ("ENDPOINT", "endpoint"), ("PROVIDER", "provider"), ("USERNAME", "username"),
-        ("STATUS", "status"), ("MESSAGE", "message")])
+        if wait:
+            body = follow_until_settled(client, body, timeout)
+    registry_row = {**body.get("external_registry", {}), "status": body.get("status"),
+                    "message": body.get("message")}
+    emit(settings.output, body, REGISTRY_COLUMNS + [("MESSAGE", "message")], [registry_row])
+    if registry_row["status"] == "failed":
+        raise Refused(registry_row["message"] or "the worker could not log in with these keys.")
+
+
+REGISTRY_COLUMNS = [("PROVIDER", "provider"), ("ENDPOINT", "endpoint"), ("NAME", "slug"),
+                    ("USERNAME", "username"), ("STATUS", "status")]
+
+
+def follow_until_settled(client: Client, body: dict, timeout: float) -> dict:
+    """GET the answer's ``pollUrl`` until the answer has none (the worker is done)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.5
+    while body.get("pollUrl"):
+        if time.monotonic() > deadline:
+            raise Refused(f"the worker has not answered after {timeout} s; "
+                          f"see {body['pollUrl']} or run again with a longer --timeout.")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 3.0)
+        body = client.follow(body["pollUrl"])
+    return body
 
 
 @registry.command("ls")
 @common
 def registry_ls(settings: Settings):
-    """List linked registries (never their secrets)."""
+    """List linked registries and their check (never their secrets)."""
     with settings.client() as client:
         registries = client.get("/external_registries").get("external_registries", [])
-    emit(settings.output, registries, [("PROVIDER", "provider"), ("ENDPOINT", "endpoint"),
-                                       ("USERNAME", "username"), ("STATUS", "status")])
+    emit(settings.output, registries, REGISTRY_COLUMNS)
 
 
 @registry.command("test")
 @common
-@click.option("--endpoint", required=True, help="The linked registry's endpoint.")
+@click.option("--endpoint", required=True, help="The linked registry's endpoint or name.")
 @click.option("--image", default="", help="An image the stored credentials must be able to read.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the result.")
 @click.option("--timeout", default=300, show_default=True, help="Seconds to wait.")
 def registry_test(settings: Settings, endpoint, image, wait, timeout):
-    """Check a linked registry's credentials now (exit 1 when they fail)."""
+    """Check a linked registry's credentials now, on the worker (exit 1 when they fail)."""
     with settings.client() as client:
-        response = client.request("PUT", "/external_registry/test", retry=False,
-                                  json={"endpoint": endpoint, "image": image})
-        body = client._json(response)
-        body = _wait_if_pending(client, body, wait, timeout, "external_registry")
-    _report_status(settings, body, "external_registry",
-                   [("ENDPOINT", "endpoint"), ("STATUS", "status"), ("MESSAGE", "message")],
-                   default={"endpoint": endpoint})
-
-
-def _wait_if_pending(client: Client, body: dict, wait: bool, timeout: float, key: str) -> dict:
-    """Follow the poll URL of a 202 answer (the worker is still checking) when asked to."""
-    url = body.get("url") or body.get("pollUrl")
-    state = str(status_of(body, key).get("status", "")).lower()
-    if wait and url and state not in DONE:
-        return poll(client, url, timeout=timeout, key=key)
-    return body
-
-
-def _report_status(settings: Settings, body: dict, key: str, columns, default=None) -> None:
-    state = {**(default or {}), **(body.get(key) or {}), **{k: v for k, v in body.items()
-                                                           if k in ("status", "message")}}
-    emit(settings.output, body if settings.output == "json" else state, columns, [state])
-    if str(state.get("status", "")).lower() in FAILED:
-        raise Refused(state.get("message") or "the registry check failed.")
+        body = client.put("/external_registry/test", {"endpoint": endpoint, "image": image})
+        if wait and body.get("pollUrl"):
+            body = follow_until_settled(client, body, timeout)
+            body = {"state": body.get("status"), "message": body.get("message")}
+    row = {"endpoint": endpoint, "image": image, "status": body.get("state"),
+           "message": body.get("message")}
+    emit(settings.output, body, [("ENDPOINT", "endpoint"), ("IMAGE", "image"), ("STATUS", "status"),
+                                 ("MESSAGE", "message")], [row])
+    if row["status"] != "connected":
+        raise Refused(row["message"] or f"the registry is {row['status']}.")
 
 
 @main_group.group()
@@ -519,40 +500,63 @@ def mirror():
     """Copy images into a linked registry."""
 
 
+MIRROR_ACTIVE = {"queued", "running"}
+
+
+def split_target(target: str, registry: str | None) -> tuple[str, str, str]:
+    """(registry, repository, tag) of TARGET: ``host/repo[:tag]``, or ``repo[:tag]`` with --registry."""
+    first, _, rest = target.partition("/")
+    if registry is None:
+        if not rest or not ("." in first or ":" in first or first == "localhost"):
+            raise click.BadParameter("give the linked registry's host (123456789012.dkr.ecr."
+                                     "us-east-1.amazonaws.com/repo:tag) or --registry.",
+                                     param_hint="TARGET")
+        registry, target = first, rest
+    repository, _, tag = target.rpartition(":") if ":" in target.rsplit("/", 1)[-1] else (target, "", "")
+    return registry, repository, tag
+
+
 @mirror.command("create")
 @common
 @click.argument("source")
 @click.argument("target")
-@click.option("--platform", "platforms", multiple=True, help="Copy only these platforms (repeatable).")
+@click.option("--registry", help="The linked registry to copy into, when TARGET has no host.")
+@click.option("--platform", "platforms", multiple=True,
+              help="Copy only these platforms, e.g. linux/amd64 (repeatable).")
 @click.option("--wait", is_flag=True, help="Wait for the copy, with a progress bar.")
 @click.option("--timeout", default=1800, show_default=True, help="Seconds to wait.")
-def mirror_create(settings: Settings, source, target, platforms, wait, timeout):
-    """Copy image SOURCE to TARGET (registry/repository:tag of a linked registry)."""
+def mirror_create(settings: Settings, source, target, registry, platforms, wait, timeout):
+    """Copy image SOURCE to TARGET (host/repository:tag of a linked registry); exit 1 when it fails."""
+    registry, repository, tag = split_target(target, registry)
     with settings.client() as client:
-        body = client.create("/mirror_job", {"source": source, "target": target,
-                                             "platforms": list(platforms)})
+        body = client.create("/mirror_job", {
+            "source": source, "registry": registry, "targetRepository": repository,
+            "targetTag": tag, "platforms": ", ".join(platforms)})
         job = body.get("mirror_job", body)
-        if wait and str(job.get("status", "")).lower() not in DONE:
+        if wait and job.get("state") in MIRROR_ACTIVE:
             job = _watch_mirror(client, job, timeout)
     emit(settings.output, job, [("ID", "id"), ("SOURCE", "source"), ("TARGET", "target"),
-                                ("STATUS", "status"), ("DIGEST", "digest"), ("ERROR", "error")])
-    if str(job.get("status", "")).lower() in FAILED | {"canceled"}:
-        raise Refused(job.get("error") or job.get("message") or f"the mirror job {job['status']}.")
+                                ("STATE", "state"), ("DIGEST", "digest"), ("ERROR", "error")])
+    if job.get("state") in {"failed", "canceled"}:
+        raise Refused(job.get("error") or f"the mirror job was {job['state']}.")
 
 
 def _watch_mirror(client: Client, job: dict, timeout: float) -> dict:
-    url = job.get("url") or f"/mirror_job/{job['id']}"
+    """Poll the job, drawing its bytes copied as a progress bar on stderr."""
+    deadline = time.monotonic() + timeout
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                  TimeElapsedColumn(), console=stderr, transient=False) as progress:
+                  TimeElapsedColumn(), console=stderr) as progress:
         task = progress.add_task(f"Mirroring {job.get('source', '')}", total=None)
-
-        def update(state: dict) -> None:
-            total = state.get("bytesTotal") or None
-            progress.update(task, total=total, completed=state.get("bytesDone") or 0,
-                            description=f"{state.get('status', '')} {job.get('source', '')}")
-
-        body = poll(client, url, timeout=timeout, key="mirror_job", on_progress=update)
-    return body.get("mirror_job", body)
+        while job.get("state") in MIRROR_ACTIVE:
+            if time.monotonic() > deadline:
+                raise Refused(f"the mirror job is still {job['state']} after {timeout} s; "
+                              f"see {job.get('pollUrl')}.")
+            time.sleep(1)
+            job = client.follow(job["pollUrl"]).get("mirror_job", job)
+            progress.update(task, total=job.get("bytesTotal") or None,
+                            completed=job.get("bytesDone") or 0,
+                            description=f"{job.get('state')} {job.get('source', '')}")
+    return job
 
 
 @main_group.group()
@@ -566,7 +570,7 @@ def image():
 @click.option("--wait", is_flag=True, help="Wait until no image is still being checked.")
 @click.option("--timeout", default=300, show_default=True, help="Seconds to wait.")
 def image_check(settings: Settings, sequence, wait, timeout):
-    """Show the image check of a release; exit 1 when customers cannot pull an image."""
+    """Show the image check of a release; exit 1 when customers will fail to pull an image."""
     with settings.client() as client:
         app = app_id(settings, client)
         if sequence is None:
@@ -576,22 +580,19 @@ def image_check(settings: Settings, sequence, wait, timeout):
             sequence = newest[0]["sequence"]
         path = f"/app/{app}/release/{sequence}/image-checks"
         deadline = time.monotonic() + timeout
-        while True:
-            body = client.get(path)
-            images = body.get("images", [])
-            pending = [i for i in images if str(i.get("status", "")).lower() in {"pending", "running",
-                                                                                  "checking"}]
-            if not (wait and pending) or time.monotonic() > deadline:
-                break
+        body = client.get(path)
+        while wait and body.get("pending") and time.monotonic() < deadline:
             time.sleep(1)
-    emit(settings.output, body, [("IMAGE", "image"), ("STATUS", "status"), ("MESSAGE", "message")],
+            body = client.get(path)
+    images = body.get("images", [])
+    emit(settings.output, body, [("IMAGE", "image"), ("VERDICT", "label"), ("MESSAGE", "message")],
          images)
-    failing = [i for i in images if str(i.get("status", "")).lower() in FAILED]
+    failing = [i for i in images if i.get("fails")]
     if failing:
         raise Refused(f"{len(failing)} image(s) of release {sequence} will fail to pull: "
-                      + "; ".join(f"{i.get('image')}: {i.get('message', '')}" for i in failing))
-    if pending:
-        raise Refused(f"{len(pending)} image(s) still being checked after {timeout} s.")
+                      + "; ".join(f"{i['image']}: {i.get('message', '')}" for i in failing))
+    if wait and body.get("pending"):
+        raise Refused(f"{body['pending']} image(s) still being checked after {timeout} s.")
 
 
 def main() -> None:

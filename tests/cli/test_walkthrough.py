@@ -81,7 +81,7 @@ def test_the_ecr_walkthrough_from_the_cli(run_cli, cli_stack, admin_token, moto_
     # Mirror an image into the linked registry and wait for it.
     mirrored = ok(run_cli("mirror", "create", image, f"{ECR_HOST}/demo-apps/nginx-ci:1.2.3",
                           "--wait", token=admin_token))
-    assert "succeeded" in mirrored.stdout.lower()
+    assert "succeeded" in mirrored.stdout
     result = subprocess.run(
         [skopeo, "inspect", "--raw", "--tls-verify=false", "--creds", f"AWS:{MOTO_TOKEN_PASSWORD}",
          f"docker://{ecr_registry.host}/demo-apps/nginx-ci:1.2.3"],
