@@ -12,13 +12,15 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 
+from portal.audit import audit_log
 from portal.publish import publish
 
 from .credentials import registry_client
 from .errors import RegistryError
-from .models import ExternalRegistry
+from .models import ExternalRegistry, Provider
 from .reference import InvalidReference, parse_repository
 
 logger = logging.getLogger(__name__)
@@ -126,6 +128,56 @@ def registry_queue_validation(*, registry: ExternalRegistry, image: str | None =
     """
     registry.mark_validating()
     transaction.on_commit(lambda: _send_validation(registry, image))
+
+
+ENDPOINT_TAKEN = "A registry with this endpoint or name exists already."
+
+
+def registry_audit_detail(registry: ExternalRegistry, **extra) -> dict:
+    """What the audit log keeps about a registry: never the secret."""
+    detail = {"provider": registry.provider, "endpoint": registry.endpoint}
+    if registry.name:
+        detail["name"] = registry.name
+    if registry.provider == Provider.ECR and registry.username:
+        detail["access_key_id"] = registry.username
+    elif registry.username:
+        detail["username"] = registry.username
+    detail.update(extra)
+    return detail
+
+
+def registry_create(*, registry: ExternalRegistry, apps, skip_validation: bool, user,
+                    request=None) -> ExternalRegistry:
+    """Save the new ``registry`` (filled by ``RegistryForm.apply``) with the ``apps`` that may use
+    it, and queue its validation unless skipped. A row that took the endpoint or name meanwhile
+    is a ``ValidationError`` on "endpoint"."""
+    try:
+        with transaction.atomic():
+            registry.save()
+            registry.apps.set(apps)
+            audit_log(request=request, team=registry.team, action="create", obj=registry, actor=user,
+                      detail=registry_audit_detail(
+                          registry, validation="skipped" if skip_validation else "queued"))
+            if not skip_validation:
+                registry_queue_validation(registry=registry)
+    except IntegrityError:
+        raise ValidationError({"endpoint": ENDPOINT_TAKEN}) from None
+    return registry
+
+
+def registry_test(*, registry: ExternalRegistry, image: str, user, request=None) -> None:
+    """Check ``registry`` again, reading ``image`` ("" checks the login only), on the worker."""
+    with transaction.atomic():
+        audit_log(request=request, team=registry.team, action="test", obj=registry, actor=user,
+                  detail=registry_audit_detail(registry, image=image))
+        registry_queue_validation(registry=registry, image=image)
+
+
+def registry_delete(*, registry: ExternalRegistry, user, request=None) -> None:
+    with transaction.atomic():
+        audit_log(request=request, team=registry.team, action="delete", obj=registry, actor=user,
+                  detail=registry_audit_detail(registry))
+        registry.delete()
 
 
 def registries_sweep_pending() -> int:

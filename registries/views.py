@@ -6,6 +6,7 @@ Developers and Admins manage registries; Support sees them. No page ever renders
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest
 from django.shortcuts import redirect, render
@@ -19,7 +20,7 @@ from releases.selectors import registry_image_uses
 
 from . import iam, services
 from .forms import PRESETS, RegistryForm, TestImageForm
-from .models import ExternalRegistry, Provider
+from .models import ExternalRegistry
 
 
 def _get_registry_for_user(request: HttpRequest, pk: int) -> ExternalRegistry:
@@ -58,15 +59,10 @@ def registry_add(request):
         form.apply(registry)
         skip = form.cleaned_data["skip_validation"]
         try:
-            with transaction.atomic():
-                registry.save()
-                registry.apps.set(form.cleaned_data["apps"])
-                audit_log(request=request, team=request.team, action="create", obj=registry,
-                          detail=_audit_detail(registry, validation="skipped" if skip else "queued"))
-                if not skip:
-                    services.registry_queue_validation(registry=registry)
-        except IntegrityError:
-            form.add_error("endpoint", "A registry with this endpoint or name exists already.")
+            services.registry_create(registry=registry, apps=form.cleaned_data["apps"],
+                                     skip_validation=skip, user=request.user, request=request)
+        except ValidationError as e:
+            form.add_error(None, e)
         else:
             messages.success(request, f"Added {registry.endpoint}." + ("" if skip else " Validating it now."))
             return redirect("registries-list")
@@ -104,11 +100,11 @@ def registry_edit(request, pk: int):
                 registry.apps.set(form.cleaned_data["apps"])
                 if changed:
                     audit_log(request=request, team=request.team, action="update", obj=registry,
-                              detail=_audit_detail(registry, changed=changed))
+                              detail=services.registry_audit_detail(registry, changed=changed))
                 if registry.revision != old_revision or "test_image" in changed:
                     services.registry_queue_validation(registry=registry)
         except IntegrityError:
-            form.add_error("endpoint", "A registry with this endpoint or name exists already.")
+            form.add_error("endpoint", services.ENDPOINT_TAKEN)
         else:
             messages.success(request, f"Saved {registry.endpoint}." if changed else "Nothing changed.")
             return redirect("registries-detail", pk=registry.pk)
@@ -123,10 +119,7 @@ def registry_test(request, pk: int):
     form = TestImageForm(request.POST or None, initial={"image": registry.test_image})
     if request.method == "POST" and form.is_valid():
         image = form.cleaned_data["image"]
-        with transaction.atomic():
-            audit_log(request=request, team=request.team, action="test", obj=registry,
-                      detail=_audit_detail(registry, image=image))
-            services.registry_queue_validation(registry=registry, image=image)
+        services.registry_test(registry=registry, image=image, user=request.user, request=request)
         messages.info(request, f"Testing {registry.endpoint}" + (f" with {image}." if image else "."))
         return redirect("registries-detail", pk=registry.pk)
     return render(request, "registries/test.html", {"nav": "registries", "registry": registry, "form": form},
@@ -138,28 +131,9 @@ def registry_test(request, pk: int):
 def registry_delete(request, pk: int):
     registry = _get_registry_for_user(request, pk)
     if request.method == "POST":
-        with transaction.atomic():
-            audit_log(request=request, team=request.team, action="delete", obj=registry,
-                      detail=_audit_detail(registry))
-            registry.delete()
+        services.registry_delete(registry=registry, user=request.user, request=request)
         messages.success(request, f"Deleted {registry.endpoint}.")
         return redirect("registries-list")
     promoted = [u for u in registry_image_uses(team=request.team, endpoint=registry.endpoint) if u.promoted]
     return render(request, "registries/delete.html",
                   {"nav": "registries", "registry": registry, "promoted_uses": promoted})
-
-
-def _audit_detail(registry: ExternalRegistry, **extra) -> dict:
-    """What the audit log keeps about a registry: never the secret."""
-    detail = {"provider": registry.provider, "endpoint": registry.endpoint}
-    if registry.name:
-        detail["name"] = registry.name
-    if registry.provider == Provider.ECR and registry.username:
-        detail["access_key_id"] = registry.username
-    elif registry.username:
-        detail["username"] = registry.username
-    detail.update(extra)
-    return detail
-
-
-

@@ -33,16 +33,16 @@ Conventions:
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as SchemaValidationError
 
-from . import apps, releases
+from . import apps, customers, license_fields, registries, releases
 from .auth import TokenAuth
-from .conventions import ApiError, BoundedParser, error_response
+from .conventions import ApiError, BoundedParser, body_too_large, error_response
 
 # --- the API ---------------------------------------------------------------------------------
 
@@ -106,8 +106,19 @@ def _unauthenticated(request, exc):
 
 @api.exception_handler(HttpError)
 def _http_error(request, exc: HttpError):
+    # ninja wraps what the body parser raises as "Cannot parse request body": say what it was.
+    if isinstance(exc.__cause__, ApiError):
+        return _api_error(request, exc.__cause__)
     return _json(request, exc.status_code, {"message": exc.message})
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_big(request, exc):
+    return _api_error(request, body_too_large())
 
 
 api.add_router("/", apps.router)
 api.add_router("/", releases.router)
+api.add_router("/", customers.router)
+api.add_router("/", license_fields.router)
+api.add_router("/", registries.router)

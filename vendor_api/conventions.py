@@ -69,6 +69,11 @@ def _depth(value) -> int:
     return deepest
 
 
+def body_too_large() -> ApiError:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return ApiError(413, f"The request body is larger than {limit:,} bytes: send fewer or smaller files.")
+
+
 class BoundedParser(Parser):
     """JSON bodies bounded like the pages' forms: size, then nesting."""
 
@@ -76,9 +81,7 @@ class BoundedParser(Parser):
         try:
             body = request.body
         except RequestDataTooBig:
-            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-            raise ApiError(413, f"The request body is larger than {limit / 1e6:.1f} MB: "
-                                "send fewer or smaller files.") from None
+            raise body_too_large() from None
         if not body:
             return {}
         try:
