@@ -60,6 +60,7 @@ bench: test-deps
 	$(BIN)/python bench/mirror.py
 	$(BIN)/python bench/proxy.py
 	$(BIN)/python bench/hostile.py
+	$(BIN)/python bench/api.py
 
 screenshots: $(VENV)/.installed-test
 	$(BIN)/python scripts/screenshots.py

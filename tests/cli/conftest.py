@@ -70,7 +70,8 @@ def cli_database() -> str:
 @pytest.fixture(scope="session")
 def cli_stack(tmp_path_factory, cli_database, redis_server, moto_server, ecr_registry):
     stack = PortalStack(tmp_path_factory.mktemp("cli-portal"), redis_server.url, seed="demo",
-                        extra_env={"DATABASE_URL": cli_database,
+                        # 100 parallel creates make 400 calls in well under a minute.
+                        extra_env={"DATABASE_URL": cli_database, "PORTAL_API_RATE_LIMIT": "5000",
                                    "PORTAL_REGISTRY_HOST_MAP": ecr_registry.extra["host_map"],
                                    **moto_server.env})
     try:
