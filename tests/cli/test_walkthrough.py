@@ -23,14 +23,19 @@ ECR_PUSH_POLICY = {
 }
 
 
-def ok(result):
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result
+def checked(stack):
+    """``ok(result)``: the command exited 0, else fail with its output and the server's log."""
+    def ok(result):
+        assert result.returncode == 0, (f"exit {result.returncode}\n{result.stdout}\n{result.stderr}\n"
+                                        f"web log:\n{stack.log('web')[-4000:]}")
+        return result
+    return ok
 
 
 def test_the_ecr_walkthrough_from_the_cli(run_cli, cli_stack, admin_token, moto_server,
                                           ecr_registry, tmp_path):
     skopeo = require_binary("skopeo")
+    ok = checked(cli_stack)
     keys = moto_server.create_user("cli-pusher", ECR_PUSH_POLICY)
     push_test_image(ecr_registry, "demo-apps/nginx", "latest")
     image = f"{ECR_HOST}/demo-apps/nginx:latest"
