@@ -249,7 +249,7 @@ def create_customer(request, payload: CustomerIn):
                                             request=request)
         return 201, _one(customer)
 
-    return Status(*idempotent(request, create))
+    return idempotent(request, create)
 
 
 @router.get("/app/{app}/customers", response=dict, summary="List customers")

@@ -77,7 +77,7 @@ def create_field(request, app: str, payload: LicenseFieldIn):
                                               request=request)
         return 201, {"licenseField": field_out(field)}
 
-    return Status(*idempotent(request, create))
+    return idempotent(request, create)
 
 
 def _get_field(request, app: str, field_id: int) -> LicenseField:

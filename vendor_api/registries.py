@@ -188,8 +188,7 @@ def _add(request, payload: RegistryIn):
             raise error_response(e) from None
         return 201, {"external_registry": {"id": str(registry.pk)}}
 
-    _status, body = idempotent(request, create)
-    return int(body["external_registry"]["id"])
+    return int(idempotent(request, create).value["external_registry"]["id"])
 
 
 @router.post("/external_registry", response={201: dict, 202: dict}, summary="Add an external registry")
@@ -314,8 +313,8 @@ def create_mirror_job(request, payload: MirrorIn):
             push_password=data["push_password"], user=request.access.user, request=request)
         return 201, {"mirror_job": {"id": str(job.pk)}}
 
-    _status, body = idempotent(request, create)
-    return Status(201, {"mirror_job": mirror_out(_jobs(request).get(pk=int(body["mirror_job"]["id"])))})
+    created = idempotent(request, create).value
+    return Status(201, {"mirror_job": mirror_out(_jobs(request).get(pk=int(created["mirror_job"]["id"])))})
 
 
 @router.get("/mirror_job/{job_id}", response=dict, url_name="mirror-job", summary="A mirror job and its progress")

@@ -23,6 +23,7 @@ from vendor_api import releases as release_routes
 from vendor_api.api import api as vendor_api
 
 from .conftest import make_token
+from .test_registries_customers_role_matrix import PAGES as MORE_PAGES
 
 SPEC = json.dumps([{"name": "deployment.yaml", "path": "deployment.yaml", "content": NGINX_DEPLOYMENT}])
 
@@ -58,7 +59,7 @@ def api_routes() -> list[tuple[str, str]]:
 
 
 def test_every_route_has_its_page_in_the_table():
-    missing = [r for r in api_routes() if r not in PAGES]
+    missing = [r for r in api_routes() if r not in PAGES and r not in MORE_PAGES]
     assert not missing, f"add these API routes to PAGES with their page: {missing}"
 
 
