@@ -20,9 +20,9 @@ from releases.models import App, Customer, Promotion, Release, ReleaseFile
 def list_paths(app: str) -> dict[str, str]:
     return {
         "releases, first page": f"/vendor/v3/app/{app}/releases",
-        "releases, page 100": f"/vendor/v3/app/{app}/releases?currentPage=100",
+        "releases, page 5": f"/vendor/v3/app/{app}/releases?currentPage=5",
         "customers, first page": f"/vendor/v3/app/{app}/customers",
-        "customers, page 50": f"/vendor/v3/app/{app}/customers?currentPage=50",
+        "customers, page 4": f"/vendor/v3/app/{app}/customers?currentPage=4",
         "channels": f"/vendor/v3/app/{app}/channels",
         "apps": "/vendor/v3/apps",
     }
