@@ -290,12 +290,13 @@ def release_demote(settings: Settings, channel, channel_sequence, release_sequen
         target = channel_for(client, app, channel)
         base = f"/app/{app}/channel/{quote(str(target['id']), safe='')}"
         if channel_sequence is None:
-            entries = client.get(f"{base}/releases").get("releases", [])
-            match = [e for e in entries if e.get("sequence") == release_sequence
-                     and not e.get("isDemoted")]
-            if not match:
+            # The release's promotions name their channel sequences.
+            promotions = client.get(f"/app/{app}/release/{release_sequence}")["release"]["channels"]
+            live = [p for p in promotions if str(p.get("id")) == str(target["id"])
+                    and not p.get("isDemoted")]
+            if not live:
                 raise Refused(f"release {release_sequence} is not live in {target['name']}.")
-            channel_sequence = match[0]["channelSequence"]
+            channel_sequence = live[-1]["channelSequence"]
         body = client.post(f"{base}/release/{channel_sequence}/demote")
     if settings.output == "json":
         emit("json", body, [])

@@ -93,3 +93,24 @@ def test_the_ecr_walkthrough_from_the_cli(run_cli, cli_stack, admin_token, moto_
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["schemaVersion"] == 2
+
+
+def test_promote_then_demote_by_release_sequence(run_cli, cli_stack, admin_token, tmp_path):
+    ok = checked(cli_stack)
+    manifests = write_release(tmp_path / "manifests", "nginx:1.27")
+    created = json.loads(ok(run_cli("release", "create", "--yaml-dir", str(manifests), "--output", "json",
+                                    token=admin_token)).stdout)
+    sequence = created["release"]["sequence"]
+    # docker.io is out of reach here, so the image check fails the public image: promote anyway.
+    ok(run_cli("release", "promote", str(sequence), "Beta", "--version", "4.0.0",
+               "--allow-failing-images", token=admin_token))
+    beta = {c["name"]: c for c in json.loads(ok(run_cli("channel", "ls", "--output", "json",
+                                                        token=admin_token)).stdout)}["Beta"]
+    assert (beta["releaseSequence"], beta["currentVersion"]) == (sequence, "4.0.0")
+
+    ok(run_cli("release", "demote", "Beta", "--release-sequence", str(sequence), token=admin_token))
+    beta = {c["name"]: c for c in json.loads(ok(run_cli("channel", "ls", "--output", "json",
+                                                        token=admin_token)).stdout)}["Beta"]
+    assert beta["releaseSequence"] != sequence
+    again = run_cli("release", "demote", "Beta", "--release-sequence", str(sequence), token=admin_token)
+    assert again.returncode == 1 and f"release {sequence} is not live in Beta" in again.stderr
