@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from . import __version__
 from .client import ApiError, Client
@@ -38,7 +39,8 @@ class Refused(click.ClickException):
     exit_code = 1
 
     def show(self, file=None) -> None:
-        stderr.print(f"[bold red]Error:[/] {self.message}", highlight=False, markup=True)
+        # The message is the server's text (it may quote YAML brackets): never rich markup.
+        stderr.print(Text.assemble(("Error:", "bold red"), " ", self.message), highlight=False)
 
 
 def refused(error: ApiError, prefix: str = "") -> Refused:

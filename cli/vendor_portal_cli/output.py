@@ -7,9 +7,10 @@ import sys
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
+stdout = Console(soft_wrap=True, markup=False)
+stderr = Console(stderr=True, soft_wrap=True, markup=False)
 
 
 def emit(output: str, data, columns: list[tuple[str, str]], rows: list[dict] | None = None) -> None:
@@ -24,7 +25,8 @@ def emit(output: str, data, columns: list[tuple[str, str]], rows: list[dict] | N
     for title, _ in columns:
         table.add_column(title, overflow="fold")
     for row in rows:
-        table.add_row(*(_cell(row.get(key)) for _, key in columns))
+        # Text, not markup: names come from users ("Ops [/red] Team" must print as typed).
+        table.add_row(*(Text(_cell(row.get(key))) for _, key in columns))
     stdout.print(table)
 
 

@@ -114,3 +114,11 @@ def test_promote_then_demote_by_release_sequence(run_cli, cli_stack, admin_token
     assert beta["releaseSequence"] != sequence
     again = run_cli("release", "demote", "Beta", "--release-sequence", str(sequence), token=admin_token)
     assert again.returncode == 1 and f"release {sequence} is not live in Beta" in again.stderr
+
+
+def test_names_print_as_typed_in_tables(run_cli, cli_stack, admin_token):
+    ok = checked(cli_stack)
+    name = "Ops [/red] Team [bold]"
+    ok(run_cli("customer", "create", "--name", name, "--channel", "Stable", token=admin_token))
+    listed = ok(run_cli("customer", "ls", token=admin_token))
+    assert name in listed.stdout
