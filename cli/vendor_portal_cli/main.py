@@ -246,9 +246,11 @@ def release_ls(settings: Settings, limit):
             releases.extend(batch)
             page += 1
     releases = releases[:limit]
-    rows = [{**r, "channels": [c.get("name") for c in r.get("channels") or []]} for r in releases]
+    rows = [{**r, "channels": [f"{c.get('name')} ({c.get('releaseLabel')})"
+                               for c in r.get("channels") or [] if not c.get("isDemoted")]}
+            for r in releases]
     emit(settings.output, releases, [("SEQUENCE", "sequence"), ("CREATED", "created"),
-                                     ("EDITED", "updated"), ("ACTIVE_CHANNELS", "channels")], rows)
+                                     ("ACTIVE_CHANNELS", "channels")], rows)
 
 
 @release.command("promote")
