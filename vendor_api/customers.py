@@ -243,7 +243,8 @@ def create_customer(request, payload: CustomerIn):
         except DjangoValidationError as e:
             raise error_response(e) from None
         if channel is None:
-            raise error_response(DjangoValidationError({"channels": "Choose the customer's channel."}))
+            # No channel given: the page's default for a new customer.
+            data["channel"] = CustomerForm(team=request.team, initial={"app": app.pk}).initial.get("channel") or ""
         form = _bound_form(team=request.team, data=data)
         customer = services.customer_create(customer=form.save(commit=False), user=request.access.user,
                                             request=request)
@@ -288,8 +289,6 @@ def update_customer(request, customer_id: int, payload: CustomerPatch):
     require(request, MANAGE)
     customer = get_customer(request, customer_id)
     app = customer.app
-    if app.is_archived:
-        raise PermissionDenied("This app is archived.")
     try:
         channel = _channel_for(app, payload.add_channels) or customer.channel
         if str(channel.pk) in payload.remove_channels or channel.slug in payload.remove_channels:

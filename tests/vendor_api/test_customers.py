@@ -236,3 +236,9 @@ def test_license_download_is_the_signed_file_for_admins_only(api, admin_token, d
     event = AuditEvent.objects.get(action="download_license")
     assert event.actor_name == "token ci" and customer.license_id not in json.dumps(event.detail)
     assert api.get(f"/app/other/customer/{customer.pk}/license-download", admin_token).status_code == 404
+
+
+def test_without_a_channel_a_new_customer_follows_the_pages_default(api, admin_token, sample_app):
+    response = api.post("/customer", admin_token, {"name": "No Channel", "app_id": str(sample_app.pk)})
+    assert response.status_code == 201, response.content
+    assert response.json()["customer"]["channels"][0]["name"] == "Unstable"
