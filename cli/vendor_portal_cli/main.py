@@ -217,7 +217,7 @@ def release_create(settings: Settings, yaml_dir, promote_to, version_label, rele
     if settings.output == "json":
         emit("json", {"release": created, **({"promotion": promoted} if promoted else {})}, [])
         return
-    stderr.print(f"SEQUENCE: {sequence}", highlight=False)
+    click.echo(f"SEQUENCE: {sequence}")  # on stdout, as Replicated's CLI prints it for scripts
     if channel:
         stderr.print(f"Promoted release {sequence} to {channel['name']} as {version_label}",
                      highlight=False)
