@@ -8,7 +8,7 @@ PORT ?= 8000
 BIN := $(VENV)/bin
 export HOST PORT CI PYTHON VENV
 
-.PHONY: run test test-fast test-sqlite test-postgres lint bench screenshots venv test-deps clean
+.PHONY: run test test-fast test-sqlite test-postgres lint bench screenshots venv cli-venv test-deps clean
 
 # Deps are reinstalled only when pyproject.toml or the constraints change (stamp files).
 $(BIN)/python:
@@ -24,10 +24,14 @@ $(VENV)/.installed-test: pyproject.toml requirements/constraints.txt | $(BIN)/py
 
 venv: $(VENV)/.installed-run
 
+# The command-line tool in its own virtualenv, as a pipeline installs it (tests/cli/ run it).
+cli-venv:
+	scripts/build-cli-venv.sh
+
 run: $(VENV)/.installed-run
 	$(BIN)/python manage.py runportal
 
-test-deps: $(VENV)/.installed-test
+test-deps: $(VENV)/.installed-test cli-venv
 	scripts/install-test-deps.sh
 	scripts/start-postgres.sh
 
@@ -57,9 +61,10 @@ bench: test-deps
 	$(BIN)/python bench/proxy.py
 	$(BIN)/python bench/hostile.py
 	$(BIN)/python bench/production.py
+	$(BIN)/python bench/api.py
 
 screenshots: $(VENV)/.installed-test
 	$(BIN)/python scripts/screenshots.py
 
 clean:
-	rm -rf $(VENV) staticfiles test-results
+	rm -rf $(VENV) var/venv-cli staticfiles test-results
