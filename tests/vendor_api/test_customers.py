@@ -5,7 +5,6 @@ through the license download or an explicit ``showLicenseId=true``.
 """
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
@@ -13,36 +12,9 @@ import yaml
 from portal.models import AuditEvent, Role
 from releases.models import Customer, LicenseField, LicenseFieldType
 from tests.vendor_api.conftest import make_token
+from tests.vendor_api.shapes import assert_shape, replicated
 
-FIXTURES = Path(__file__).parent / "fixtures"
 pytestmark = pytest.mark.django_db
-
-
-def replicated(name: str) -> dict:
-    return json.loads((FIXTURES / f"{name}.json").read_text())
-
-
-def assert_shape(value, example, *, nullable=(), where=""):
-    """``value`` carries every key of Replicated's ``example`` with the same JSON type (recursively)."""
-    if isinstance(example, dict):
-        assert isinstance(value, dict), f"{where}: {value!r} is not an object"
-        for key, sub in example.items():
-            path = f"{where}.{key}" if where else key
-            assert key in value, f"{path} is missing from {sorted(value)}"
-            if value[key] is None and any(path.endswith(n.replace("[]", "")) for n in nullable):
-                continue
-            assert_shape(value[key], sub, nullable=nullable, where=path)
-    elif isinstance(example, list):
-        assert isinstance(value, list), f"{where}: {value!r} is not a list"
-        for item in value[:1]:
-            if example:
-                assert_shape(item, example[0], nullable=nullable, where=where + "[]")
-    elif isinstance(example, bool):
-        assert isinstance(value, bool), f"{where}: {value!r} is not a boolean"
-    elif isinstance(example, int):
-        assert isinstance(value, int) and not isinstance(value, bool), f"{where}: {value!r} is not a number"
-    elif isinstance(example, str):
-        assert isinstance(value, str), f"{where}: {value!r} is not a string"
 
 
 @pytest.fixture

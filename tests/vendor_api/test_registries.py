@@ -6,7 +6,6 @@ The validation runs the worker's task code in-process (Celery eager mode) at eac
 
 import json
 import logging
-from pathlib import Path
 
 import pytest
 
@@ -18,10 +17,9 @@ from tests.registries.product_helpers import celery_conf
 from tests.support.registry import ECR_HOST, push_test_image
 from tests.support.servers import free_port
 from tests.vendor_api.conftest import make_token
-from tests.vendor_api.test_customers import assert_shape
+from tests.vendor_api.shapes import assert_shape, replicated
 from vendor_api import registries as api_registries
 
-FIXTURES = Path(__file__).parent / "fixtures"
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -33,7 +31,7 @@ def eager():
 
 @pytest.fixture
 def shape():
-    return json.loads((FIXTURES / "registry.json").read_text())
+    return replicated("registry")
 
 
 def ecr_body(keys, **extra):
