@@ -4,6 +4,7 @@ from django import forms
 
 from .manifests import file_name_error, problem_count, validate_file
 from .models import SLUG_RE, App, Channel, slug_from_name
+from .services import ImageProblem, promotion_image_problem
 
 # Words the URLs use after /apps/ and /channels/.
 RESERVED_SLUGS = {"new"}
@@ -191,8 +192,17 @@ class PromoteForm(forms.Form):
         required=False, label="Promote anyway: customers will fail to pull these images",
     )
 
-    def __init__(self, *args, app, failing_images=(), pending_images=(), **kwargs):
+    # The page's remedy for each image problem; the vendor API words its own (``promoteAnyway``).
+    IMAGE_REFUSALS = {
+        ImageProblem.FAILING: "Tick \"Promote anyway\" to promote a release whose images customers will "
+                              "fail to pull, or link their registry first.",
+        ImageProblem.PENDING: "The image checks shown above are still running: wait for them, or tick "
+                              "\"Promote anyway\".",
+    }
+
+    def __init__(self, *args, app, failing_images=(), pending_images=(), image_refusals=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.image_refusals = image_refusals or self.IMAGE_REFUSALS
         self.fields["channels"].queryset = app.channels.filter(archived_at__isnull=True)
         self.fields["channels"].label_from_instance = lambda c: c.name
         # Images the private-image check says customers cannot pull, or is still checking (the
@@ -207,12 +217,10 @@ class PromoteForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
-        if self.failing_images and not cleaned.get("promote_anyway"):
-            self.add_error("promote_anyway", "Tick \"Promote anyway\" to promote a release whose "
-                           "images customers will fail to pull, or link their registry first.")
-        elif self.pending_images and not cleaned.get("promote_anyway"):
-            self.add_error("promote_anyway", "The image checks shown above are still running: "
-                           "wait for them, or tick \"Promote anyway\".")
+        problem = promotion_image_problem(failing_images=self.failing_images, pending_images=self.pending_images,
+                                          anyway=bool(cleaned.get("promote_anyway")))
+        if problem:
+            self.add_error("promote_anyway", self.image_refusals[problem])
         return cleaned
 
     def clean_version_label(self):

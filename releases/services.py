@@ -6,6 +6,8 @@ adds the client's address to the audit. A write the database refuses (a slug tak
 meanwhile) comes back as a ``ValidationError`` keyed by the form field it concerns.
 """
 
+from enum import StrEnum
+
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max
@@ -168,6 +170,27 @@ def release_promote_blockers(release: Release) -> list[str]:
     if not files:
         return ["The release has no files: add at least one before promoting it."]
     return [f"{f.name}: {problem}" for f in files for problem in validate_file(f.name, f.content)]
+
+
+class ImageProblem(StrEnum):
+    """Why a promotion needs an explicit "promote anyway"; each caller words the remedy."""
+
+    FAILING = "failing"  # customers will fail to pull some of the release's images
+    PENDING = "pending"  # the image checks of some images are still running
+
+
+def promotion_image_problem(*, failing_images, pending_images, anyway: bool) -> ImageProblem | None:
+    """What stops a promotion unless the promoter confirms it (``anyway``); None when nothing does.
+
+    Failing images come first: waiting for the other checks would not make them pullable.
+    """
+    if anyway:
+        return None
+    if failing_images:
+        return ImageProblem.FAILING
+    if pending_images:
+        return ImageProblem.PENDING
+    return None
 
 
 def release_file_save(*, release: Release, original_name: str, name: str, content: str, user,

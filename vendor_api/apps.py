@@ -22,6 +22,8 @@ router = Router(tags=["apps and channels"])
 
 
 class ChannelOut(Schema):
+    """Replicated's KotsChannel, plus the keys of its Channel (``releaseLabel``, ``isHelmOnly``),
+    which is what ``/apps`` carries: one shape serves both."""
     id: str
     appId: str
     name: str
@@ -30,7 +32,9 @@ class ChannelOut(Schema):
     channelSequence: int | None = None
     releaseSequence: int | None = None
     currentVersion: str = ""
+    releaseLabel: str = ""
     isArchived: bool
+    isHelmOnly: bool = False
     created: datetime
 
 
@@ -72,13 +76,14 @@ class ChannelOne(Schema):
 
 def channel_out(channel: Channel) -> dict:
     """A channel as Replicated's KotsChannel (``channels_with_current`` annotations, if any)."""
+    label = getattr(channel, "current_label", None) or ""
     return {
         "id": str(channel.pk), "appId": str(channel.app_id), "name": channel.name,
         "channelSlug": channel.slug, "description": "",
         "channelSequence": getattr(channel, "current_channel_sequence", None),
         "releaseSequence": getattr(channel, "current_release", None),
-        "currentVersion": getattr(channel, "current_label", None) or "",
-        "isArchived": channel.is_archived, "created": channel.created_at,
+        "currentVersion": label, "releaseLabel": label,
+        "isArchived": channel.is_archived, "isHelmOnly": False, "created": channel.created_at,
     }
 
 

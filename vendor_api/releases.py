@@ -33,17 +33,30 @@ from .conventions import ApiError, PageParams, error_response, idempotent, pagin
 
 router = Router(tags=["releases"])
 
+# The promote form's image refusals in the API's terms (the CLI adds its own flag after them).
+IMAGE_REFUSALS = {
+    services.ImageProblem.FAILING: "Customers will fail to pull the images listed in images: link their "
+                                   "registry first, or set promoteAnyway to promote anyway.",
+    services.ImageProblem.PENDING: "The image checks of the images listed in images are still running: "
+                                   "promote again once they finish, or set promoteAnyway to promote anyway.",
+}
+
 # How long a promotion waits for the image checks of a release still being checked.
 PROMOTE_WAIT_SECONDS = 30
 PROMOTE_POLL_SECONDS = 0.5
 
 
 class ReleaseChannel(Schema):
+    """Replicated's Channel, as a release's promotion to it, plus what the promotion says."""
     id: str
     name: str
+    description: str = ""
     channelSlug: str
+    releaseSequence: int
     channelSequence: int
     releaseLabel: str
+    isArchived: bool
+    isHelmOnly: bool = False
     isRequired: bool
     isDemoted: bool
     releaseNotes: str
@@ -55,7 +68,7 @@ class ReleaseOut(Schema):
     sequence: int
     created: datetime
     isArchived: bool = False
-    spec: str | None = None
+    spec: str = ""
     releaseNotes: str = ""
     isReleaseNotEditable: bool
     channels: list[ReleaseChannel]
@@ -66,6 +79,12 @@ class ReleaseOut(Schema):
 
 class ReleaseOne(Schema):
     release: ReleaseOut
+
+
+class PromoteOut(Schema):
+    release: ReleaseOut
+    # Replicated's CLI waits for the air-gap bundles listed here; none are built here.
+    airgapBuilds: list = []
 
 
 class ReleaseList(Schema):
@@ -105,24 +124,27 @@ class ChannelReleaseOne(Schema):
 # --- shapes ----------------------------------------------------------------------------------
 
 
-def _release_channel(p: Promotion) -> dict:
-    return {"id": str(p.channel_id), "name": p.channel.name, "channelSlug": p.channel.slug,
-            "channelSequence": p.channel_sequence, "releaseLabel": p.version_label,
-            "isRequired": p.is_required, "isDemoted": p.is_demoted, "releaseNotes": p.release_notes,
+def _release_channel(p: Promotion, sequence: int) -> dict:
+    return {"id": str(p.channel_id), "name": p.channel.name, "description": "", "channelSlug": p.channel.slug,
+            "releaseSequence": sequence, "channelSequence": p.channel_sequence, "releaseLabel": p.version_label,
+            "isArchived": p.channel.is_archived, "isHelmOnly": False, "isRequired": p.is_required, "isDemoted": p.is_demoted, "releaseNotes": p.release_notes,
             "created": p.created_at}
 
 
 def release_out(release: Release, *, newest_pk: int | None, with_spec: bool) -> dict:
-    """``release`` as Replicated's KotsAppRelease. Reads ``release.live_promotions`` (prefetched)."""
+    """``release`` as Replicated's KotsAppRelease. Reads ``release.live_promotions`` (prefetched).
+
+    Without ``with_spec`` (lists), ``spec`` is empty: a release's files come with the release alone.
+    """
     promotions = release.live_promotions
-    spec = None
+    spec = ""
     if with_spec:
         spec = json.dumps([{"name": f.name, "path": f.name, "content": f.content} for f in release.files.all()])
     return {
         "appId": str(release.app_id), "sequence": release.sequence, "created": release.created_at,
         "spec": spec, "releaseNotes": promotions[0].release_notes if promotions else "",
         "isReleaseNotEditable": not (release.is_draft and release.pk == newest_pk),
-        "channels": [_release_channel(p) for p in promotions],
+        "channels": [_release_channel(p, release.sequence) for p in promotions],
     }
 
 
@@ -257,7 +279,7 @@ def _wait_for_checks(release) -> list[str]:
     return pending
 
 
-@router.post("/app/{app}/release/{sequence}/promote", response=ReleaseOne, summary="Promote a release")
+@router.post("/app/{app}/release/{sequence}/promote", response=PromoteOut, summary="Promote a release")
 def promote_release(request, app: str, sequence: int, payload: PromoteIn):
     """Promote to ``channelIds`` (ids or slugs) by the promote page's rules: images customers
     will fail to pull, or whose checks are still running after 30 s, need ``promoteAnyway``."""
@@ -273,7 +295,7 @@ def promote_release(request, app: str, sequence: int, payload: PromoteIn):
     form = PromoteForm({"channels": [c.pk for c in channels], "version_label": payload.versionLabel,
                         "release_notes": payload.releaseNotes, "is_required": payload.isRequired,
                         "promote_anyway": payload.promoteAnyway},
-                       app=found, failing_images=failing, pending_images=pending)
+                       app=found, failing_images=failing, pending_images=pending, image_refusals=IMAGE_REFUSALS)
     if not form.is_valid():
         error = error_response(form)
         error.errors = {{"channels": "channelIds", "version_label": "versionLabel", "release_notes": "releaseNotes",
@@ -286,7 +308,7 @@ def promote_release(request, app: str, sequence: int, payload: PromoteIn):
     services.release_promote(release=release, channels=data["channels"], user=request.access.user,
                              version_label=data["version_label"], release_notes=data["release_notes"],
                              is_required=data["is_required"], failing_images=failing, request=request)
-    return _one(found, sequence)
+    return {**_one(found, sequence), "airgapBuilds": []}
 
 
 @router.post("/app/{app}/channel/{channel}/release/{channelSequence}/demote", response=ChannelReleaseOne,

@@ -51,6 +51,7 @@ def test_promoting_images_customers_cannot_pull_needs_allow_failing_images(run_c
     manifests = write_release(tmp_path / "public", "nginx:1.27")
     result = run_cli("release", "create", "--yaml-dir", str(manifests), "--promote", "Beta",
                      "--version", "3.0.0", token=admin_token)
-    refused(result, 'was created but not promoted to Beta: Tick "Promote anyway"')
+    refused(result, "was created but not promoted to Beta: Customers will fail to pull the images listed in images")
+    assert "set promoteAnyway" in result.stderr
     assert "Add --allow-failing-images to promote anyway." in result.stderr
     assert "docker.io/library/nginx:1.27" in result.stderr

@@ -112,3 +112,18 @@ def test_another_team_cannot_demote(client, mallory, sample_app):
     assert login(client, mallory).post(f"/apps/mysampleecrapp/promotions/{promotion.pk}/demote/").status_code == 404
     promotion.refresh_from_db()
     assert not promotion.is_demoted
+
+
+@pytest.mark.parametrize(("verdict", "refusal"), [
+    (Verdict.UNLINKED, 'Tick "Promote anyway" to promote a release whose images customers will fail to pull'),
+    (Verdict.CHECKING, 'The image checks shown above are still running: wait for them, or tick "Promote anyway".'),
+])
+def test_the_page_words_image_refusals_in_its_own_terms(client, bob, draft, verdict, refusal):
+    ImageVerdict.objects.filter(app=draft.app).update(verdict=verdict, queued_at=timezone.now(), checked_at=(
+        None if verdict == Verdict.CHECKING else timezone.now()))
+    response = login(client, bob).post(PROMOTE, {"channels": draft.app.channels.get(slug="unstable").pk,
+                                                 "version_label": "0.0.2"})
+    text = response.content.decode().replace("&quot;", '"')
+    assert response.status_code == 400 and refusal in text
+    assert "promoteAnyway" not in text
+    assert not draft.promotions.exists()

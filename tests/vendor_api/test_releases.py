@@ -72,7 +72,7 @@ def test_it_lists_releases_newest_first_with_constant_queries(api, dev_token, sa
     with django_assert_max_num_queries(8):
         body = api.get("/app/mysampleecrapp/releases?pageSize=2", dev_token).json()
     assert [r["sequence"] for r in body["releases"]] == [4, 3] and body["totalCount"] == 4
-    assert body["releases"][0]["spec"] is None
+    assert body["releases"][0]["spec"] == ""
     for _ in range(10):
         Release.create_next(app=sample_app, user=bob, files=[("a.yaml", "a: 1\n")])
     with django_assert_max_num_queries(8):
@@ -120,7 +120,7 @@ def test_promote_needs_promote_anyway_for_failing_images(api, dev_token, sample_
     body = {"channelIds": ["unstable"], "versionLabel": "1.0.0"}
     response = api.post("/app/mysampleecrapp/release/2/promote", dev_token, body)
     assert response.status_code == 400, response.content
-    assert "Promote anyway" in response.json()["errors"]["promoteAnyway"][0]
+    assert "set promoteAnyway" in response.json()["errors"]["promoteAnyway"][0]
     assert response.json()["errors"]["images"] == ["docker.io/library/nginx:latest"]
     response = api.post("/app/mysampleecrapp/release/2/promote", dev_token, {**body, "promoteAnyway": True})
     assert response.status_code == 200, response.content
