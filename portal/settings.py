@@ -421,6 +421,9 @@ PORTAL_PROXY_AUTH_FAILURE_LIMIT = envint("PORTAL_PROXY_AUTH_FAILURE_LIMIT", "20"
 # The vendor API: failed token guesses per client address in 5 minutes, calls per token a minute.
 PORTAL_API_TOKEN_FAILURE_LIMIT = envint("PORTAL_API_TOKEN_FAILURE_LIMIT", "20", minimum=1)
 PORTAL_API_RATE_LIMIT = envint("PORTAL_API_RATE_LIMIT", "600", minimum=1)
+# How long an API call that needs the worker (registry add/test, image checks, a promotion of a
+# release still being checked) waits for its outcome before answering 202 / refusing.
+PORTAL_API_WAIT_SECONDS = envint("PORTAL_API_WAIT_SECONDS", "30", minimum=1)
 # After a demotion or a change of a customer's channel, a license that already pulled an image
 # keeps pulling it this many days (running installs keep working); 0 revokes at once.
 PORTAL_ENTITLEMENT_GRACE_DAYS = envint("PORTAL_ENTITLEMENT_GRACE_DAYS", "30", minimum=0)

@@ -23,6 +23,7 @@ import asyncio
 import time
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch
 from django.http import Http404
@@ -49,7 +50,7 @@ from .conventions import ApiError, PageParams, error_response, idempotent, pagin
 router = Router(tags=["registries, mirror jobs and image checks"])
 
 MANAGE = "can_manage_registries"
-WAIT_SECONDS = 30.0
+WAIT_SECONDS = float(settings.PORTAL_API_WAIT_SECONDS)
 # The registry form's field names as Replicated's body spells them.
 _BODY_NAMES = {"name": "slug", "test_image": "testImage", "apps": "appIds", "skip_validation": "skipValidation"}
 _MIRROR_NAMES = {"target_repository": "targetRepository", "target_tag": "targetTag",

@@ -42,7 +42,7 @@ IMAGE_REFUSALS = {
 }
 
 # How long a promotion waits for the image checks of a release still being checked.
-PROMOTE_WAIT_SECONDS = 30
+PROMOTE_WAIT_SECONDS = settings.PORTAL_API_WAIT_SECONDS
 PROMOTE_POLL_SECONDS = 0.5
 
 

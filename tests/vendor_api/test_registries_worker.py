@@ -19,7 +19,9 @@ pytestmark = pytest.mark.slow
 def stack(tmp_path_factory, ecr_registry, moto_server):
     portal = PortalStack(tmp_path_factory.mktemp("api-worker"), "filesystem://", names=("web", "worker"),
                          seed="team", extra_env={"LOG_LEVEL": "INFO",
-                                                 "PORTAL_REGISTRY_HOST_MAP": ecr_registry.extra["host_map"]})
+                                                 "PORTAL_REGISTRY_HOST_MAP": ecr_registry.extra["host_map"],
+                                                 # the refusal case waits this out in full
+                                                 "PORTAL_API_WAIT_SECONDS": "8"})
     try:
         yield portal.start(timeout=120)
     finally:
@@ -48,7 +50,8 @@ def test_the_worker_validates_and_the_route_answers_its_verdict(stack, api, aws_
 
 
 def test_while_one_call_waits_for_the_worker_others_answer(stack, api, aws_users):
-    """The worker is stopped: the add waits its full 30 s, and meanwhile other calls answer."""
+    """The worker is stopped: the add waits its full PORTAL_API_WAIT_SECONDS, and meanwhile other
+    calls answer."""
     worker = stack.processes.pop("worker")
     worker.terminate()
     worker.wait(timeout=30)
@@ -62,7 +65,7 @@ def test_while_one_call_waits_for_the_worker_others_answer(stack, api, aws_users
     waiting = threading.Thread(target=add)
     waiting.start()
     # Once its row is listed, the add is in its wait (it commits, then waits).
-    deadline = time.monotonic() + 25
+    deadline = time.monotonic() + 6
     while not any(r["endpoint"].startswith("210987654321") for r in api.get("/external_registries").json()[
             "external_registries"]):
         assert time.monotonic() < deadline, "the add never created its registry"
