@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 
@@ -55,6 +57,11 @@ def _login(registry: ExternalRegistry, timings: dict[str, float], *,
             "region": registry.ecr_region}
     cache_key = f"registry-{registry.pk}-{registry.revision}"
     started = time.perf_counter()
+    # The account check needs nothing from the token exchange: ask AWS both at once.
+    account_check = None
+    if check_account:
+        account_check = _account_checks().submit(_account_warning, registry, ecr.caller_account,
+                                                 keys, timings)
     username, password = ecr.get_registry_credentials(**keys, cache_key=cache_key)
     timings["token"] = time.perf_counter() - started
 
@@ -68,24 +75,46 @@ def _login(registry: ExternalRegistry, timings: dict[str, float], *,
             username, password = ecr.get_registry_credentials(**keys, cache_key=cache_key)
         return username, password
 
-    warning = ""
-    if not check_account:
-        return username, password, warning, renew
+    if account_check is None:
+        return username, password, "", renew
+    warning = account_check.result()
+    timings["login"] = time.perf_counter() - started
+    return username, password, warning, renew
+
+
+_ACCOUNT_CHECKS: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _account_checks() -> ThreadPoolExecutor:
+    """The threads that run account checks, made in this process (a forked worker child must
+    not inherit a parent's pool whose threads did not survive the fork). Kept, not made per
+    call, because each thread keeps a warm boto3 session (``ecr``)."""
+    global _ACCOUNT_CHECKS
+    if _ACCOUNT_CHECKS is None or _ACCOUNT_CHECKS[0] != os.getpid():
+        _ACCOUNT_CHECKS = (os.getpid(), ThreadPoolExecutor(max_workers=4,
+                                                           thread_name_prefix="aws-account-check"))
+    return _ACCOUNT_CHECKS[1]
+
+
+def _account_warning(registry: ExternalRegistry, caller_account: Callable[..., str], keys: dict,
+                     timings: dict[str, float]) -> str:
+    """The warning when the keys belong to another account than the endpoint's ("" if not)."""
     started = time.perf_counter()
     try:
-        account = ecr.caller_account(**keys)
+        account = caller_account(**keys)
     except RegistryError as e:
-        # The token exchange worked; the account check is advice only.
+        # The token exchange decides; the account check is advice only.
         logger.info("registry %s: caller account unknown (%s)", registry.pk, e.code)
-    else:
-        if account and registry.ecr_account and account != registry.ecr_account:
-            warning = (
-                f"These keys belong to AWS account {account}, not to the endpoint's account "
-                f"{registry.ecr_account}: pulls work only if account {registry.ecr_account} "
-                "shares its repositories with it."
-            )
-    timings["sts"] = time.perf_counter() - started
-    return username, password, warning, renew
+        return ""
+    finally:
+        timings["sts"] = time.perf_counter() - started
+    if account and registry.ecr_account and account != registry.ecr_account:
+        return (
+            f"These keys belong to AWS account {account}, not to the endpoint's account "
+            f"{registry.ecr_account}: pulls work only if account {registry.ecr_account} "
+            "shares its repositories with it."
+        )
+    return ""
 
 
 def registry_client(registry: ExternalRegistry, *, timeout: float = 10.0,

@@ -168,8 +168,22 @@ def _error(exc: Exception, *, action: str) -> RegistryError:
 # --- clients --------------------------------------------------------------------------------
 
 
-def _client(service: str, *, access_key_id: str, secret_access_key: str, region: str):
+# One boto3 session per thread, without keys (each client gets its own): a new session loads
+# botocore's endpoint and service models again, ~50 ms per call, while a client of a warm
+# session takes ~2 ms. Sessions are not thread-safe, hence one per thread.
+_sessions = threading.local()
+
+
+def _session():
     import boto3
+
+    session = getattr(_sessions, "session", None)
+    if session is None:
+        session = _sessions.session = boto3.session.Session()
+    return session
+
+
+def _client(service: str, *, access_key_id: str, secret_access_key: str, region: str):
     from botocore.config import Config
 
     access_key_id, secret_access_key = (access_key_id or "").strip(), (secret_access_key or "").strip()
@@ -178,16 +192,14 @@ def _client(service: str, *, access_key_id: str, secret_access_key: str, region:
             raise RegistryError(
                 "Enter the AWS Access Key ID and Secret Access Key (this portal does not use its "
                 "own AWS credentials for registries).", permanent=True, code="unknown_access_key")
-        session = boto3.session.Session(region_name=region)
+        keys = {}  # the session's own chain: environment, instance role
     elif not access_key_id or not secret_access_key:
         raise RegistryError("Enter both the AWS Access Key ID and the Secret Access Key.",
                             permanent=True, code="unknown_access_key")
     else:
-        session = boto3.session.Session(aws_access_key_id=access_key_id,
-                                        aws_secret_access_key=secret_access_key,
-                                        region_name=region)
+        keys = {"aws_access_key_id": access_key_id, "aws_secret_access_key": secret_access_key}
     config = Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"})
-    return session.client(service, config=config)
+    return _session().client(service, region_name=region, config=config, **keys)
 
 
 def caller_account(*, access_key_id: str, secret_access_key: str, region: str) -> str:

@@ -42,6 +42,12 @@ class Status(models.TextChoices):
 
 BUSY_STATUSES = (Status.PENDING, Status.VALIDATING)
 
+# How often a page polls a busy row, by the time since its validation was queued: a validation
+# usually ends within half a second, so the page asks often at first (the result shows up at
+# most 150 ms late) and backs off when the worker is slow, retrying or not running at all.
+POLL_SCHEDULE = ((timedelta(seconds=3), "150ms"), (timedelta(seconds=30), "500ms"))
+POLL_SLOW = "2s"
+
 
 class ExternalRegistry(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="external_registries")
@@ -107,6 +113,13 @@ class ExternalRegistry(models.Model):
     @property
     def is_busy(self) -> bool:
         return self.status in BUSY_STATUSES
+
+    def poll_interval(self, now=None) -> str:
+        """The htmx ``every`` interval for a page showing this busy row (POLL_SCHEDULE)."""
+        if self.queued_at is None:
+            return POLL_SCHEDULE[-1][1]
+        age = (now or timezone.now()) - self.queued_at
+        return next((interval for limit, interval in POLL_SCHEDULE if age < limit), POLL_SLOW)
 
     @property
     def badge_class(self) -> str:

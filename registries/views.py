@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from portal.audit import audit_log
@@ -20,7 +21,15 @@ from releases.selectors import registry_image_uses
 
 from . import iam, services
 from .forms import PRESETS, RegistryForm, TestImageForm
-from .models import ExternalRegistry
+from .models import POLL_SCHEDULE, POLL_SLOW, ExternalRegistry
+
+_POLL_PACES = [interval for _, interval in POLL_SCHEDULE] + [POLL_SLOW]  # fastest first
+
+
+def _poll_interval(busy: list[ExternalRegistry]) -> str:
+    """The page polls at the pace of its youngest validation ("" when nothing is busy)."""
+    now = timezone.now()
+    return min((r.poll_interval(now) for r in busy), key=_POLL_PACES.index, default="")
 
 
 def _get_registry_for_user(request: HttpRequest, pk: int) -> ExternalRegistry:
@@ -41,8 +50,9 @@ def _team_apps(request):
 @team_required()
 def registry_list(request):
     registries = list(request.team.external_registries.all())
-    busy = any(r.is_busy for r in registries)
-    context = {"nav": "registries", "registries": registries, "busy": busy}
+    busy = [r for r in registries if r.is_busy]
+    context = {"nav": "registries", "registries": registries, "busy": bool(busy),
+               "poll": _poll_interval(busy)}
     return render_live(request, "registries/list.html", context, partial="registry-table", done=not busy)
 
 
@@ -72,7 +82,8 @@ def registry_add(request):
 @team_required()
 def registry_detail(request, pk: int):
     registry = _get_registry_for_user(request, pk)
-    context = {"nav": "registries", "registry": registry, "busy": registry.is_busy}
+    context = {"nav": "registries", "registry": registry, "busy": registry.is_busy,
+               "poll": _poll_interval([registry] if registry.is_busy else [])}
     if not request.htmx and registry.is_ecr and registry.ecr_account:
         repositories = sorted({u.repository for u in registry_image_uses(team=request.team, endpoint=registry.endpoint)})
         context["repositories"] = repositories

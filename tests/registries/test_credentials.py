@@ -3,6 +3,8 @@ ECR token the registry stops accepting before its expiry is forgotten and renewe
 
 import asyncio
 import datetime as dt
+import threading
+import time
 
 import pytest
 
@@ -98,3 +100,40 @@ def test_a_registry_refusing_a_fresh_token_is_tried_once_more_only(team, setting
     assert e.value.code == "unauthorized" and e.value.permanent
     assert len(fetches) == 2  # the login's exchange and one renewal, no loop
 
+
+
+def test_the_token_exchange_and_the_account_check_run_at_once(team, ecr_env, aws_users,
+                                                              monkeypatch):
+    """Each call waits at a barrier for the other before asking moto: run one after the other,
+    the first would wait alone until the barrier's timeout and the login would fail."""
+    barrier = threading.Barrier(2, timeout=5)
+    spans = {}
+
+    def meeting(name, real):
+        def call(**kwargs):
+            started = time.perf_counter()
+            barrier.wait()
+            try:
+                return real(**kwargs)
+            finally:
+                spans[name] = (started, time.perf_counter())
+        return call
+
+    monkeypatch.setattr(ecr, "fetch_token", meeting("token", ecr.fetch_token))
+    monkeypatch.setattr(ecr, "caller_account", meeting("sts", ecr.caller_account))
+    registry = make_ecr_registry(team, aws_users.reader)
+    timings = {}
+    with credentials.registry_client(registry, check_account=True, timings=timings) as client:
+        assert client.account_warning == ""
+        client.ping()
+    assert max(start for start, _ in spans.values()) < min(end for _, end in spans.values())
+    assert set(timings) >= {"token", "sts", "login"}
+    assert timings["login"] < timings["token"] + timings["sts"]
+
+
+def test_a_failed_token_exchange_is_the_error_even_while_the_account_check_runs(
+        team, ecr_env, aws_users):
+    registry = make_ecr_registry(team, aws_users.no_ecr)
+    with pytest.raises(RegistryError) as error:
+        credentials.registry_client(registry, check_account=True)
+    assert error.value.code == "access_denied" and "GetAuthorizationToken" in error.value.message

@@ -1,9 +1,11 @@
 """The registries pages for every persona: alice (admin) and bob (developer) manage, sam (support)
 reads, mallory (another team) gets 404."""
 
+import datetime as dt
 import json
 
 import pytest
+from django.utils import timezone
 
 from portal.models import AuditEvent
 from registries.models import ExternalRegistry, Provider, Status
@@ -179,6 +181,31 @@ def test_list_polls_while_validating_and_stops_when_done(client, alice, team):
     assert final.status_code == 286
     body = final.content.decode()
     assert "Failed" in body and "Nope, fix it." in body and "hx-trigger" not in body
+
+
+@pytest.mark.parametrize(("validating_for", "interval"), [
+    (0, "150ms"), (1.5, "150ms"), (3, "500ms"), (29, "500ms"), (30, "2s"), (600, "2s")])
+def test_the_poll_is_short_while_a_validation_is_young_and_backs_off(client, alice, team,
+                                                                      validating_for, interval):
+    """A validation takes well under a second: poll fast then, and back off if it does not end."""
+    queued_at = timezone.now() - dt.timedelta(seconds=validating_for)
+    registry = make_registry(team, status=Status.VALIDATING, queued_at=queued_at)
+    login(client, alice)
+    for url in ("/registries/", f"/registries/{registry.pk}/"):
+        assert f'hx-trigger="every {interval}"' in client.get(url).content.decode()
+        fragment = client.get(url, HTTP_HX_REQUEST="true")
+        assert fragment.status_code == 200
+        assert f'hx-trigger="every {interval}"' in fragment.content.decode()
+
+
+def test_the_list_polls_at_the_pace_of_its_youngest_validation(client, alice, team):
+    now = timezone.now()
+    make_registry(team, endpoint="old.example.com", status=Status.VALIDATING,
+                  queued_at=now - dt.timedelta(minutes=5))
+    make_registry(team, endpoint="new.example.com", status=Status.VALIDATING, queued_at=now)
+    make_registry(team, endpoint="done.example.com", status=Status.CONNECTED, queued_at=now)
+    login(client, alice)
+    assert 'hx-trigger="every 150ms"' in client.get("/registries/").content.decode()
 
 
 def test_detail_polls_its_status_panel(client, alice, team):
