@@ -183,3 +183,19 @@ def test_neither_secret_nor_token_reaches_the_logs(aws_users, caplog):
     import base64
 
     assert base64.b64encode(f"AWS:{password}".encode()).decode() not in text
+
+
+def test_calls_in_one_thread_share_a_warm_session_but_never_its_keys(moto_server, aws_users):
+    """A session per call reloads botocore's models (~50 ms); the keys belong to each client."""
+    assert ecr.caller_account(**creds(aws_users.reader)) == ACCOUNT
+    session = ecr._session()
+    with pytest.raises(RegistryError) as error:
+        ecr.fetch_token(**creds(aws_users.wrong_secret))
+    assert error.value.code == "bad_secret"
+    assert ecr.caller_account(**creds(aws_users.reader)) == ACCOUNT
+    assert ecr._session() is session
+    other_thread = []
+    thread = threading.Thread(target=lambda: other_thread.append(ecr._session()))
+    thread.start()
+    thread.join(timeout=10)
+    assert other_thread and other_thread[0] is not session
