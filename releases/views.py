@@ -42,7 +42,7 @@ from .image_check.services import release_checks_ensure
 from .kustomize import tar_gz
 from .manifests import images_in, problem_count, unique_images, validate_file
 from .models import App, Channel, Promotion, Release, ReleaseFile, slug_from_name
-from .selectors import channels_with_current, team_app
+from .selectors import app_release_count, channel_promotion_count, channels_with_current, team_app
 from .services import DraftExists, ReleaseFrozen, release_is_editable
 
 PAGE_SIZE = 25
@@ -110,8 +110,16 @@ def _release_rows(releases, *, newest_pk, can_edit) -> list[dict]:
     return releases
 
 
-def _page(request, queryset):
-    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+class KnownCountPaginator(Paginator):
+    """A paginator told its total, so it runs no COUNT(*) (the history pages know theirs)."""
+
+    def __init__(self, object_list, per_page, *, count: int, **kwargs):
+        super().__init__(object_list, per_page, **kwargs)
+        self.count = count  # shadows Paginator.count, a cached_property that would ask the database
+
+
+def _page(request, queryset, *, count: int):
+    return KnownCountPaginator(queryset, PAGE_SIZE, count=count).get_page(request.GET.get("page"))
 
 
 # --- apps ---------------------------------------------------------------------------------
@@ -478,7 +486,7 @@ def promotion_demote(request, slug, pk):
 @team_required()
 def release_history(request, slug):
     app = _get_app(request, slug)
-    page = _page(request, _release_history(app.releases.order_by("-sequence")))
+    page = _page(request, _release_history(app.releases.order_by("-sequence")), count=app_release_count(app))
     # On the first page the newest release is the first row: no query for it.
     if page.number == 1 and len(page):
         newest_pk = page[0]["pk"]
@@ -501,7 +509,7 @@ def channel_history(request, slug, channel_slug):
     )
     current = channel.current_promotion()
     return render(request, "releases/channel_history.html", {
-        "nav": "apps", "app": app, "channel": channel, "page": _page(request, promotions),
+        "nav": "apps", "app": app, "channel": channel, "page": _page(request, promotions, count=channel_promotion_count(channel)),
         "current": current, "channels": app.channels.filter(archived_at__isnull=True),
         "grace_days": settings.PORTAL_ENTITLEMENT_GRACE_DAYS,
     })
