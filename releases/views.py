@@ -6,6 +6,9 @@ has it, is a draft edited in place; a promoted release is frozen and "Create new
 copies its files into the next sequence.
 """
 
+import threading
+from collections import OrderedDict
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
@@ -15,7 +18,9 @@ from django.db.models import Count, F, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.template.loader import render_to_string
+from django.urls import get_script_prefix, reverse
+from django.utils import timezone, translation
 from django.views.decorators.http import require_POST
 
 from portal.forms import form_status
@@ -47,6 +52,8 @@ from .services import DraftExists, ReleaseFrozen, release_is_editable
 
 PAGE_SIZE = 25
 LATEST_RELEASES = 5
+# Rendered release rows kept per process (a few KB each), least recently used dropped first.
+RENDERED_ROWS = 2_000
 
 
 # --- access helpers -----------------------------------------------------------------------
@@ -92,8 +99,37 @@ def _release_history(releases):
         "pk", "sequence", "promoted_at", "created_at", "created_by_name", "file_count")
 
 
-def _release_rows(releases, *, newest_pk, can_edit) -> list[dict]:
-    """``releases`` (dicts from ``_release_history``) with their promotions, for ``_release_table.html``.
+_rendered_rows: OrderedDict[str, str] = OrderedDict()
+_rendered_rows_lock = threading.Lock()
+
+
+def _render_rows(app, rows) -> None:
+    """Give each row its ``html``: the ``release-row`` partial of ``_release_table.html``.
+
+    Rendering the rows is most of a history page's time, and a promoted release's row hardly ever
+    changes, so a row rendered once is reused. The key is everything the partial reads (the row's
+    values and promotions, the app's slug, the time zone, language and script prefix that shape
+    dates and links): a changed row is a new key, never a stale entry, and nothing needs invalidating.
+    """
+    scope = (app.slug, timezone.get_current_timezone_name(), translation.get_language(), get_script_prefix())
+    for r in rows:
+        key = repr((scope, r))
+        with _rendered_rows_lock:
+            html = _rendered_rows.get(key)
+            if html is not None:
+                _rendered_rows.move_to_end(key)
+        if html is None:
+            html = render_to_string("releases/_release_table.html#release-row", {"app": app, "r": r})
+            with _rendered_rows_lock:
+                _rendered_rows[key] = html
+                while len(_rendered_rows) > RENDERED_ROWS:
+                    _rendered_rows.popitem(last=False)
+        r["html"] = html
+
+
+def _release_rows(app, releases, *, newest_pk, can_edit) -> list[dict]:
+    """``releases`` (dicts from ``_release_history``) with their promotions and rendered ``html``,
+    for ``_release_table.html``.
 
     One query for the promotions of these rows, as dicts with usernames and channel names only
     (no model instances); ``editable`` marks the newest release while it is a draft, for those who may edit it.
@@ -107,6 +143,7 @@ def _release_rows(releases, *, newest_pk, can_edit) -> list[dict]:
     for r in releases:
         r["promotions"] = by_release[r["pk"]]
         r["editable"] = r["promoted_at"] is None and can_edit and r["pk"] == newest_pk
+    _render_rows(app, releases)
     return releases
 
 
@@ -159,7 +196,7 @@ def app_create(request):
 
 def _app_detail_context(request, app, channel_form=None):
     newest = _newest_release(app)
-    latest = _release_rows(_release_history(app.releases.order_by("-sequence"))[:LATEST_RELEASES],
+    latest = _release_rows(app, _release_history(app.releases.order_by("-sequence"))[:LATEST_RELEASES],
                            newest_pk=newest.pk if newest else None,
                            can_edit=request.membership.can_edit_releases)
     channels = list(_channels_with_current({"app": app}).annotate(
@@ -492,7 +529,7 @@ def release_history(request, slug):
         newest_pk = page[0]["pk"]
     else:
         newest_pk = app.releases.order_by("-sequence").values_list("pk", flat=True).first()
-    rows = _release_rows(page, newest_pk=newest_pk, can_edit=request.membership.can_edit_releases)
+    rows = _release_rows(app, page, newest_pk=newest_pk, can_edit=request.membership.can_edit_releases)
     return render(request, "releases/history.html", {
         "nav": "apps", "app": app, "page": page, "rows": rows,
         "channels": app.channels.filter(archived_at__isnull=True),

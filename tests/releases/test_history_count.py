@@ -67,3 +67,19 @@ def test_the_pages_show_the_totals_and_the_last_page_from_the_sequences(client, 
     assert "Page 3 of 3" in last and "Release 1<" in last and "Release 2<" not in last
     unstable = client.get(UNSTABLE, {"page": 99}).content.decode()
     assert "Page 2 of 2" in unstable and "0.0.1" in unstable
+
+
+def test_a_row_shows_what_changed_after_it_was_rendered(client, bob, sam, sample_app):
+    """Rendered rows are reused, keyed by everything they show: a change is never served stale."""
+    add_releases(sample_app, bob, 1, promote_every=2)  # release 2: Unstable and Beta, Unstable demoted
+    Release.create_next(app=sample_app, user=bob, files=[("service.yaml", "kind: Service\n")])  # draft 3
+    login(client, bob)
+    before = client.get(HISTORY).content.decode()
+    assert "Release 3</a> <span class=\"badge warn\">Draft</span>" in before and "/releases/3/edit/" in before
+    assert "Stable #1" not in before
+    sample_app.releases.get(sequence=1).promote_to(sample_app.channels.get(slug="stable"), user=bob,
+                                                    version_label="0.0.1", is_required=True)
+    after = client.get(HISTORY).content.decode()
+    assert "Stable #1 · 0.0.1</span> <span class=\"badge warn\">Required</span>" in after
+    # The same rows for someone who may not edit: no Edit link from bob's rendering.
+    assert "/releases/3/edit/" not in login(client, sam).get(HISTORY).content.decode()
