@@ -11,7 +11,6 @@ from collections import OrderedDict
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, F, OuterRef, Prefetch, Subquery
@@ -88,18 +87,16 @@ def _release_history(releases):
     """Releases as dicts with their creator's username and file count (rows: ``_release_rows``).
 
     The file count is a correlated subquery, not a JOIN + GROUP BY: the database counts the files
-    of the page's rows only, and the paginator's COUNT(*) stays a plain index count of releases.
+    of the page's rows only. The history pages know their totals (``KnownCountPaginator``), so
+    nothing counts over this query.
     """
     file_count = (ReleaseFile.objects.filter(release=OuterRef("pk")).order_by().values("release")
                   .annotate(n=Count("pk")).values("n"))
-    # The creator's name as a subquery too (not a JOIN), so the paginator's COUNT(*) stays plain.
-    created_by_name = get_user_model().objects.filter(pk=OuterRef("created_by_id")).values("username")[:1]
-    return releases.annotate(file_count=Coalesce(Subquery(file_count), 0),
-                             created_by_name=Subquery(created_by_name)).values(
-        "pk", "sequence", "promoted_at", "created_at", "created_by_name", "file_count")
+    return releases.annotate(file_count=Coalesce(Subquery(file_count), 0)).values(
+        "pk", "sequence", "promoted_at", "created_at", "file_count", created_by_name=F("created_by__username"))
 
 
-_rendered_rows: OrderedDict[str, str] = OrderedDict()
+_rendered_rows: OrderedDict[tuple, str] = OrderedDict()
 _rendered_rows_lock = threading.Lock()
 
 
@@ -113,7 +110,7 @@ def _render_rows(app, rows) -> None:
     """
     scope = (app.slug, timezone.get_current_timezone_name(), translation.get_language(), get_script_prefix())
     for r in rows:
-        key = repr((scope, r))
+        key = (scope, *(v for k, v in r.items() if k != "promotions"), *(tuple(p.values()) for p in r["promotions"]))
         with _rendered_rows_lock:
             html = _rendered_rows.get(key)
             if html is not None:
@@ -205,7 +202,7 @@ def _app_detail_context(request, app, channel_form=None):
         "nav": "apps", "app": app, "channels": channels, "latest": latest, "newest": newest,
         "newest_is_draft": newest is not None and newest.is_draft,
         "channel_form": channel_form or ChannelForm(app=app),
-        "release_count": app.releases.count(),
+        "release_count": app_release_count(app),
     }
 
 

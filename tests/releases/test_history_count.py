@@ -11,6 +11,7 @@ from tests.conftest import login
 
 HISTORY = "/apps/mysampleecrapp/releases/"
 UNSTABLE = "/apps/mysampleecrapp/channels/unstable/"
+OVERVIEW = "/apps/mysampleecrapp/"
 
 
 def add_releases(app, user, count, *, promote_every=2):
@@ -45,7 +46,7 @@ def test_the_counts_from_the_sequences_equal_the_real_counts(alice, sample_app):
 
 
 @pytest.mark.postgres  # also run in make test's PostgreSQL pass: query counts depend on the database
-@pytest.mark.parametrize("url", [HISTORY, UNSTABLE])
+@pytest.mark.parametrize("url", [HISTORY, UNSTABLE, OVERVIEW])
 def test_the_history_pages_run_the_same_queries_at_10_and_200_releases_and_no_count(
         client, alice, sample_app, url, django_assert_num_queries):
     login(client, alice)
