@@ -6,16 +6,20 @@ has it, is a draft edited in place; a promoted release is frozen and "Create new
 copies its files into the next sequence.
 """
 
+import threading
+from collections import OrderedDict
+
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, F, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.template.loader import render_to_string
+from django.urls import get_script_prefix, reverse
+from django.utils import timezone, translation
 from django.views.decorators.http import require_POST
 
 from portal.forms import form_status
@@ -42,11 +46,13 @@ from .image_check.services import release_checks_ensure
 from .kustomize import tar_gz
 from .manifests import images_in, problem_count, unique_images, validate_file
 from .models import App, Channel, Promotion, Release, ReleaseFile, slug_from_name
-from .selectors import channels_with_current, team_app
+from .selectors import app_release_count, channel_promotion_count, channels_with_current, team_app
 from .services import DraftExists, ReleaseFrozen, release_is_editable
 
 PAGE_SIZE = 25
 LATEST_RELEASES = 5
+# Rendered release rows kept per process (a few KB each), least recently used dropped first.
+RENDERED_ROWS = 2_000
 
 
 # --- access helpers -----------------------------------------------------------------------
@@ -81,19 +87,46 @@ def _release_history(releases):
     """Releases as dicts with their creator's username and file count (rows: ``_release_rows``).
 
     The file count is a correlated subquery, not a JOIN + GROUP BY: the database counts the files
-    of the page's rows only, and the paginator's COUNT(*) stays a plain index count of releases.
+    of the page's rows only. The history pages know their totals (``KnownCountPaginator``), so
+    nothing counts over this query.
     """
     file_count = (ReleaseFile.objects.filter(release=OuterRef("pk")).order_by().values("release")
                   .annotate(n=Count("pk")).values("n"))
-    # The creator's name as a subquery too (not a JOIN), so the paginator's COUNT(*) stays plain.
-    created_by_name = get_user_model().objects.filter(pk=OuterRef("created_by_id")).values("username")[:1]
-    return releases.annotate(file_count=Coalesce(Subquery(file_count), 0),
-                             created_by_name=Subquery(created_by_name)).values(
-        "pk", "sequence", "promoted_at", "created_at", "created_by_name", "file_count")
+    return releases.annotate(file_count=Coalesce(Subquery(file_count), 0)).values(
+        "pk", "sequence", "promoted_at", "created_at", "file_count", created_by_name=F("created_by__username"))
 
 
-def _release_rows(releases, *, newest_pk, can_edit) -> list[dict]:
-    """``releases`` (dicts from ``_release_history``) with their promotions, for ``_release_table.html``.
+_rendered_rows: OrderedDict[tuple, str] = OrderedDict()
+_rendered_rows_lock = threading.Lock()
+
+
+def _render_rows(app, rows) -> None:
+    """Give each row its ``html``: the ``release-row`` partial of ``_release_table.html``.
+
+    Rendering the rows is most of a history page's time, and a promoted release's row hardly ever
+    changes, so a row rendered once is reused. The key is everything the partial reads (the row's
+    values and promotions, the app's slug, the time zone, language and script prefix that shape
+    dates and links): a changed row is a new key, never a stale entry, and nothing needs invalidating.
+    """
+    scope = (app.slug, timezone.get_current_timezone_name(), translation.get_language(), get_script_prefix())
+    for r in rows:
+        key = (scope, *(v for k, v in r.items() if k != "promotions"), *(tuple(p.values()) for p in r["promotions"]))
+        with _rendered_rows_lock:
+            html = _rendered_rows.get(key)
+            if html is not None:
+                _rendered_rows.move_to_end(key)
+        if html is None:
+            html = render_to_string("releases/_release_table.html#release-row", {"app": app, "r": r})
+            with _rendered_rows_lock:
+                _rendered_rows[key] = html
+                while len(_rendered_rows) > RENDERED_ROWS:
+                    _rendered_rows.popitem(last=False)
+        r["html"] = html
+
+
+def _release_rows(app, releases, *, newest_pk, can_edit) -> list[dict]:
+    """``releases`` (dicts from ``_release_history``) with their promotions and rendered ``html``,
+    for ``_release_table.html``.
 
     One query for the promotions of these rows, as dicts with usernames and channel names only
     (no model instances); ``editable`` marks the newest release while it is a draft, for those who may edit it.
@@ -107,11 +140,20 @@ def _release_rows(releases, *, newest_pk, can_edit) -> list[dict]:
     for r in releases:
         r["promotions"] = by_release[r["pk"]]
         r["editable"] = r["promoted_at"] is None and can_edit and r["pk"] == newest_pk
+    _render_rows(app, releases)
     return releases
 
 
-def _page(request, queryset):
-    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+class KnownCountPaginator(Paginator):
+    """A paginator told its total, so it runs no COUNT(*) (the history pages know theirs)."""
+
+    def __init__(self, object_list, per_page, *, count: int, **kwargs):
+        super().__init__(object_list, per_page, **kwargs)
+        self.count = count  # shadows Paginator.count, a cached_property that would ask the database
+
+
+def _page(request, queryset, *, count: int):
+    return KnownCountPaginator(queryset, PAGE_SIZE, count=count).get_page(request.GET.get("page"))
 
 
 # --- apps ---------------------------------------------------------------------------------
@@ -151,7 +193,7 @@ def app_create(request):
 
 def _app_detail_context(request, app, channel_form=None):
     newest = _newest_release(app)
-    latest = _release_rows(_release_history(app.releases.order_by("-sequence"))[:LATEST_RELEASES],
+    latest = _release_rows(app, _release_history(app.releases.order_by("-sequence"))[:LATEST_RELEASES],
                            newest_pk=newest.pk if newest else None,
                            can_edit=request.membership.can_edit_releases)
     channels = list(_channels_with_current({"app": app}).annotate(
@@ -160,7 +202,7 @@ def _app_detail_context(request, app, channel_form=None):
         "nav": "apps", "app": app, "channels": channels, "latest": latest, "newest": newest,
         "newest_is_draft": newest is not None and newest.is_draft,
         "channel_form": channel_form or ChannelForm(app=app),
-        "release_count": app.releases.count(),
+        "release_count": app_release_count(app),
     }
 
 
@@ -478,13 +520,13 @@ def promotion_demote(request, slug, pk):
 @team_required()
 def release_history(request, slug):
     app = _get_app(request, slug)
-    page = _page(request, _release_history(app.releases.order_by("-sequence")))
+    page = _page(request, _release_history(app.releases.order_by("-sequence")), count=app_release_count(app))
     # On the first page the newest release is the first row: no query for it.
     if page.number == 1 and len(page):
         newest_pk = page[0]["pk"]
     else:
         newest_pk = app.releases.order_by("-sequence").values_list("pk", flat=True).first()
-    rows = _release_rows(page, newest_pk=newest_pk, can_edit=request.membership.can_edit_releases)
+    rows = _release_rows(app, page, newest_pk=newest_pk, can_edit=request.membership.can_edit_releases)
     return render(request, "releases/history.html", {
         "nav": "apps", "app": app, "page": page, "rows": rows,
         "channels": app.channels.filter(archived_at__isnull=True),
@@ -501,7 +543,7 @@ def channel_history(request, slug, channel_slug):
     )
     current = channel.current_promotion()
     return render(request, "releases/channel_history.html", {
-        "nav": "apps", "app": app, "channel": channel, "page": _page(request, promotions),
+        "nav": "apps", "app": app, "channel": channel, "page": _page(request, promotions, count=channel_promotion_count(channel)),
         "current": current, "channels": app.channels.filter(archived_at__isnull=True),
         "grace_days": settings.PORTAL_ENTITLEMENT_GRACE_DAYS,
     })
