@@ -1,13 +1,16 @@
 """Benchmark the portal's copier against `skopeo copy --all`.
 
     .venv/bin/python bench/mirror.py [--rounds 5] [--big-layer-mb 1024]
+        [--layers 4 --layer-kb 25600 --platforms 2]
 
 A two-platform image (four 25 MB layers per platform plus one shared 2 MB layer, ~202 MB) is
 pushed to a loopback distribution registry; each round copies it into a freshly started, empty
 registry, alternately with the portal's copier (a child process: its peak RSS is measured) and
 with skopeo (its blob-info cache deleted first, so it cannot mount from memory). Then: a repeat
 copy of an image already present, a copy into a new repository of the same registry (mount),
-and the peak memory with a single large layer. Prints a Markdown table.
+and the peak memory with a single large layer. Prints a Markdown table. ``--layers``,
+``--layer-kb`` and ``--platforms`` change the image: ``--layers 20 --layer-kb 1024`` gives 40
+small layers; ``--platforms 1 --layers 1 --layer-kb 1048576`` one 1 GB layer (no shared layer).
 """
 
 from __future__ import annotations
@@ -83,6 +86,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--big-layer-mb", type=int, default=1024)
+    parser.add_argument("--layers", type=int, default=4, help="layers per platform")
+    parser.add_argument("--layer-kb", type=int, default=25 * 1024)
+    parser.add_argument("--platforms", type=int, choices=(1, 2), default=2)
     parser.add_argument("--child", action="store_true")
     for name in ("src", "dst", "src-repo", "dst-repo", "tag", "user", "password"):
         parser.add_argument(f"--{name}")
@@ -103,8 +109,12 @@ def main() -> None:
 
     try:
         source = registry()
-        image = build_index(layer_sizes=[25 * MB] * 4, shared_size=2 * MB, on_disk=True,
-                            directory=tmp)
+        layer_sizes = [args.layer_kb * 1024] * args.layers
+        if args.platforms == 1:
+            image = build_single(layer_sizes, on_disk=True, directory=tmp)
+        else:
+            image = build_index(layer_sizes=layer_sizes, shared_size=2 * MB, on_disk=True,
+                                directory=tmp)
         total = sum(b.size for b in image.blobs)
         push(image, source.url, "bench/app", "1.0", auth=source.auth)
         rows = {"portal": [], "skopeo": []}
@@ -137,7 +147,8 @@ def main() -> None:
             return statistics.median(r[key] for r in rows[tool])
 
         p, s = med("portal", "seconds"), med("skopeo", "seconds")
-        print(f"\nImage: 2 platforms, {len(image.blobs)} blobs, {total / MB:.0f} MB; "
+        print(f"\nImage: {args.platforms} platform(s), {len(image.blobs)} blobs, "
+              f"{total / MB:.0f} MB; "
               f"{args.rounds} rounds each, fresh target registry per round; {os.cpu_count()} CPUs.\n")
         print("| | portal | skopeo copy --all |\n|---|---|---|")
         print(f"| median time | {p:.2f} s | {s:.2f} s |")

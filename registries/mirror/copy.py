@@ -41,7 +41,6 @@ from ..errors import RegistryError
 from ..oci.client import STREAM_ERRORS, upload_path
 from ..oci.media import Manifest, image_manifest
 
-READ_CHUNK = 1 << 20          # bytes read from the source at a time
 MONOLITHIC_MAX = 64 << 20     # blobs up to this size: one streamed PUT; larger: PATCH chunks
 PATCH_CHUNK = 64 << 20        # bytes per PATCH of a chunked upload
 PARALLEL = 4
@@ -196,8 +195,7 @@ class Copier:
                 raise Canceled()
             self._count(digest, seen)
 
-        return self.source.blob_chunks(self.source_repo, digest, size, chunk_size=READ_CHUNK,
-                                       on_chunk=on_chunk)
+        return self.source.blob_chunks(self.source_repo, digest, size, on_chunk=on_chunk)
 
     def _copy_blob(self, digest: str, size: int) -> str:
         if self.target.blob_exists(self.target_repo, digest, actions="pull,push"):
