@@ -6,9 +6,11 @@ alice (Admin) · bob (Developer on alice's team) · sam (Support, read only) · 
 import os
 
 import pytest
+import redis
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 
+from portal import shared
 from portal.models import Membership, Role, Team
 from releases.demo import NGINX_DEPLOYMENT, NGINX_SERVICE  # noqa: F401 (tests import them from here)
 from releases.models import App, Customer, Release
@@ -104,3 +106,17 @@ def browser_type_launch_args(browser_type_launch_args):
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
         ],
     }
+
+
+SHARED_STATE_REDIS_DB = 15
+
+
+@pytest.fixture
+def in_redis(redis_server, settings):
+    """The portal's shared state (portal/shared.py) on an empty Redis database; the client."""
+    settings.REDIS_URL = redis_server.url.rsplit("/", 1)[0] + f"/{SHARED_STATE_REDIS_DB}"
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    shared.reset()
+    yield client
+    shared.reset()

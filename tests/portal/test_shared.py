@@ -8,22 +8,12 @@ import threading
 import time
 
 import pytest
-import redis
 
 from portal import shared, throttle
 from tests.support.servers import free_port
 
 REDIS_DB = 15
 
-
-@pytest.fixture
-def in_redis(redis_server, settings):
-    settings.REDIS_URL = redis_server.url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.flushdb()
-    shared.reset()
-    yield client
-    shared.reset()
 
 
 @pytest.fixture

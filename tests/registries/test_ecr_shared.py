@@ -8,26 +8,20 @@ import threading
 import time
 
 import pytest
-import redis
 from cryptography.fernet import Fernet
 
 from portal import shared
 from registries import ecr
 
-REDIS_DB = 15
 KEYS = {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "s3cret-key-material",
         "region": "us-east-1", "cache_key": "registry-1-1"}
 
 
 @pytest.fixture
-def in_redis(redis_server, settings):
-    settings.REDIS_URL = redis_server.url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.flushdb()
-    shared.reset()
+def in_redis(in_redis):
+    """The shared Redis, with no ECR token cached in this process."""
     ecr.clear_token_cache()
-    yield client
-    shared.reset()
+    return in_redis
     ecr.clear_token_cache()
 
 

@@ -6,25 +6,12 @@ from __future__ import annotations
 
 import time
 
-import pytest
-import redis
-
 from portal import shared
 from releases.proxy import decisions
 from tests.releases.proxy.test_cache import cached, registry, remembered  # noqa: F401
 
-REDIS_DB = 15
 KEY = "portal:version:proxy-decisions"
 
-
-@pytest.fixture
-def in_redis(redis_server, settings):
-    settings.REDIS_URL = redis_server.url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.flushdb()
-    shared.reset()
-    yield client
-    shared.reset()
 
 
 def test_a_change_committed_here_bumps_the_shared_version(in_redis, customer,
