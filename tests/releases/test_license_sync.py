@@ -1,6 +1,5 @@
 """License sync (GET /license/<app slug>, what KOTS calls) and the customer page's newer-license offer."""
 
-import base64
 import logging
 
 import pytest
@@ -11,15 +10,10 @@ from django.utils import timezone
 from releases.customer_portal.access import SESSION_KEY
 from releases.licenses import license_yaml, verify_license_text
 from releases.models import App, Customer, LicenseField
+from tests.releases.customer_portal.test_update_check import basic
 
 SYNC = "/license/mysampleecrapp"
 HOME = "/customer/"
-
-
-def basic(username, password=None):
-    password = username if password is None else password
-    token = base64.b64encode(f"{username}:{password}".encode()).decode()
-    return {"HTTP_AUTHORIZATION": f"Basic {token}"}
 
 
 @pytest.fixture
