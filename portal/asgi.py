@@ -12,6 +12,7 @@ from django.http import Http404
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
 
+from portal.lane import LeanLane
 from portal.lifespan import serve_lifespan
 
 
@@ -83,5 +84,7 @@ class PortalStaticFilesHandler(ASGIStaticFilesHandler):
 
 
 # The portal is self-hosted with no separate web server in front by default: serve /static/
-# from the app directories and static/ (collectstatic is not needed).
-application = PortalStaticFilesHandler(PortalASGIHandler())
+# from the app directories and static/ (collectstatic is not needed). The registry API's
+# ``@lean`` views skip the page middleware (portal/lane.py).
+LEAN_PATH_PREFIXES = ("/v2/",)
+application = LeanLane(PortalStaticFilesHandler(PortalASGIHandler()), LEAN_PATH_PREFIXES)

@@ -26,10 +26,10 @@ import logging
 import re
 import time
 
-from asgiref.sync import sync_to_async
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from portal.lane import lean, sync_db
 from portal.observability import metrics
 from portal.throttle import client_address
 from registries.errors import RegistryError
@@ -99,6 +99,7 @@ def _refused(refusal: Refusal, *, app: str = "", counted: bool = True) -> JsonRe
     return oci_error(refusal.status, refusal.code, refusal.message, retry_after=refusal.retry_after)
 
 
+@lean  # served without the page middleware (portal/lane.py)
 @csrf_exempt  # no cookies, no sessions: Basic auth on every request
 @oci_view
 async def v2_root(request):
@@ -106,7 +107,7 @@ async def v2_root(request):
     if request.method not in ("GET", "HEAD"):
         return oci_error(405, "UNSUPPORTED", "The proxy registry is read-only.")
     header = request.headers.get("Authorization", "")
-    refusal = await sync_to_async(check_login)(header=header, address=client_address(request))
+    refusal = await sync_db(check_login)(header=header, address=client_address(request))
     if refusal is not None:
         # The anonymous probe every client starts with is a challenge, not a refusal.
         return _refused(refusal, counted=bool(header))
@@ -115,6 +116,7 @@ async def v2_root(request):
     return response
 
 
+@lean  # served without the page middleware (portal/lane.py)
 @csrf_exempt  # no cookies, no sessions: Basic auth on every request
 @oci_view
 async def v2_other(request, rest=""):
@@ -122,6 +124,7 @@ async def v2_other(request, rest=""):
     return oci_error(404, "NAME_UNKNOWN", "Only /v2/proxy/<app>/<image> is served here.")
 
 
+@lean  # served without the page middleware (portal/lane.py)
 @csrf_exempt  # no cookies, no sessions: Basic auth on every request
 @oci_view
 async def proxy(request, app_slug: str, rest: str):
@@ -135,7 +138,7 @@ async def proxy(request, app_slug: str, rest: str):
     # A cached decision was allowed: valid credentials pass even from a throttled address.
     access = cached_access(header=header, app_slug=app_slug, name=match["name"])
     if access is None:
-        access = await sync_to_async(authorize)(
+        access = await sync_db(authorize)(
             header=header, address=address, app_slug=app_slug, name=match["name"])
     if isinstance(access, Refusal):
         return _refused(access, app=await _existing_app(app_slug))
@@ -151,7 +154,7 @@ async def proxy(request, app_slug: str, rest: str):
     if isinstance(verdict, Refusal) and access.entitlement.unresolved:
         # An image pinned at its first pull, maybe by another process since this decision:
         # decide again from the database before refusing.
-        access = await sync_to_async(authorize)(
+        access = await sync_db(authorize)(
             header=header, address=address, app_slug=app_slug, name=match["name"])
         if isinstance(access, Refusal):
             return _refused(access, app=await _existing_app(app_slug))
@@ -166,7 +169,7 @@ async def proxy(request, app_slug: str, rest: str):
 async def _existing_app(app_slug: str) -> str:
     """The URL's app slug as a metric label only when such an app exists: the refused client
     chose it, and labels must stay few."""
-    return app_slug if await App.objects.filter(slug=app_slug).aexists() else ""
+    return app_slug if await sync_db(App.objects.filter(slug=app_slug).exists)() else ""
 
 
 def _log(access: Access, reference: str, kind: str, method: str, status: int,
@@ -267,7 +270,7 @@ async def _manifest(request, access: Access, asked: str, target: ManifestTarget)
     if target.pin is not None and not target.pin.digest and digest:
         # The first pull of an image unresolved at promotion: pin it (and its tree) now, so the
         # blobs of this same pull are allowed; a concurrent first pull that won keeps its pin.
-        frozen = await sync_to_async(_freeze)(access, target, digest)
+        frozen = await sync_db(_freeze)(access, target, digest)
         if frozen and frozen != digest:
             return await _manifest(request, access, asked,
                                    ManifestTarget(reference=frozen, tag=target.tag,
