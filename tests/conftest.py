@@ -14,6 +14,7 @@ from portal import shared
 from portal.models import Membership, Role, Team
 from releases.demo import NGINX_DEPLOYMENT, NGINX_SERVICE  # noqa: F401 (tests import them from here)
 from releases.models import App, Customer, Release
+from releases.proxy import manifest_cache
 
 # Playwright's sync API keeps an event loop running in the test thread.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -28,8 +29,10 @@ def _fast_password_hashing(settings):
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Django's cache is per process and outlives a test: throttle counts must not carry over."""
+    """Django's cache is per process and outlives a test: throttle counts must not carry over;
+    neither may the proxy's manifests (a test's upstream may answer differently)."""
     cache.clear()
+    manifest_cache.clear()
 
 
 def make_user(username: str, team: Team, role: str):

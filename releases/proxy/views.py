@@ -7,14 +7,16 @@
 
 Async views under uvicorn (docs/architecture.md, "Proxy registry"): a pull is mostly waiting
 on the upstream registry, so an event loop serves many pulls at once without a thread each.
+They are ``@lean``: served without the page middleware (portal/lane.py).
 The rules (license, entitlement, resolution, throttling) are sync ORM code in ``access.py``,
-called through ``sync_to_async`` in one thread hop, and only when no recent decision is cached
+called through ``sync_db`` in one thread hop, and only when no recent decision is cached
 (``cached_access``); each reference is then checked against the decision's pins
 (``manifest_target``, ``blob_refusal``: lookups). The pull log is queued to one writer thread
 (``log_pull`` never blocks).
 The upstream transfer is httpx.AsyncClient
 (``RegistryClient.aopen``). Manifests are read whole (at most 4 MB) and returned with their
-exact bytes, Content-Type and Docker-Content-Digest; blobs are streamed chunk by chunk.
+exact bytes, Content-Type and Docker-Content-Digest, and kept in memory by digest
+(``manifest_cache``: a digest's bytes never change); blobs are streamed chunk by chunk.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from registries.oci.transport import STREAM_ERRORS, stream_error
 from registries.reference import REMOTE_NAME_PATTERN, SHA256_DIGEST_PATTERN, TAG_PATTERN
 
 from ..models import App
+from . import manifest_cache
 from .access import (
     Access,
     ManifestTarget,
@@ -224,6 +227,55 @@ async def _manifest(request, access: Access, asked: str, target: ManifestTarget)
     tag_check = None
     if target.pin is not None and target.pin.digest:
         tag_check = _watch_tag(access, target.tag, target.pin.digest)
+    cached = manifest_cache.get(reference) if reference.startswith("sha256:") else None
+    if cached is not None:
+        media_type, body = cached
+        digest, length = reference, str(len(body))
+        if method == "HEAD":
+            body = b""
+    else:
+        fetched = await _fetch_manifest(access, asked, method, path, accept, release_id)
+        if isinstance(fetched, HttpResponse):
+            return fetched
+        body, media_type, digest, length = fetched
+        if method == "GET":
+            verified = manifest_digest(body, reference=reference, claimed=digest)
+            if verified is None:
+                _log(access, asked, "manifest", method, 502, 0, release_id=release_id)
+                return oci_error(502, "UNKNOWN", "The vendor's registry returned a manifest "
+                                                 "that does not match its digest.")
+            digest = verified
+            length = str(len(body))
+            manifest_cache.put(digest, media_type, body)
+    if reference.startswith("sha256:") and method == "HEAD":
+        digest = reference  # what was asked by digest is what the registry answered for
+    pins = access.entitlement.manifest_pins.get(digest, ())
+    if target.pin is not None and not target.pin.digest and digest:
+        # The first pull of an image unresolved at promotion: pin it (and its tree) now, so the
+        # blobs of this same pull are allowed; a concurrent first pull that won keeps its pin.
+        frozen = await sync_db(_freeze)(access, target, digest)
+        if frozen and frozen != digest:
+            return await _manifest(request, access, asked,
+                                   ManifestTarget(reference=frozen, tag=target.tag,
+                                                  pin=target.pin))
+        pins = (target.pin.pin_id,) if frozen else ()
+    response = HttpResponse(body, content_type=media_type)
+    if digest:
+        response["Docker-Content-Digest"] = digest
+    if length:
+        response["Content-Length"] = length
+    response["Docker-Distribution-API-Version"] = "registry/2.0"
+    if tag_check is not None:
+        # Started with the GET, so usually done by now; the pull never waits long for it.
+        await asyncio.wait({tag_check}, timeout=DRIFT_WAIT_SECONDS)
+    _log(access, asked, "manifest", method, 200, len(body), release_id=release_id,
+         note=_drift_note(access, target), pins=pins)
+    return response
+
+
+async def _fetch_manifest(access: Access, asked: str, method: str, path: str, accept: str,
+                          release_id):
+    """(body, media type, claimed digest, length) from upstream, or the error response (logged)."""
     try:
         upstream = await access.client.aopen(method, path, repository=access.repository,
                                              headers={"Accept": accept})
@@ -256,38 +308,7 @@ async def _manifest(request, access: Access, asked: str, target: ManifestTarget)
         return response
     finally:
         await upstream.aclose()
-    if method == "GET":
-        verified = manifest_digest(body, reference=reference, claimed=digest)
-        if verified is None:
-            _log(access, asked, "manifest", method, 502, 0, release_id=release_id)
-            return oci_error(502, "UNKNOWN", "The vendor's registry returned a manifest that "
-                                             "does not match its digest.")
-        digest = verified
-        length = str(len(body))
-    if reference.startswith("sha256:") and method == "HEAD":
-        digest = reference  # what was asked by digest is what the registry answered for
-    pins = access.entitlement.manifest_pins.get(digest, ())
-    if target.pin is not None and not target.pin.digest and digest:
-        # The first pull of an image unresolved at promotion: pin it (and its tree) now, so the
-        # blobs of this same pull are allowed; a concurrent first pull that won keeps its pin.
-        frozen = await sync_db(_freeze)(access, target, digest)
-        if frozen and frozen != digest:
-            return await _manifest(request, access, asked,
-                                   ManifestTarget(reference=frozen, tag=target.tag,
-                                                  pin=target.pin))
-        pins = (target.pin.pin_id,) if frozen else ()
-    response = HttpResponse(body, content_type=media_type)
-    if digest:
-        response["Docker-Content-Digest"] = digest
-    if length:
-        response["Content-Length"] = length
-    response["Docker-Distribution-API-Version"] = "registry/2.0"
-    if tag_check is not None:
-        # Started with the GET, so usually done by now; the pull never waits long for it.
-        await asyncio.wait({tag_check}, timeout=DRIFT_WAIT_SECONDS)
-    _log(access, asked, "manifest", method, 200, len(body), release_id=release_id,
-         note=_drift_note(access, target), pins=pins)
-    return response
+    return body, media_type, digest, length
 
 
 def _freeze(access: Access, target: ManifestTarget, digest: str) -> str:
