@@ -24,10 +24,10 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
-import httpx
 from django.http import HttpResponse
 
 from portal.observability import metrics
+from registries.oci.transport import STREAM_ERRORS
 
 from .access import Access
 from .pull_log import log_pull
@@ -56,8 +56,9 @@ def aws_signed(query: str) -> bool:
         params.get("x-amz-algorithm") and params.get("x-amz-credential"))
 
 
-def presigned_location(upstream: httpx.Response) -> str | None:
-    """The absolute Location to pass on to the client, or None (then the proxy follows it).
+def presigned_location(upstream) -> str | None:
+    """The absolute Location of ``upstream`` (an answer of ``Transport.aopen``) to pass on to
+    the client, or None (then the proxy follows it).
 
     The rule: the upstream answered 302, 303 or 307 with a Location that, resolved against the
     address asked, is http(s) on another origin (scheme, host or port) than the registry's, is
@@ -83,7 +84,7 @@ def presigned_location(upstream: httpx.Response) -> str | None:
     return target if aws_signed(parts.query) else None
 
 
-async def open_blob(access: Access, method: str, path: str) -> httpx.Response | HttpResponse:
+async def open_blob(access: Access, method: str, path: str):
     """The upstream answer for a blob request, as ``Transport.aopen`` gives it; or, when the
     registry allows direct downloads and redirected this GET to a pre-signed address, the 307
     to send the client (already in the pull log). Raises what ``aopen`` raises."""
@@ -104,12 +105,12 @@ async def open_blob(access: Access, method: str, path: str) -> httpx.Response | 
     return _passed_on(access, path.rsplit("/", 1)[-1], location)
 
 
-async def _discard(upstream: httpx.Response) -> None:
+async def _discard(upstream) -> None:
     try:
         length = upstream.headers.get("content-length", "")
         if length.isdigit() and int(length) <= MAX_REDIRECT_BODY:
             await upstream.aread()
-    except httpx.HTTPError:
+    except STREAM_ERRORS:
         pass  # only the connection's reuse is lost
     finally:
         await upstream.aclose()

@@ -88,8 +88,9 @@ class Proxy:
         return False
 
     def forward(self, handler, body: bytes, *, truncate: bool = False) -> None:
-        headers = {k: v for k, v in handler.headers.items() if k.lower() not in HOP}
-        headers["Host"] = self.host  # the registry builds Location URLs from it: keep them on us
+        # A list, not a dict: clients such as skopeo send several Accept headers.
+        headers = [(k, v) for k, v in handler.headers.items() if k.lower() not in HOP]
+        headers.append(("Host", self.host))  # the registry builds Location URLs from it: keep them on us
         response = self.http.request(handler.command, self.upstream + handler.path,
                                      headers=headers, content=body)
         self.record(handler, response.status_code)
