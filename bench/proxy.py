@@ -80,6 +80,8 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=8)
     parser.add_argument("--redirect", action="store_true",
                         help="an upstream that redirects blobs, with the pass-through on")
+    parser.add_argument("--requests", type=int, default=200,
+                        help="with --redirect: single blob requests timed after the pulls")
     parser.add_argument("--base", type=Path, default=None,
                         help="with --redirect: also pull through a portal run from this checkout")
     args = parser.parse_args()
@@ -184,6 +186,37 @@ def main() -> None:
         if upstream is not None:
             upstream.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def print_redirect_latency(args, image, standin, servers, auth) -> None:
+    """One blob GET answered by a redirect (not followed), alternated: what each pull's blob
+    requests cost on top of a direct pull, without S3's transfer."""
+    import httpx
+
+    from tests.support.registry import ECR_HOST
+
+    digest = max(image.blobs, key=lambda b: b.size).digest
+    urls = {"direct": (f"http://{standin.host}/v2/bench/app/blobs/{digest}", auth)}
+    for name, server in servers.items():
+        if name == "new":  # the code before follows the redirect: nothing comparable
+            lic = server.data["licenses"]["Bench"]
+            urls[name] = (f"{server.url}/v2/proxy/benchapp/{ECR_HOST}/bench/app/blobs/{digest}",
+                          (lic, lic))
+    ms: dict[str, list[float]] = {n: [] for n in urls}
+    loads = [os.getloadavg()[0]]
+    with httpx.Client(timeout=30) as client:
+        for i in range(args.requests):
+            for name, (url, creds) in (list(urls.items()) if i % 2 else list(urls.items())[::-1]):
+                started = time.perf_counter()
+                response = client.get(url, auth=creds)
+                ms[name].append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 307, response.status_code
+    loads.append(os.getloadavg()[0])
+    print(f"\nOne blob GET answered 307 (not followed), {args.requests} each, alternated "
+          f"(load {loads[0]:.2f} → {loads[1]:.2f}): "
+          + "; ".join(f"{n} median {statistics.median(v):.1f} ms" for n, v in ms.items())
+          + (f"; added by the proxy {statistics.median(ms['new']) - statistics.median(ms['direct']):.1f} ms"
+             if "new" in ms else ""))
 
 
 def redirect_main(args) -> None:
@@ -292,6 +325,7 @@ def redirect_main(args) -> None:
             print(f"median of per-round ratios new/old: {statistics.median(ratios['new/old']):.3f}")
         print(f"redirects answered by the stand-in: {standin.redirects}; blobs its S3 served: "
               f"{standin.storage.served}")
+        print_redirect_latency(args, image, standin, servers, auth)
     finally:
         for thing in reversed(started):
             thing.stop()
