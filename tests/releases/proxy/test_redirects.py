@@ -112,7 +112,10 @@ def server(upstream, moto_server, aws_users, tmp_path_factory):
         ], apps=[{"slug": SLUG, "pin": True,
                   "releases": [[f"{host}/{REPO}:1.0" for host, _, _ in HOSTS.values()]],
                   "customers": [{"name": f"Customer {case}"} for case in HOSTS]
-                  + [{"name": "Archived Co", "archived": True}]}])
+                  + [{"name": "Archived Co", "archived": True}]},
+                 # Promoted unpinned, as before pins existed: no manifest gives blob sizes.
+                 {"slug": "legacyapp", "releases": [[f"{HOSTS['on'][0]}/{REPO}:1.0"]],
+                  "customers": [{"name": "Customer legacy"}]}])
         yield server
     finally:
         server.stop()
@@ -126,11 +129,11 @@ def skopeo(*args: str) -> subprocess.CompletedProcess:
     return result
 
 
-def pull(server, case: str, target) -> None:
+def pull(server, case: str, target, *, slug: str = SLUG) -> None:
     lic = server.data["licenses"][f"Customer {case}"]
-    host = HOSTS[case][0]
+    host = HOSTS[case if case in HOSTS else "on"][0]
     skopeo("copy", "--all", "--src-tls-verify=false", "--src-creds", f"{lic}:{lic}",
-           f"docker://{server.host}/proxy/{SLUG}/{host}/{REPO}:1.0", f"oci:{target}:1.0")
+           f"docker://{server.host}/proxy/{slug}/{host}/{REPO}:1.0", f"oci:{target}:1.0")
 
 
 def assert_same_image(target, index) -> None:
@@ -179,6 +182,18 @@ def test_with_the_option_on_skopeo_downloads_every_layer_from_s3(server, upstrea
     assert all(r["bytes"] == sizes[r["reference"]] for r in rows)
     assert all(r["note"].startswith("redirected") for r in rows)
     assert standin.redirects == len(rows)
+
+
+@pytest.mark.slow
+def test_a_blob_no_pin_lists_is_logged_as_redirected_with_its_size_unknown(server, upstream,
+                                                                           tmp_path):
+    index = upstream["index"]
+    pull(server, "legacy", tmp_path / "oci", slug="legacyapp")
+    assert_same_image(tmp_path / "oci", index)
+    rows = blob_gets(server, "legacy", len(index.blobs))
+    assert {r["status"] for r in rows} == {307}
+    assert all(r["bytes"] == 0 and r["note"].endswith("size unknown (no pinned manifest lists "
+                                                      "this blob)") for r in rows)
 
 
 @pytest.mark.slow
