@@ -10,6 +10,18 @@ pushed to a loopback distribution registry (htpasswd auth). The portal runs unde
 `skopeo copy --all` into a fresh local OCI directory, alternately directly from the registry and
 through the proxy with a license (skopeo's blob-info cache deleted first). Then N pulls through
 the proxy run at once. The uvicorn process's RSS is sampled throughout. Prints Markdown.
+
+    .venv/bin/python bench/proxy.py --redirect [--rounds 5] [--base ../base14]
+
+Blob redirects passed on (releases/proxy/redirects.py). AWS is unreachable here, so the upstream
+is an ECR stand-in: moto's server for the registry token, and at the ECR host name (the host
+map) tests/support/faults.py's ``RedirectingRegistry`` in front of the docker-registry, which
+answers blob GETs with a 307 to an S3-style signed address on a second loopback server. The
+portal links it as an ECR registry with "Let customers download layers directly from AWS S3"
+on. Each round pulls the same image directly from the stand-in, through the proxy, and (with
+``--base``, a checkout of the code before, e.g. main's) through a second portal run from that
+checkout, which follows the redirects and streams the layers; order rotated per round. Prints
+the per-round ratios, their medians, and the portal's CPU seconds per pull.
 """
 
 from __future__ import annotations
@@ -66,7 +78,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrent", type=int, default=8)
+    parser.add_argument("--redirect", action="store_true",
+                        help="an upstream that redirects blobs, with the pass-through on")
+    parser.add_argument("--requests", type=int, default=200,
+                        help="with --redirect: single blob requests timed after the pulls")
+    parser.add_argument("--base", type=Path, default=None,
+                        help="with --redirect: also pull through a portal run from this checkout")
     args = parser.parse_args()
+    if args.redirect:
+        redirect_main(args)
+        return
 
     from tests.support.images import build_index, cleanup, push
     from tests.support.proxy_server import start_proxy_server
@@ -164,6 +185,152 @@ def main() -> None:
             server.stop()
         if upstream is not None:
             upstream.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def print_redirect_latency(args, image, standin, servers, auth) -> None:
+    """One blob GET answered by a redirect (not followed), alternated: what each pull's blob
+    requests cost on top of a direct pull, without S3's transfer."""
+    import httpx
+
+    from tests.support.registry import ECR_HOST
+
+    digest = max(image.blobs, key=lambda b: b.size).digest
+    urls = {"direct": (f"http://{standin.host}/v2/bench/app/blobs/{digest}", auth)}
+    for name, server in servers.items():
+        if name == "new":  # the code before follows the redirect: nothing comparable
+            lic = server.data["licenses"]["Bench"]
+            urls[name] = (f"{server.url}/v2/proxy/benchapp/{ECR_HOST}/bench/app/blobs/{digest}",
+                          (lic, lic))
+    ms: dict[str, list[float]] = {n: [] for n in urls}
+    loads = [os.getloadavg()[0]]
+    with httpx.Client(timeout=30) as client:
+        for i in range(args.requests):
+            for name, (url, creds) in (list(urls.items()) if i % 2 else list(urls.items())[::-1]):
+                started = time.perf_counter()
+                response = client.get(url, auth=creds)
+                ms[name].append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 307, response.status_code
+    loads.append(os.getloadavg()[0])
+    print(f"\nOne blob GET answered 307 (not followed), {args.requests} each, alternated "
+          f"(load {loads[0]:.2f} → {loads[1]:.2f}): "
+          + "; ".join(f"{n} median {statistics.median(v):.1f} ms" for n, v in ms.items())
+          + (f"; added by the proxy {statistics.median(ms['new']) - statistics.median(ms['direct']):.1f} ms"
+             if "new" in ms else ""))
+
+
+def redirect_main(args) -> None:
+    from tests.support import processes
+    from tests.support.faults import RedirectingRegistry
+    from tests.support.images import build_index, cleanup, push
+    from tests.support.proxy_server import start_proxy_server
+    from tests.support.registry import ECR_HOST, MOTO_TOKEN_PASSWORD, start_distribution
+    from tests.support.servers import LOOPBACK, free_port, stop_process, wait_for_port
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-redirect-"))
+    started: list = []
+    moto = None
+    try:
+        port = free_port()
+        # IAM auth off: any keys get moto's ECR token (AWS:<account>-auth-token).
+        moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p",
+                                 str(port)], stdout=(tmp / "moto.log").open("wb"),
+                                stderr=subprocess.STDOUT,
+                                env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "inf"})
+        wait_for_port(LOOPBACK, port, time.monotonic() + 30, process=moto)
+        moto_url = f"http://{LOOPBACK}:{port}"
+        auth = ("AWS", MOTO_TOKEN_PASSWORD)
+        upstream = start_distribution(tmp / "upstream", users=dict([auth]))
+        started.append(upstream)
+        image = build_index(layer_sizes=[25 * MB] * 4, shared_size=2 * MB, on_disk=True,
+                            directory=tmp)
+        total = sum(b.size for b in image.blobs)
+        push(image, upstream.url, "bench/app", "1.0", auth=auth)
+        cleanup(image)
+        standin = RedirectingRegistry(upstream.url, auth).start()
+        started.append(standin)
+        env = {"AWS_ENDPOINT_URL_ECR": moto_url, "AWS_ENDPOINT_URL_STS": moto_url,
+               "AWS_ENDPOINT_URL_IAM": moto_url, "AWS_EC2_METADATA_DISABLED": "true",
+               "PORTAL_REGISTRY_HOST_MAP": f"{ECR_HOST}=http://{standin.host}"}
+        seed = {"registries": [{"endpoint": ECR_HOST, "provider": "ecr", "username": "AKIABENCH",
+                                "password": "bench-secret", "direct_downloads": True}],
+                "apps": [{"slug": "benchapp", "pin": True,
+                          "releases": [[f"{ECR_HOST}/bench/app:1.0"]],
+                          "customers": [{"name": "Bench"}]}]}
+        servers = {}
+        servers["new"] = start_proxy_server(tmp / "portal", extra=env)
+        started.append(servers["new"])
+        if args.base is not None:
+            # The same stack run from the other checkout (its code, its Procfile, its seed).
+            root = processes.ROOT
+            processes.ROOT = args.base.resolve()
+            try:
+                servers["old"] = start_proxy_server(tmp / "portal-old", extra=env)
+                started.append(servers["old"])
+                servers["old"].data = servers["old"].call("tests.support.proxy_server.seed", **seed)
+            finally:
+                processes.ROOT = root
+        servers["new"].data = servers["new"].call("tests.support.proxy_server.seed", **seed)
+        sources = {"direct": (f"{standin.host}/bench/app:1.0", ":".join(auth))}
+        for name, server in servers.items():
+            lic = server.data["licenses"]["Bench"]
+            sources[name] = (f"{server.host}/proxy/benchapp/{ECR_HOST}/bench/app:1.0",
+                             f"{lic}:{lic}")
+        for src, creds in sources.values():  # warm-up, not measured
+            pull(src, creds, tmp / "warm")
+            shutil.rmtree(tmp / "warm")
+        names = list(sources)
+        times: dict[str, list[float]] = {n: [] for n in names}
+        cpu: dict[str, list[float]] = {n: [] for n in servers}
+        loads = []
+        for i in range(args.rounds):
+            loads.append(os.getloadavg()[0])
+            order = names[i % len(names):] + names[:i % len(names)]
+            for name in order:
+                before = servers[name].web_cpu_seconds() if name in servers else 0.0
+                target = tmp / f"{name}-{i}"
+                times[name].append(pull(*sources[name], target))
+                shutil.rmtree(target)
+                if name in servers:
+                    cpu[name].append(servers[name].web_cpu_seconds() - before)
+            print(f"round {i + 1} (load {loads[-1]:.2f}): " + ", ".join(
+                f"{n} {times[n][-1]:.2f} s" for n in names), file=sys.stderr)
+        print(f"\nImage: 2 platforms, {len(image.blobs)} blobs, {total / MB:.0f} MB; "
+              f"{args.rounds} rounds, order rotated each round; {os.cpu_count()} CPUs; "
+              "load average (1 min) at each round's start: "
+              + ", ".join(f"{x:.2f}" for x in loads) + ".\n")
+        labels = {"direct": "direct from the stand-in", "new": "proxy, pass-through on",
+                  "old": "proxy, code before (follows, streams)"}
+        print("| round | " + " | ".join(labels[n] for n in names) + " | "
+              + " | ".join(f"{n} / direct" for n in servers)
+              + (" | new / old |" if "old" in servers else " |"))
+        print("|---" * (1 + len(names) + len(servers) + ("old" in servers)) + "|")
+        ratios: dict[str, list[float]] = {n: [] for n in servers}
+        ratios["new/old"] = []
+        for i in range(args.rounds):
+            cells = [f"{times[n][i]:.2f} s" for n in names]
+            for n in servers:
+                ratios[n].append(times[n][i] / times["direct"][i])
+                cells.append(f"{ratios[n][-1]:.3f}")
+            if "old" in servers:
+                ratios["new/old"].append(times["new"][i] / times["old"][i])
+                cells.append(f"{ratios['new/old'][-1]:.3f}")
+            print(f"| {i + 1} | " + " | ".join(cells) + " |")
+        print()
+        for n in servers:
+            print(f"median of per-round ratios {n}/direct: {statistics.median(ratios[n]):.3f}; "
+                  f"portal CPU per pull: median {statistics.median(cpu[n]):.3f} s "
+                  f"({', '.join(f'{c:.2f}' for c in cpu[n])})")
+        if "old" in servers:
+            print(f"median of per-round ratios new/old: {statistics.median(ratios['new/old']):.3f}")
+        print(f"redirects answered by the stand-in: {standin.redirects}; blobs its S3 served: "
+              f"{standin.storage.served}")
+        print_redirect_latency(args, image, standin, servers, auth)
+    finally:
+        for thing in reversed(started):
+            thing.stop()
+        if moto is not None:
+            stop_process(moto)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -372,6 +372,8 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         # httpx logs every URL at INFO: presigned blob URLs (ECR -> S3) carry a signature.
         "httpx": {"level": "WARNING"},
+        # httpcore's DEBUG trace holds response headers: the Location of those redirects.
+        "httpcore": {"level": "INFO"},
         # botocore's DEBUG logs hold response bodies: ECR authorization tokens.
         "botocore": {"level": "INFO"},
     },

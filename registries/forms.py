@@ -120,6 +120,14 @@ class RegistryForm(forms.Form):
         help_text="Which apps may use this registry. None ticked: all apps.",
     )
     insecure = forms.BooleanField(label="Insecure registry (plain HTTP)", required=False)
+    direct_downloads = forms.BooleanField(
+        label="Let customers download layers directly from AWS S3", required=False,
+        help_text="The proxy registry still checks every license, then sends the customer's "
+                  "cluster to the pre-signed AWS S3 address ECR gives for each layer instead of "
+                  "streaming the layer itself. Customers' clusters must then reach AWS S3 "
+                  "(*.s3.<region>.amazonaws.com), not only the proxy, and a pre-signed address "
+                  "works for whoever holds it until it expires (minutes).",
+    )
     skip_validation = forms.BooleanField(label="Skip validation", required=False)
 
     def __init__(self, *args, team, apps, instance: ExternalRegistry | None = None, **kwargs):
@@ -130,7 +138,7 @@ class RegistryForm(forms.Form):
                 "provider": instance.provider, "endpoint": instance.endpoint,
                 "username": instance.username, "name": instance.name,
                 "test_image": instance.test_image, "insecure": instance.insecure,
-                "apps": list(instance.apps.all()),
+                "direct_downloads": instance.direct_downloads, "apps": list(instance.apps.all()),
             }
         super().__init__(*args, **kwargs)
         # No maxlength in the page: a browser would cut a pasted key silently, and the
@@ -151,6 +159,7 @@ class RegistryForm(forms.Form):
         self.fields["provider"].widget.attrs["data-presets"] = json.dumps(PRESETS)
         if instance is not None:
             self.fields.pop("skip_validation")
+        self.is_ecr = provider == Provider.ECR  # the page shows direct_downloads for ECR only
 
     def _current_provider(self) -> str:
         if self.is_bound:
@@ -204,6 +213,10 @@ class RegistryForm(forms.Form):
         self._clean_credentials(data, provider, endpoint)
         if provider == Provider.ECR and data.get("insecure"):
             self.add_error("insecure", "Amazon ECR speaks HTTPS only: untick Insecure registry.")
+        if provider != Provider.ECR and data.get("direct_downloads"):
+            self.add_error("direct_downloads", "Only Amazon ECR sends layers from AWS S3: untick "
+                                               "Let customers download layers directly from AWS "
+                                               "S3, or choose Amazon ECR as Provider.")
         return data
 
     def _clean_endpoint_for_provider(self, data, provider, endpoint):
@@ -269,7 +282,8 @@ class RegistryForm(forms.Form):
         """
         data = self.cleaned_data
         changed = []
-        for field in ("provider", "endpoint", "username", "name", "test_image", "insecure"):
+        for field in ("provider", "endpoint", "username", "name", "test_image", "insecure",
+                      "direct_downloads"):
             if getattr(registry, field) != data[field]:
                 changed.append(field)
                 setattr(registry, field, data[field])

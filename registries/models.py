@@ -74,6 +74,9 @@ class ExternalRegistry(models.Model):
 
     ecr_account = models.CharField(max_length=12, blank=True)
     ecr_region = models.CharField(max_length=32, blank=True)
+    # ECR only: the proxy registry passes ECR's blob redirects (pre-signed S3 URLs) on to the
+    # customer instead of streaming the layers itself (releases/proxy/redirects.py).
+    direct_downloads = models.BooleanField(default=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

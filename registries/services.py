@@ -142,6 +142,8 @@ def registry_audit_detail(registry: ExternalRegistry, **extra) -> dict:
         detail["access_key_id"] = registry.username
     elif registry.username:
         detail["username"] = registry.username
+    if registry.direct_downloads:
+        detail["direct_downloads"] = True
     detail.update(extra)
     return detail
 

@@ -52,7 +52,8 @@ router = Router(tags=["registries, mirror jobs and image checks"])
 MANAGE = "can_manage_registries"
 WAIT_SECONDS = float(settings.PORTAL_API_WAIT_SECONDS)
 # The registry form's field names as Replicated's body spells them.
-_BODY_NAMES = {"name": "slug", "test_image": "testImage", "apps": "appIds", "skip_validation": "skipValidation"}
+_BODY_NAMES = {"name": "slug", "test_image": "testImage", "apps": "appIds", "skip_validation": "skipValidation",
+               "direct_downloads": "directDownloads"}
 _MIRROR_NAMES = {"target_repository": "targetRepository", "target_tag": "targetTag",
                  "push_username": "pushUsername", "push_password": "pushPassword"}
 
@@ -92,6 +93,7 @@ class RegistryIn(Schema):
     skipValidation: bool = False
     testImage: str = Field("", max_length=1000)
     insecure: bool = False
+    directDownloads: bool = False  # ECR only: the Add External Registry form's S3 option
 
 
 class RegistryTestIn(Schema):
@@ -107,7 +109,8 @@ def registry_out(registry: ExternalRegistry) -> dict:
         "slug": registry.name, "authType": "password", "username": registry.username,
         "appIds": [str(a.pk) for a in (apps if apps is not None else registry.apps.all())],
         "lastUsedAt": registry.last_used_at, "testImage": registry.test_image,
-        "insecure": registry.insecure, "status": registry.status, "statusMessage": registry.status_message,
+        "insecure": registry.insecure, "directDownloads": registry.direct_downloads,
+        "status": registry.status, "statusMessage": registry.status_message,
         "warning": registry.warning, "lastCheckedAt": registry.last_checked_at,
     }
 
@@ -174,6 +177,7 @@ def _add(request, payload: RegistryIn):
         data = {"provider": payload.provider, "endpoint": payload.endpoint, "username": payload.username,
                 "password": payload.password, "name": payload.slug, "test_image": payload.testImage,
                 "apps": _app_pks(request, payload.appIds), "insecure": payload.insecure,
+                "direct_downloads": payload.directDownloads,
                 "skip_validation": payload.skipValidation}
         apps = request.team.apps.filter(archived_at__isnull=True)
         form = RegistryForm(data, team=request.team, apps=apps)

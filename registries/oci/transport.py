@@ -223,14 +223,16 @@ class Transport:
         return self._auth_headers([], False)  # basic or none: no network
 
     async def aopen(self, method: str, path: str, *, repository: str,
-                    headers: dict | None = None) -> httpx.Response:
+                    headers: dict | None = None, follow_redirects: bool = True) -> httpx.Response:
         """The async twin of ``request()`` for GET and HEAD, always streamed (caller closes).
 
         The challenge and token logic is the sync code above, run in a thread (it is cached, so
         it rarely touches the network; with a cached token it is not even a thread hop, see
         ``cached_auth_headers``); only the transfer itself is async, on one shared
         httpx.AsyncClient per event loop. A 401 is retried once with a fresh token; redirects
-        are followed without the Authorization header on other hosts (ECR -> S3).
+        are followed without the Authorization header on other hosts (ECR -> S3); with
+        ``follow_redirects=False`` a redirect is returned as it came (the proxy registry may
+        pass it on to its client).
         """
         url = self._url(path)
         for attempt in ("cached", "fresh", "renewed"):
@@ -238,7 +240,8 @@ class Transport:
             auth = None if fresh else self.cached_auth_headers(repository)
             if auth is None:
                 auth = await asyncio.to_thread(self.auth_headers, repository, fresh=fresh)
-            response = await self._asend_following(method, url, dict(headers or {}), auth)
+            response = await self._asend_following(method, url, dict(headers or {}), auth,
+                                                   follow_redirects=follow_redirects)
             if response.status_code != 401 or attempt == "renewed":
                 return response
             if attempt == "fresh":
@@ -254,8 +257,8 @@ class Transport:
             self._challenge = challenge
         raise AssertionError("unreachable")
 
-    async def _asend_following(self, method: str, url: str, headers: dict,
-                               auth: dict) -> httpx.Response:
+    async def _asend_following(self, method: str, url: str, headers: dict, auth: dict, *,
+                               follow_redirects: bool = True) -> httpx.Response:
         http = async_http()
         on_origin = True
         for _ in range(MAX_REDIRECTS + 1):
@@ -271,7 +274,8 @@ class Transport:
             except (httpx.InvalidURL, UnicodeError):
                 raise self._bad_address(url) from None
             location = response.headers.get("location")
-            if not location or response.status_code not in (301, 302, 303, 307, 308):
+            if (not follow_redirects or not location
+                    or response.status_code not in (301, 302, 303, 307, 308)):
                 return response
             await response.aclose()
             url = urljoin(url, location)

@@ -39,6 +39,7 @@ class RepositoryEntitlement:
     digests: frozenset[str] = frozenset()  # every manifest and blob digest allowed
     # manifest digest -> the allowed pins whose tree holds it (PulledImage rows to record)
     manifest_pins: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)  # digest -> size, as the manifests say
     legacy: bool = False  # a live legacy release uses the repository: anything in it is allowed
 
     @property
@@ -67,6 +68,7 @@ class Entitlement:
         tags: dict[str, TagPin] = {}
         digests: set[str] = set()
         manifest_pins: dict[str, list[int]] = {}
+        sizes: dict[str, int] = {}
         for pin in self.pins:  # newest live release first: the first pin of a tag wins
             if (pin.domain, pin.path) != (domain, path):
                 continue
@@ -74,6 +76,8 @@ class Entitlement:
                 tags[pin.tag] = TagPin(pin_id=pin.pk, release_id=pin.release_id, digest=pin.digest)
             digests |= pin.digests
             for node in pin.tree:
+                if node.get("size"):
+                    sizes[node["digest"]] = node["size"]
                 if node.get("kind") in MANIFEST_KINDS:
                     manifest_pins.setdefault(node["digest"], []).append(pin.pk)
             if pin.digest:
@@ -81,7 +85,7 @@ class Entitlement:
                 if pin.pk not in manifest_pins[pin.digest]:
                     manifest_pins[pin.digest].append(pin.pk)
         return RepositoryEntitlement(
-            tags=tags, digests=frozenset(digests), legacy=legacy,
+            tags=tags, digests=frozenset(digests), legacy=legacy, sizes=sizes,
             manifest_pins={d: tuple(ids) for d, ids in manifest_pins.items()})
 
     def has_repository(self, domain: str, path: str) -> bool:

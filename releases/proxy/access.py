@@ -88,6 +88,8 @@ class Access:
     registry_id: int | None
     # What the license may pull of this repository; empty: nothing (tests build bare Accesses).
     entitlement: RepositoryEntitlement = field(default_factory=RepositoryEntitlement)
+    # The linked registry lets customers fetch blobs from where it redirects (redirects.py).
+    direct_downloads: bool = False
 
 
 @dataclass(frozen=True)
@@ -254,4 +256,6 @@ def decide(*, header: str, address: str, app_slug: str, name: str) -> Access | R
         registry.mark_used()  # at most once a minute: not one write per blob
     return Access(customer=customer, app=app, client=client, repository=upstream.path,
                   image=upstream.name(), name=name, registry_id=getattr(registry, "pk", None),
-                  entitlement=allowed.repository(upstream.domain, upstream.path, legacy=legacy))
+                  entitlement=allowed.repository(upstream.domain, upstream.path, legacy=legacy),
+                  direct_downloads=bool(registry is not None and registry.is_ecr
+                                        and registry.direct_downloads))

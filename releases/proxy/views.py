@@ -53,6 +53,7 @@ from .access import (
 )
 from .decisions import authorize, cached_access, forget_decisions
 from .pull_log import log_pull, pull_log_writer
+from .redirects import open_blob
 
 logger = logging.getLogger(__name__)
 
@@ -399,11 +400,13 @@ async def _blob(request, access: Access, digest: str):
     method = request.method
     path = f"{access.repository}/blobs/{digest}"
     try:
-        upstream = await access.client.aopen(method, path, repository=access.repository)
+        upstream = await open_blob(access, method, path)
     except RegistryError as e:
         response = _registry_error(e)
         _log(access, digest, "blob", method, response.status_code, 0)
         return response
+    if isinstance(upstream, HttpResponse):  # a redirect passed on to the client, logged
+        return upstream
     if upstream.status_code != 200:
         try:
             await upstream.aread()

@@ -6,13 +6,15 @@
 - `RedirectingRegistry`: forwards to the registry, but answers blob GETs (and, if asked,
   manifest GETs) with a 307 to another host and port (like ECR sending blobs to S3); that "S3"
   refuses any request carrying an Authorization header and serves the content with its own
-  access to the registry.
+  access to the registry. The Location looks like an S3 pre-signed address (``signed``), or not,
+  or points back at the registry itself (``same_origin``).
 Both buffer bodies: test images are a few MB.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -86,8 +88,9 @@ class Proxy:
         return False
 
     def forward(self, handler, body: bytes, *, truncate: bool = False) -> None:
-        headers = {k: v for k, v in handler.headers.items() if k.lower() not in HOP}
-        headers["Host"] = self.host  # the registry builds Location URLs from it: keep them on us
+        # A list, not a dict: clients such as skopeo send several Accept headers.
+        headers = [(k, v) for k, v in handler.headers.items() if k.lower() not in HOP]
+        headers.append(("Host", self.host))  # the registry builds Location URLs from it: keep them on us
         response = self.http.request(handler.command, self.upstream + handler.path,
                                      headers=headers, content=body)
         self.record(handler, response.status_code)
@@ -197,6 +200,11 @@ class _Storage(Proxy):
             handler.send_header("Content-Length", "0")
             handler.end_headers()
             return True
+        self.serve(handler)
+        return True
+
+    def serve(self, handler) -> None:
+        """Answer GET /storage/<repo>/<kind>/<reference> from the registry."""
         repo, kind, reference = handler.path.split("?")[0].removeprefix("/storage/").rsplit("/", 2)
         headers = {"Accept": handler.headers["accept"]} if handler.headers.get("accept") else {}
         response = self.http.get(f"{self.upstream}/v2/{repo}/{kind}/{reference}", auth=self.auth,
@@ -211,8 +219,8 @@ class _Storage(Proxy):
             handler.send_header("Content-Type", "application/octet-stream")
         handler.send_header("Content-Length", str(len(response.content)))
         handler.end_headers()
-        handler.wfile.write(response.content)
-        return True
+        if handler.command != "HEAD":
+            handler.wfile.write(response.content)
 
 
 REDIRECTED = re.compile(r"^/v2/(?P<repo>.+)/(?P<kind>blobs|manifests)/(?P<reference>[^/?]+)$")
@@ -225,12 +233,20 @@ class RedirectingRegistry(Proxy):
     blob GET (and, with ``manifests=True``, manifest GET) with a 307 to ``storage``, a second
     server on ``localhost`` and another port, which must never receive the Authorization header.
     ``registry_requests`` holds every request's path and headers; ``storage.requests`` likewise.
+    The Location carries an S3-style signature (``X-Amz-Algorithm``, ``X-Amz-Credential``,
+    ``X-Amz-Signature``: a fresh one each time, listed in ``locations``) unless ``signed=False``;
+    with ``same_origin=True`` it points at ``/storage/...`` on this server, which serves it too.
     """
 
-    def __init__(self, upstream: str, auth: tuple[str, str], *, manifests: bool = False):
+    def __init__(self, upstream: str, auth: tuple[str, str], *, manifests: bool = False,
+                 signed: bool = True, same_origin: bool = False):
         super().__init__(upstream)
         self.auth = auth
         self.manifests = manifests
+        self.signed = signed
+        self.same_origin = same_origin
+        self.locations: list[str] = []
+        self.served_here = 0  # /storage/ requests this server answered (same_origin)
         self.storage = _Storage(upstream, auth)
         self.registry_requests: list[dict] = []
         self.redirects = 0
@@ -254,16 +270,29 @@ class RedirectingRegistry(Proxy):
     def intercept(self, handler, body: bytes) -> bool:
         with self.lock:
             self.registry_requests.append({"path": handler.path, "headers": dict(handler.headers)})
+        if handler.path.startswith("/storage/"):
+            with self.lock:
+                self.served_here += 1
+            self.storage.serve(handler)
+            return True
         match = REDIRECTED.match(handler.path)
         if (handler.command != "GET" or not match or not handler.headers.get("authorization")
                 or (match["kind"] == "manifests" and not self.manifests)):
             return False  # unauthorized requests get the registry's own 401 challenge
+        origin = "" if self.same_origin else f"http://{self.storage.host}"
+        location = f"{origin}/storage/{match['repo']}/{match['kind']}/{match['reference']}"
+        if self.signed:
+            location += ("?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIATEST%2F20260101"
+                         "%2Fus-east-2%2Fs3%2Faws4_request&X-Amz-Expires=3600"
+                         f"&X-Amz-SignedHeaders=host&X-Amz-Signature={secrets.token_hex(32)}")
+        else:
+            location += f"?token={secrets.token_hex(16)}"
         with self.lock:
             self.redirects += 1
+            self.locations.append(location)
         self.record(handler, 307)
         handler.send_response(307)
-        handler.send_header("Location", f"http://{self.storage.host}/storage/{match['repo']}/"
-                                        f"{match['kind']}/{match['reference']}?X-Amz-Signature=test")
+        handler.send_header("Location", location)
         handler.send_header("Content-Length", "0")
         handler.end_headers()
         return True

@@ -34,7 +34,8 @@ def start_proxy_server(directory: Path, *, extra: dict[str, str] | None = None,
 def seed(*, apps: list[dict], registries: list[dict]) -> dict:
     """Create team Acme, registries and apps with promoted releases and customers.
 
-    ``registries``: [{endpoint, provider, username, password, name?, insecure?, apps?: [slug]}]
+    ``registries``: [{endpoint, provider, username, password, name?, insecure?,
+                      direct_downloads?, apps?: [slug]}]
     ``apps``: [{slug, proxy_public_images?, pin?, releases: [[image, ...], ...],
                customers: [{name, archived?, expired?}]}]
     ``pin``: check each release's images and pin them, as a promotion through the pages does
@@ -67,7 +68,8 @@ def seed(*, apps: list[dict], registries: list[dict]) -> dict:
     for spec in registries:
         registry = ExternalRegistry(team=team, endpoint=spec["endpoint"], provider=spec["provider"],
                                     username=spec["username"], name=spec.get("name", ""),
-                                    insecure=spec.get("insecure", False))
+                                    insecure=spec.get("insecure", False),
+                                    direct_downloads=spec.get("direct_downloads", False))
         if spec["provider"] == "ecr":
             from registries.ecr import parse_ecr_endpoint
 
@@ -106,6 +108,6 @@ def pull_log(*, customer: str) -> dict:
     rows = PullEvent.objects.filter(customer__name=customer).order_by("id")
     return {"rows": [
         {"image": r.image, "reference": r.reference, "kind": r.kind, "method": r.method,
-         "status": r.status, "bytes": r.bytes, "registry": r.registry_id}
+         "status": r.status, "bytes": r.bytes, "registry": r.registry_id, "note": r.note}
         for r in rows
     ]}
