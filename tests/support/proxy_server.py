@@ -27,11 +27,12 @@ from tests.support.manifests import deployment_yaml
 from tests.support.processes import PortalStack, process_cpu_seconds, process_rss_bytes
 
 # The Procfile's web line with granian in uvicorn's place, as close as granian's options allow:
-# ASGI with lifespan, one worker, uvloop, HTTP/1.1, the same address, 3 s to finish in-flight
-# requests on shutdown. No equivalent here of the Procfile's head bounds, trusted proxies or TLS.
+# ASGI with lifespan, one worker, uvloop, HTTP/1.1, the same address, the head within 10 s
+# (portal/server.py), 3 s to finish in-flight requests on shutdown. Not the Procfile's other head
+# bounds, trusted proxies or TLS (docs/benchmarks.md, "Proxy registry: uvicorn or granian").
 GRANIAN_WEB = ('exec python -m granian --interface asgi --host "$HOST" --port "$WEB_PORT" '
-               "--workers 1 --loop uvloop --http 1 --no-ws --workers-kill-timeout 3 "
-               "portal.asgi:application")
+               "--workers 1 --loop uvloop --http 1 --no-ws --http1-header-read-timeout 10000 "
+               "--workers-kill-timeout 3 portal.asgi:application")
 
 
 class GranianStack(PortalStack):
@@ -40,7 +41,10 @@ class GranianStack(PortalStack):
     def command(self, name: str) -> str:
         if name.partition(".")[0] != "web":
             return super().command(name)
-        return " ".join([GRANIAN_WEB, *self.web_args])
+        command = GRANIAN_WEB
+        if self.app is not None:
+            command = command.replace("portal.asgi:application", self.app, 1)
+        return " ".join([command, *self.web_args])
 
     def web_cpu_seconds(self) -> float:
         return sum(process_cpu_seconds(pid) for pid in _process_tree(self.web_pid))
