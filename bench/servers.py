@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import statistics
 import sys
@@ -74,6 +75,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--concurrent", type=int, default=16)
     parser.add_argument("--batches", type=int, default=3)
+    parser.add_argument("--granian-args", default="", help="more granian options, e.g. '--task-impl rust'")
     args = parser.parse_args()
 
     from bench.proxy import BENCH_USERS, pull
@@ -93,7 +95,8 @@ def main() -> None:
         push(small, upstream.url, "bench/small", "1.0", auth=upstream.auth)
         lic = {}
         for name in SERVERS:
-            servers[name] = start_proxy_server(tmp / name, server=name)
+            more = tuple(shlex.split(args.granian_args)) if name == "granian" else ()
+            servers[name] = start_proxy_server(tmp / name, server=name, args=more)
             data = servers[name].call("tests.support.proxy_server.seed", registries=[{
                 "endpoint": upstream.host, "provider": "other", "username": upstream.username,
                 "password": upstream.password, "name": "upstream", "insecure": True,
@@ -202,6 +205,7 @@ def report(args, rounds: list[dict], batches: list[dict], total: int, page: str)
         values = [r[key_g] / r[key_u] for r in rounds]
         return values, statistics.median(values)
 
+    print(f"\ngranian options beyond tests/support/proxy_server.py's: {args.granian_args or 'none'}.")
     print(f"\n{args.rounds} rounds, servers alternated (order swapped every round); "
           f"{os.cpu_count()} CPUs; load average (1, 5, 15 min) at each round's start: "
           + "; ".join(r["load"] for r in rounds) + ".\n")
