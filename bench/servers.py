@@ -7,7 +7,7 @@ bench/proxy.py and a small one-layer image. Two portals run at once on their own
 seeded alike (a promoted release using both images, pinned as a promotion pins it): one under
 the Procfile's uvicorn line, one under granian with the same application, address, one worker
 and uvloop (tests/support/proxy_server.py, ``GRANIAN_WEB``). Each round, with the servers'
-order swapped every other round:
+order swapped every round:
 
 1. per request: 100 GETs of the small image's manifest (by tag) and 100 of its config blob,
    directly and through each portal in turn, in groups of 20 on one keep-alive connection each;
