@@ -10,23 +10,77 @@ app, registries, releases and customers, and returns what the test needs (licens
 as JSON. ``pull_log()`` reads the pull log the same way.
 
 A public registry (no auth) is ``tests.support.registry.start_distribution(root)`` without users.
+
+For bench/ only, ``server="granian"`` (or ``PORTAL_BENCH_WEB_SERVER=granian`` in the environment)
+runs the web process under granian instead of the Procfile's uvicorn, to compare the two ASGI
+servers on the same application (``GRANIAN_WEB``; granian must be importable, e.g. through
+PYTHONPATH). granian serves from a worker process under its own: CPU time and memory are the
+process tree's.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.support.manifests import deployment_yaml
-from tests.support.processes import PortalStack
+from tests.support.processes import PortalStack, process_cpu_seconds, process_rss_bytes
+
+# The Procfile's web line with granian in uvicorn's place, as close as granian's options allow:
+# ASGI with lifespan, one worker, uvloop, HTTP/1.1, the same address, the head within 10 s
+# (portal/server.py), 3 s to finish in-flight requests on shutdown. Not the Procfile's other head
+# bounds, trusted proxies or TLS (docs/benchmarks.md, "Proxy registry: uvicorn or granian").
+GRANIAN_WEB = ('exec python -m granian --interface asgi --host "$HOST" --port "$WEB_PORT" '
+               "--workers 1 --loop uvloop --http 1 --no-ws --http1-header-read-timeout 10000 "
+               "--workers-kill-timeout 3 portal.asgi:application")
+
+
+class GranianStack(PortalStack):
+    """The web process under granian (bench/ only)."""
+
+    def command(self, name: str) -> str:
+        if name.partition(".")[0] != "web":
+            return super().command(name)
+        command = GRANIAN_WEB
+        if self.app is not None:
+            command = command.replace("portal.asgi:application", self.app, 1)
+        return " ".join([command, *self.web_args])
+
+    def web_cpu_seconds(self) -> float:
+        return sum(process_cpu_seconds(pid) for pid in _process_tree(self.web_pid))
+
+    def web_rss_bytes(self) -> int:
+        return sum(process_rss_bytes(pid) for pid in _process_tree(self.web_pid))
+
+
+def _process_tree(root: int) -> list[int]:
+    """``root`` and its descendants, from the parent pids of /proc/<pid>/stat."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue  # exited meanwhile
+            parents[int(entry.name)] = int(fields[1])
+    tree, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
 
 
 def start_proxy_server(directory: Path, *, extra: dict[str, str] | None = None,
-                      args: tuple[str, ...] = (), app: str | None = None) -> PortalStack:
+                      args: tuple[str, ...] = (), app: str | None = None,
+                      server: str | None = None) -> PortalStack:
     """The web process alone, unseeded, with the in-memory broker (nothing reaches a worker);
-    ``app`` serves another ASGI application (nothing migrated then)."""
-    return PortalStack(directory, names=("web",), seed=None, debug=True, app=app, migrate=app is None,
-                       extra_env={"LOG_LEVEL": "WARNING", **(extra or {})},
-                       web_args=("--log-level", "warning", *args)).start()
+    ``app`` serves another ASGI application (nothing migrated then); ``server``: "uvicorn"
+    (the Procfile's, by default) or "granian" (see the module docstring)."""
+    server = server or os.environ.get("PORTAL_BENCH_WEB_SERVER", "uvicorn")
+    stack = {"uvicorn": PortalStack, "granian": GranianStack}[server]
+    return stack(directory, names=("web",), seed=None, debug=True, app=app, migrate=app is None,
+                 extra_env={"LOG_LEVEL": "WARNING", **(extra or {})},
+                 web_args=("--log-level", "warning", *args)).start()
 
 
 # --- run inside the server's environment (manage.py shell) ------------------------------------
