@@ -106,6 +106,6 @@ def pull_log(*, customer: str) -> dict:
     rows = PullEvent.objects.filter(customer__name=customer).order_by("id")
     return {"rows": [
         {"image": r.image, "reference": r.reference, "kind": r.kind, "method": r.method,
-         "status": r.status, "bytes": r.bytes, "registry": r.registry_id}
+         "status": r.status, "bytes": r.bytes, "registry": r.registry_id, "note": r.note}
         for r in rows
     ]}
