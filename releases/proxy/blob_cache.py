@@ -96,6 +96,12 @@ def _hash_and_close(fd: int) -> str:
         os.close(fd)
 
 
+def _cache_failed(what: str, error: OSError) -> None:
+    logger.warning("proxy: the blob cache could not %s (%s); serving from upstream",
+                   what, error.strerror or type(error).__name__)
+    return None
+
+
 @dataclass
 class CachedBlob:
     """A verified cache entry, open: eviction may unlink it meanwhile, the bytes stay readable."""
@@ -155,22 +161,36 @@ class Fill:
         h, written, complete = hashlib.sha256(), 0, False
         try:
             # Truncates what a killed filler left behind: only the lock holder writes here.
-            with open(tmp, "wb") as out:
-                async for chunk in chunks:
+            out = open(tmp, "wb")
+        except OSError as e:
+            out = _cache_failed("open a file", e)
+        try:
+            async for chunk in chunks:
+                if out is not None:
                     # Inline, not in a thread: a page-cache write and a SHA-256 update of a
                     # socket-sized piece cost far less than a thread hop (docs/benchmarks.md).
-                    out.write(chunk)
+                    try:
+                        out.write(chunk)
+                    except OSError as e:  # a full disk fails the cache, never the pull
+                        out.close()
+                        out = _cache_failed("write", e)
                     h.update(chunk)
                     written += len(chunk)
-                    yield chunk
-            complete = True
+                yield chunk
+            complete = out is not None
         finally:
-            if complete and "sha256:" + h.hexdigest() == self.digest and (
-                    not size or written == size):
-                self.cache.landed(name, tmp)
-            elif complete:
-                logger.warning("proxy: the upstream's blob did not match its digest; not cached")
-            _unlink(tmp)  # after a rename there is nothing here any more
+            if out is not None:
+                out.close()
+            try:
+                if complete and "sha256:" + h.hexdigest() == self.digest and (
+                        not size or written == size):
+                    self.cache.landed(name, tmp)
+                elif complete:
+                    logger.warning("proxy: the upstream's blob did not match its digest; "
+                                   "not cached")
+                _unlink(tmp)  # after a rename there is nothing here any more
+            except OSError as e:
+                _cache_failed("keep a blob", e)
             self.release()
 
     def release(self) -> None:
@@ -210,9 +230,16 @@ class BlobCache:
     # --- lookups -----------------------------------------------------------------------------
 
     async def claim(self, digest: str, *, method: str = "GET") -> CachedBlob | Fill | None:
-        """What a request for ``digest`` should do; see the module docstring."""
+        """What a request for ``digest`` should do; see the module docstring. A cache that
+        fails (a full or read-only disk) is a miss, never a failed pull."""
         if not self.enabled:
             return None
+        try:
+            return await self._claim(digest, method)
+        except OSError as e:
+            return _cache_failed("look up a blob", e)
+
+    async def _claim(self, digest: str, method: str) -> CachedBlob | Fill | None:
         self._dirs()
         hit = await self.lookup(digest)
         if hit is not None or method != "GET":
@@ -314,9 +341,15 @@ class BlobCache:
         self._verified["sha256:" + name] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         self._touch(name)
         try:
-            asyncio.get_running_loop().run_in_executor(None, self.evict)
+            asyncio.get_running_loop().run_in_executor(None, self._evict_quietly)
         except RuntimeError:  # no event loop (a unit test calling in from a thread)
+            self._evict_quietly()
+
+    def _evict_quietly(self) -> None:
+        try:
             self.evict()
+        except OSError as e:
+            _cache_failed("evict", e)
 
     def evict(self) -> int:
         """Remove the least recently used entries until the cache holds at most ``max_bytes``;

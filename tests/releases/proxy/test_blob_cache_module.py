@@ -237,3 +237,33 @@ def test_a_waiter_takes_over_from_a_filler_process_that_dies(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_full_disk_fails_the_cache_never_the_pull(tmp_path, monkeypatch, caplog):
+    cache, data = BlobCache(tmp_path, 1 << 20), os.urandom(5000)
+    real_open = open
+
+    class Full:
+        def __init__(self, path, mode):
+            self.file = real_open(path, mode)
+
+        def write(self, chunk):
+            raise OSError(28, "No space left on device")
+
+        def close(self):
+            self.file.close()
+
+    monkeypatch.setattr(blob_cache, "open", Full, raising=False)
+
+    async def run():
+        claimed = await cache.claim(digest_of(data))
+        out = [chunk async for chunk in claimed.tee(pieces(data), str(len(data)))]
+        assert b"".join(out) == data  # the client got every byte
+        again = await cache.claim(digest_of(data))
+        assert isinstance(again, Fill)  # nothing kept, the lock free
+        again.release()
+
+    with caplog.at_level(logging.WARNING, logger="releases.proxy.blob_cache"):
+        asyncio.run(asyncio.wait_for(run(), 5))
+    assert files(cache, "blobs") == [] and files(cache, "tmp") == []
+    assert "No space left on device" in caplog.text
