@@ -49,6 +49,7 @@ READ_BYTES = 1 << 20  # a hit is read and sent in pieces of this size
 POLL_SECONDS = 0.025  # how often a waiter looks for the file, the lock and the fill's progress
 STALL_SECONDS = 10.0  # a fill whose temporary file stops growing this long is not waited for
 STALE_TMP_SECONDS = 600.0  # an unlocked temporary file this old is a dead process's: removed
+FAILED_SECONDS = 30  # after the disk failed the cache, this process goes upstream for so long
 # Never take the disk's last free space: a fill is skipped when the free space after it would
 # fall below this share of the file system, or FREE_FLOOR_BYTES, whichever is smaller.
 FREE_FLOOR_SHARE = 0.10
@@ -94,12 +95,6 @@ def _hash_and_close(fd: int) -> str:
         return "sha256:" + h.hexdigest()
     finally:
         os.close(fd)
-
-
-def _cache_failed(what: str, error: OSError) -> None:
-    logger.warning("proxy: the blob cache could not %s (%s); serving from upstream",
-                   what, error.strerror or type(error).__name__)
-    return None
 
 
 @dataclass
@@ -151,7 +146,11 @@ class Fill:
     async def tee(self, chunks: AsyncIterator[bytes], length: str = "") -> AsyncIterator[bytes]:
         """Pass ``chunks`` through unchanged, copying them to the cache when there is room."""
         size = int(length) if length.isdigit() else 0
-        if not self.cache.room_for(size):
+        try:
+            room = self.cache.room_for(size)
+        except OSError as e:
+            room = self.cache.failed("check the free space", e)
+        if not room:
             self.release()
             async for chunk in chunks:
                 yield chunk
@@ -163,7 +162,7 @@ class Fill:
             # Truncates what a killed filler left behind: only the lock holder writes here.
             out = open(tmp, "wb")
         except OSError as e:
-            out = _cache_failed("open a file", e)
+            out = self.cache.failed("open a file", e)
         try:
             async for chunk in chunks:
                 if out is not None:
@@ -173,7 +172,7 @@ class Fill:
                         out.write(chunk)
                     except OSError as e:  # a full disk fails the cache, never the pull
                         out.close()
-                        out = _cache_failed("write", e)
+                        out = self.cache.failed("write", e)
                     h.update(chunk)
                     written += len(chunk)
                 yield chunk
@@ -190,7 +189,7 @@ class Fill:
                                    "not cached")
                 _unlink(tmp)  # after a rename there is nothing here any more
             except OSError as e:
-                _cache_failed("keep a blob", e)
+                self.cache.failed("keep a blob", e)
             self.release()
 
     def release(self) -> None:
@@ -216,6 +215,7 @@ class BlobCache:
         self._checks: dict[tuple, asyncio.Future] = {}
         self._evicting = threading.Lock()
         self._ready = False
+        self._failed_until = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -234,10 +234,21 @@ class BlobCache:
         fails (a full or read-only disk) is a miss, never a failed pull."""
         if not self.enabled:
             return None
+        if time.monotonic() < self._failed_until:
+            return None
         try:
             return await self._claim(digest, method)
         except OSError as e:
-            return _cache_failed("look up a blob", e)
+            return self.failed("look up a blob", e)
+
+    def failed(self, what: str, error: OSError) -> None:
+        """A cache that just failed is skipped for a while: otherwise the waiters for a blob
+        would take the lock over one after another, each fetching and failing in turn."""
+        logger.warning("proxy: the blob cache could not %s (%s); serving from upstream for "
+                       "%d s", what, error.strerror or type(error).__name__, FAILED_SECONDS)
+        self._failed_until = time.monotonic() + FAILED_SECONDS
+        self._ready = False  # make its directories again (someone may have removed them)
+        return None
 
     async def _claim(self, digest: str, method: str) -> CachedBlob | Fill | None:
         self._dirs()
@@ -259,6 +270,8 @@ class BlobCache:
                     handed_over = True
                     return Fill(self, digest, lock_fd)
                 await asyncio.sleep(POLL_SECONDS)
+                if time.monotonic() < self._failed_until:
+                    return None
                 hit = await self.lookup(digest)
                 if hit is not None:
                     return hit
@@ -349,7 +362,7 @@ class BlobCache:
         try:
             self.evict()
         except OSError as e:
-            _cache_failed("evict", e)
+            self.failed("evict", e)
 
     def evict(self) -> int:
         """Remove the least recently used entries until the cache holds at most ``max_bytes``;

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -259,11 +260,34 @@ def test_a_full_disk_fails_the_cache_never_the_pull(tmp_path, monkeypatch, caplo
         claimed = await cache.claim(digest_of(data))
         out = [chunk async for chunk in claimed.tee(pieces(data), str(len(data)))]
         assert b"".join(out) == data  # the client got every byte
-        again = await cache.claim(digest_of(data))
-        assert isinstance(again, Fill)  # nothing kept, the lock free
-        again.release()
+        # For a while this process goes upstream without the cache (no chain of waiters each
+        # taking the lock over and failing in turn), and the lock is free.
+        assert await cache.claim(digest_of(data)) is None
+        lock = os.open(cache.directory / "locks" / digest_of(data).removeprefix("sha256:"),
+                       os.O_RDWR)
+        assert blob_cache._try_lock(lock)
+        os.close(lock)
 
     with caplog.at_level(logging.WARNING, logger="releases.proxy.blob_cache"):
         asyncio.run(asyncio.wait_for(run(), 5))
     assert files(cache, "blobs") == [] and files(cache, "tmp") == []
     assert "No space left on device" in caplog.text
+
+
+@pytest.mark.parametrize("removed", ["cache", "cache/blobs"])
+def test_a_cache_directory_removed_under_a_running_process_is_made_again(tmp_path, monkeypatch,
+                                                                         removed):
+    monkeypatch.setattr(blob_cache, "FAILED_SECONDS", 0)
+    cache, data = BlobCache(tmp_path / "cache", 1 << 20), os.urandom(5000)
+
+    async def run():
+        claimed = await cache.claim(digest_of(data))
+        stream = claimed.tee(pieces(data), str(len(data)))
+        out = [await stream.__anext__()]
+        shutil.rmtree(tmp_path / removed)  # an operator empties the cache during a fill
+        out += [chunk async for chunk in stream]
+        assert b"".join(out) == data
+        await fill(cache, data)
+        assert await read(await cache.lookup(digest_of(data))) == data
+
+    asyncio.run(asyncio.wait_for(run(), 5))
