@@ -420,6 +420,14 @@ CELERY_BEAT_SCHEDULE["registries-sweep-mirrors"] = {
 # Delivery
 # Proxy registry: failed logins per client address allowed per 5 minutes before 429s.
 PORTAL_PROXY_AUTH_FAILURE_LIMIT = envint("PORTAL_PROXY_AUTH_FAILURE_LIMIT", "20", minimum=1)
+# Proxy registry: the pull-through blob cache (releases/proxy/blob_cache.py), one directory per
+# host or pod shared by its web processes. 10 GiB holds the images of several releases of a
+# typical app, so repeat pulls and many customers pulling one release cost the upstream one copy;
+# a fill is skipped anyway when it would leave the disk less than 10 % (at most 2 GiB) free.
+# 0 turns the cache off.
+PORTAL_BLOB_CACHE_DIR = Path(os.environ.get("PORTAL_BLOB_CACHE_DIR", "").strip()
+                             or VAR_DIR / "blob-cache")
+PORTAL_BLOB_CACHE_BYTES = envint("PORTAL_BLOB_CACHE_BYTES", str(10 << 30), minimum=0)
 # The vendor API: failed token guesses per client address in 5 minutes, calls per token a minute.
 PORTAL_API_TOKEN_FAILURE_LIMIT = envint("PORTAL_API_TOKEN_FAILURE_LIMIT", "20", minimum=1)
 PORTAL_API_RATE_LIMIT = envint("PORTAL_API_RATE_LIMIT", "600", minimum=1)

@@ -40,7 +40,7 @@ from registries.oci.transport import STREAM_ERRORS, stream_error
 from registries.reference import REMOTE_NAME_PATTERN, SHA256_DIGEST_PATTERN, TAG_PATTERN
 
 from ..models import App
-from . import manifest_cache
+from . import blob_cache, manifest_cache
 from .access import (
     Access,
     ManifestTarget,
@@ -398,6 +398,9 @@ async def _tags(request, access: Access):
 
 async def _blob(request, access: Access, digest: str):
     method = request.method
+    cached = await blob_cache.store().claim(digest, method=method)
+    if isinstance(cached, blob_cache.CachedBlob):
+        return _cached_blob(access, digest, method, cached)
     path = f"{access.repository}/blobs/{digest}"
     try:
         upstream = await open_blob(access, method, path)
@@ -436,7 +439,10 @@ async def _blob(request, access: Access, digest: str):
         token = object()
         _streams.add(token)
         try:
-            async for chunk in upstream.aiter_bytes():
+            chunks = upstream.aiter_bytes()
+            if cached is not None:  # this request fills the cache: copied while it streams
+                chunks = cached.tee(chunks, upstream.headers.get("content-length", ""))
+            async for chunk in chunks:
                 parts.append(chunk)
                 size += len(chunk)
                 if size >= SEND_BYTES:
@@ -462,6 +468,35 @@ async def _blob(request, access: Access, digest: str):
             await upstream.aclose()
 
     return StreamingHttpResponse(body(), content_type=content_type, headers=headers)
+
+
+def _cached_blob(access: Access, digest: str, method: str, blob: blob_cache.CachedBlob):
+    """A blob from the cache: no upstream request, HEAD answered from the file's size."""
+    headers = {"Docker-Content-Digest": digest, "Docker-Distribution-API-Version": "registry/2.0",
+               "Content-Length": str(blob.size)}
+    if method == "HEAD":
+        blob.close()
+        _log(access, digest, "blob", method, 200, 0, note="from cache")
+        return HttpResponse(b"", content_type="application/octet-stream", headers=headers)
+
+    async def body():
+        sent, status = 0, 499
+        token = object()
+        _streams.add(token)
+        try:
+            async for chunk in blob.chunks():
+                sent += len(chunk)
+                yield chunk
+            status = 200
+        except OSError as e:
+            status = 500
+            logger.warning("proxy: reading a cached blob failed (%s)", type(e).__name__)
+            raise
+        finally:
+            _log(access, digest, "blob", method, status, sent, note="from cache")
+            _streams.discard(token)
+
+    return StreamingHttpResponse(body(), content_type="application/octet-stream", headers=headers)
 
 
 # --- stopping -----------------------------------------------------------------------------------

@@ -111,3 +111,13 @@ def test_the_keys_reach_every_process_as_files(objects):
         assert keys["secret"]["secretName"].startswith("portal-keys-")
         mounts = {m["mountPath"] for m in container(deployment)["volumeMounts"]}
         assert Path(config["PORTAL_ENCRYPTION_KEYS_FILE"]).parent.as_posix() in mounts
+
+
+def test_each_web_pod_has_its_own_blob_cache_volume(objects):
+    web = one(objects, "Deployment", "portal-web")
+    env = {e["name"]: e["value"] for e in container(web).get("env", [])}
+    (mount,) = [m for m in container(web)["volumeMounts"]
+                if m["mountPath"] == env["PORTAL_BLOB_CACHE_DIR"]]
+    (volume,) = [v for v in web["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
+    limit = volume["emptyDir"]["sizeLimit"]
+    assert limit.endswith("Gi") and int(env["PORTAL_BLOB_CACHE_BYTES"]) < int(limit[:-2]) << 30
