@@ -103,6 +103,8 @@ def server(upstream, moto_server, aws_users, tmp_path_factory):
                         for case, (host, _, _) in HOSTS.items())
     server = start_proxy_server(tmp_path_factory.mktemp("proxy-redirects"), extra={
         **moto_server.env, "PORTAL_REGISTRY_HOST_MAP": host_map, "LOG_LEVEL": "DEBUG",
+        # Every test here is about what the upstream answers: no blob from the cache.
+        "PORTAL_BLOB_CACHE_BYTES": "0",
     }, args=("--log-level", "debug"))
     try:
         server.data = server.call("tests.support.proxy_server.seed", registries=[
