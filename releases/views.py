@@ -13,8 +13,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, F, OuterRef, Prefetch, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Prefetch
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -46,7 +45,13 @@ from .image_check.services import release_checks_ensure
 from .kustomize import tar_gz
 from .manifests import images_in, problem_count, unique_images, validate_file
 from .models import App, Channel, Promotion, Release, ReleaseFile, slug_from_name
-from .selectors import app_release_count, channel_promotion_count, channels_with_current, team_app
+from .selectors import (
+    app_release_count,
+    channel_promotion_count,
+    channels_with_current,
+    release_history_rows,
+    team_app,
+)
 from .services import DraftExists, ReleaseFrozen, release_is_editable
 
 PAGE_SIZE = 25
@@ -83,19 +88,6 @@ def _newest_release(app) -> Release | None:
     return app.releases.order_by("-sequence").first()
 
 
-def _release_history(releases):
-    """Releases as dicts with their creator's username and file count (rows: ``_release_rows``).
-
-    The file count is a correlated subquery, not a JOIN + GROUP BY: the database counts the files
-    of the page's rows only. The history pages know their totals (``KnownCountPaginator``), so
-    nothing counts over this query.
-    """
-    file_count = (ReleaseFile.objects.filter(release=OuterRef("pk")).order_by().values("release")
-                  .annotate(n=Count("pk")).values("n"))
-    return releases.annotate(file_count=Coalesce(Subquery(file_count), 0)).values(
-        "pk", "sequence", "promoted_at", "created_at", "file_count", created_by_name=F("created_by__username"))
-
-
 _rendered_rows: OrderedDict[tuple, str] = OrderedDict()
 _rendered_rows_lock = threading.Lock()
 
@@ -124,24 +116,16 @@ def _render_rows(app, rows) -> None:
         r["html"] = html
 
 
-def _release_rows(app, releases, *, newest_pk, can_edit) -> list[dict]:
-    """``releases`` (dicts from ``_release_history``) with their promotions and rendered ``html``,
-    for ``_release_table.html``.
-
-    One query for the promotions of these rows, as dicts with usernames and channel names only
-    (no model instances); ``editable`` marks the newest release while it is a draft, for those who may edit it.
-    """
-    releases = list(releases)
-    by_release = {r["pk"]: [] for r in releases}
-    for p in (Promotion.objects.filter(release_id__in=list(by_release)).order_by("channel__position", "channel_sequence")
-              .values("release_id", "channel_sequence", "version_label", "is_required", "demoted_at", "created_at",
-                      "release_notes", channel_name=F("channel__name"), promoted_by_name=F("promoted_by__username"))):
-        by_release[p["release_id"]].append(p)
-    for r in releases:
-        r["promotions"] = by_release[r["pk"]]
-        r["editable"] = r["promoted_at"] is None and can_edit and r["pk"] == newest_pk
-    _render_rows(app, releases)
-    return releases
+def _release_rows(app, sequences: range, *, can_edit) -> list[dict]:
+    """The releases with ``sequences`` as dicts with their promotions and rendered ``html``, for
+    ``_release_table.html``; ``editable`` marks the newest release while it is a draft, for those
+    who may edit it (sequences are gapless: the newest is the app's release count)."""
+    rows = release_history_rows(app, sequences)
+    newest = app_release_count(app)
+    for r in rows:
+        r["editable"] = r["promoted_at"] is None and can_edit and r["sequence"] == newest
+    _render_rows(app, rows)
+    return rows
 
 
 class KnownCountPaginator(Paginator):
@@ -154,6 +138,16 @@ class KnownCountPaginator(Paginator):
 
 def _page(request, queryset, *, count: int):
     return KnownCountPaginator(queryset, PAGE_SIZE, count=count).get_page(request.GET.get("page"))
+
+
+def _sequence_page(request, count: int):
+    """A page of the sequences ``count`` … 1, newest first.
+
+    Releases are never deleted and their sequences are gapless, so a page of the history is a range
+    of sequences: the rows are found by sequence on the (app, sequence) index, with no COUNT(*) and
+    no OFFSET (which the database walks through, growing with the page number).
+    """
+    return Paginator(range(count, 0, -1), PAGE_SIZE).get_page(request.GET.get("page"))
 
 
 # --- apps ---------------------------------------------------------------------------------
@@ -193,8 +187,8 @@ def app_create(request):
 
 def _app_detail_context(request, app, channel_form=None):
     newest = _newest_release(app)
-    latest = _release_rows(app, _release_history(app.releases.order_by("-sequence"))[:LATEST_RELEASES],
-                           newest_pk=newest.pk if newest else None,
+    count = app_release_count(app)
+    latest = _release_rows(app, range(count, max(count - LATEST_RELEASES, 0), -1),
                            can_edit=request.membership.can_edit_releases)
     channels = list(_channels_with_current({"app": app}).annotate(
         customer_count=Count("customers", distinct=True)))
@@ -202,7 +196,7 @@ def _app_detail_context(request, app, channel_form=None):
         "nav": "apps", "app": app, "channels": channels, "latest": latest, "newest": newest,
         "newest_is_draft": newest is not None and newest.is_draft,
         "channel_form": channel_form or ChannelForm(app=app),
-        "release_count": app_release_count(app),
+        "release_count": count,
     }
 
 
@@ -520,13 +514,8 @@ def promotion_demote(request, slug, pk):
 @team_required()
 def release_history(request, slug):
     app = _get_app(request, slug)
-    page = _page(request, _release_history(app.releases.order_by("-sequence")), count=app_release_count(app))
-    # On the first page the newest release is the first row: no query for it.
-    if page.number == 1 and len(page):
-        newest_pk = page[0]["pk"]
-    else:
-        newest_pk = app.releases.order_by("-sequence").values_list("pk", flat=True).first()
-    rows = _release_rows(app, page, newest_pk=newest_pk, can_edit=request.membership.can_edit_releases)
+    page = _sequence_page(request, app_release_count(app))
+    rows = _release_rows(app, page.object_list, can_edit=request.membership.can_edit_releases)
     return render(request, "releases/history.html", {
         "nav": "apps", "app": app, "page": page, "rows": rows,
         "channels": app.channels.filter(archived_at__isnull=True),
