@@ -128,24 +128,14 @@ def _release_rows(app, sequences: range, *, can_edit) -> list[dict]:
     return rows
 
 
-class KnownCountPaginator(Paginator):
-    """A paginator told its total, so it runs no COUNT(*) (the history pages know theirs)."""
-
-    def __init__(self, object_list, per_page, *, count: int, **kwargs):
-        super().__init__(object_list, per_page, **kwargs)
-        self.count = count  # shadows Paginator.count, a cached_property that would ask the database
-
-
-def _page(request, queryset, *, count: int):
-    return KnownCountPaginator(queryset, PAGE_SIZE, count=count).get_page(request.GET.get("page"))
-
-
 def _sequence_page(request, count: int):
-    """A page of the sequences ``count`` … 1, newest first.
+    """A page of the sequences ``count`` … 1, newest first (``count``: ``app_release_count`` or
+    ``channel_promotion_count``).
 
-    Releases are never deleted and their sequences are gapless, so a page of the history is a range
-    of sequences: the rows are found by sequence on the (app, sequence) index, with no COUNT(*) and
-    no OFFSET (which the database walks through, growing with the page number).
+    Releases and promotions are never deleted and their sequences are gapless, so a page of a
+    history is a range of sequences: its rows are found by sequence on the unique (app, sequence)
+    or (channel, channel sequence) index, with no COUNT(*) and no OFFSET (which the database walks
+    through, growing with the page number).
     """
     return Paginator(range(count, 0, -1), PAGE_SIZE).get_page(request.GET.get("page"))
 
@@ -526,13 +516,15 @@ def release_history(request, slug):
 def channel_history(request, slug, channel_slug):
     app = _get_app(request, slug)
     channel = _get_channel(app, channel_slug)
+    page = _sequence_page(request, channel_promotion_count(channel))
     promotions = (
         channel.promotions.select_related("release", "promoted_by", "demoted_by")
+        .filter(channel_sequence__range=(min(page.object_list, default=0), max(page.object_list, default=0)))
         .order_by("-channel_sequence")
     )
     current = channel.current_promotion()
     return render(request, "releases/channel_history.html", {
-        "nav": "apps", "app": app, "channel": channel, "page": _page(request, promotions, count=channel_promotion_count(channel)),
+        "nav": "apps", "app": app, "channel": channel, "page": page, "promotions": promotions,
         "current": current, "channels": app.channels.filter(archived_at__isnull=True),
         "grace_days": settings.PORTAL_ENTITLEMENT_GRACE_DAYS,
     })

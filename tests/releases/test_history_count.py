@@ -98,3 +98,16 @@ def test_a_history_page_is_a_range_of_sequences_in_one_query_on_any_page(client,
     assert len(first) == len(second) == len(last)
     # Session, user, membership; the app, the rows with their promotions, the channel tabs.
     assert len(first) == 6
+
+
+@pytest.mark.postgres
+def test_a_channel_history_page_is_a_range_of_channel_sequences(client, sam, sample_app, bob):
+    add_releases(sample_app, bob, 60)  # 31 promotions to Unstable (one demoted in three): 2 pages
+    login(client, sam)
+    first, second = (history_sql(client, UNSTABLE + f"?page={n}") for n in (1, 2))
+    for sql in first + second:
+        assert " OFFSET " not in sql.upper()
+    assert len(first) == len(second)
+    page = client.get(UNSTABLE, {"page": 2}).content.decode()
+    # Sequence 1 is 0.0.1, then 2.0.0, 2.2.0, …: page 2 holds sequences 6 (2.8.0) to 1.
+    assert "Page 2 of 2" in page and ">2.8.0<" in page and ">0.0.1<" in page and ">2.10.0<" not in page
