@@ -3,7 +3,9 @@ and the one question registries' pages ask of releases: which release files use 
 
 from dataclasses import dataclass
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.db.models import OuterRef, Q, Subquery
 from django.shortcuts import get_object_or_404
 
@@ -11,7 +13,7 @@ from registries.models import ExternalRegistry
 from registries.reference import DOCKER_HUB, InvalidReference, canonical_registry, parse
 
 from .manifests import images_in
-from .models import App, Channel, Promotion, ReleaseFile
+from .models import App, Channel, Promotion, Release, ReleaseFile
 
 
 def app_release_count(app: App) -> int:
@@ -28,6 +30,78 @@ def channel_promotion_count(channel: Channel) -> int:
     """How many promotions (demoted ones too) ``channel`` has: its next channel sequence less one,
     for the same reasons as ``app_release_count``."""
     return channel.next_channel_sequence - 1
+
+
+# The rows of a history page with their promotions, in one hand-written query. Built with the ORM
+# (a values() query for the rows, another for their promotions) this cost about 1.5 ms of Python per
+# page, most of it making and compiling the querysets and converting their values; the database's
+# own work is about a tenth of that. Promotions in channel order, then by channel sequence.
+_HISTORY_ROWS_SQL = """
+SELECT r.id, r.sequence, r.promoted_at, r.created_at, creator.{username},
+       (SELECT COUNT(f.id) FROM {file} f WHERE f.release_id = r.id),
+       p.channel_sequence, p.version_label, p.is_required, p.demoted_at, p.created_at, p.release_notes,
+       c.name, promoter.{username}
+  FROM {release} r
+  LEFT JOIN {user} creator ON creator.{user_pk} = r.created_by_id
+  LEFT JOIN {promotion} p ON p.release_id = r.id
+  LEFT JOIN {channel} c ON c.id = p.channel_id
+  LEFT JOIN {user} promoter ON promoter.{user_pk} = p.promoted_by_id
+ WHERE r.app_id = %s AND r.sequence BETWEEN %s AND %s
+ ORDER BY r.sequence DESC, c.position, p.channel_sequence
+"""
+
+
+def _history_rows_sql() -> str:
+    user = get_user_model()._meta
+    q = connection.ops.quote_name
+    return _HISTORY_ROWS_SQL.format(
+        release=q(Release._meta.db_table), file=q(ReleaseFile._meta.db_table),
+        promotion=q(Promotion._meta.db_table), channel=q(Channel._meta.db_table),
+        user=q(user.db_table), user_pk=q(user.pk.column), username=q(user.get_field("username").column),
+    )
+
+
+def _datetime_from_db():
+    """Django's own conversion of a datetime column's value (SQLite returns text, PostgreSQL datetimes)."""
+    field = Release._meta.get_field("created_at")
+    column = field.get_col(Release._meta.db_table)
+    converters = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+
+    def convert(value):
+        for converter in converters:
+            value = converter(value, column, connection)
+        return value
+
+    return convert
+
+
+def release_history_rows(app: App, sequences: range) -> list[dict]:
+    """The history rows of ``app``'s releases with ``sequences`` (newest first, a page of them), as
+    dicts with the creator's username, the file count and the promotions (dicts with the channel's
+    name and the promoter's username) for ``_release_table.html``."""
+    if not sequences:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(_history_rows_sql(), [app.pk, min(sequences), max(sequences)])
+        records = cursor.fetchall()
+    when = _datetime_from_db()
+    rows = {}
+    for (pk, sequence, promoted_at, created_at, created_by_name, file_count, channel_sequence, version_label,
+         is_required, demoted_at, promotion_created_at, release_notes, channel_name, promoted_by_name) in records:
+        row = rows.get(pk)
+        if row is None:
+            row = rows[pk] = {
+                "pk": pk, "sequence": sequence, "promoted_at": when(promoted_at), "created_at": when(created_at),
+                "file_count": file_count, "created_by_name": created_by_name, "promotions": [],
+            }
+        if channel_sequence is not None:  # a release no channel has: one row, no promotion
+            row["promotions"].append({
+                "channel_sequence": channel_sequence, "version_label": version_label,
+                "is_required": bool(is_required), "demoted_at": when(demoted_at),
+                "created_at": when(promotion_created_at), "release_notes": release_notes,
+                "channel_name": channel_name, "promoted_by_name": promoted_by_name,
+            })
+    return list(rows.values())
 
 
 def channels_with_current(channels):

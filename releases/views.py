@@ -13,8 +13,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, F, OuterRef, Prefetch, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Prefetch
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -46,7 +45,13 @@ from .image_check.services import release_checks_ensure
 from .kustomize import tar_gz
 from .manifests import images_in, problem_count, unique_images, validate_file
 from .models import App, Channel, Promotion, Release, ReleaseFile, slug_from_name
-from .selectors import app_release_count, channel_promotion_count, channels_with_current, team_app
+from .selectors import (
+    app_release_count,
+    channel_promotion_count,
+    channels_with_current,
+    release_history_rows,
+    team_app,
+)
 from .services import DraftExists, ReleaseFrozen, release_is_editable
 
 PAGE_SIZE = 25
@@ -79,21 +84,14 @@ def _channels_with_current(app_filter: dict):
     return channels_with_current(Channel.objects.filter(archived_at__isnull=True, **app_filter))
 
 
+def _channel_tabs(app):
+    """The app's channels for ``_app_tabs.html``: their slugs and names only (no model instances,
+    a tenth of a millisecond less on every history page)."""
+    return app.channels.filter(archived_at__isnull=True).values("slug", "name")
+
+
 def _newest_release(app) -> Release | None:
     return app.releases.order_by("-sequence").first()
-
-
-def _release_history(releases):
-    """Releases as dicts with their creator's username and file count (rows: ``_release_rows``).
-
-    The file count is a correlated subquery, not a JOIN + GROUP BY: the database counts the files
-    of the page's rows only. The history pages know their totals (``KnownCountPaginator``), so
-    nothing counts over this query.
-    """
-    file_count = (ReleaseFile.objects.filter(release=OuterRef("pk")).order_by().values("release")
-                  .annotate(n=Count("pk")).values("n"))
-    return releases.annotate(file_count=Coalesce(Subquery(file_count), 0)).values(
-        "pk", "sequence", "promoted_at", "created_at", "file_count", created_by_name=F("created_by__username"))
 
 
 _rendered_rows: OrderedDict[tuple, str] = OrderedDict()
@@ -124,36 +122,28 @@ def _render_rows(app, rows) -> None:
         r["html"] = html
 
 
-def _release_rows(app, releases, *, newest_pk, can_edit) -> list[dict]:
-    """``releases`` (dicts from ``_release_history``) with their promotions and rendered ``html``,
-    for ``_release_table.html``.
+def _release_rows(app, sequences: range, *, can_edit) -> list[dict]:
+    """The releases with ``sequences`` as dicts with their promotions and rendered ``html``, for
+    ``_release_table.html``; ``editable`` marks the newest release while it is a draft, for those
+    who may edit it (sequences are gapless: the newest is the app's release count)."""
+    rows = release_history_rows(app, sequences)
+    newest = app_release_count(app)
+    for r in rows:
+        r["editable"] = r["promoted_at"] is None and can_edit and r["sequence"] == newest
+    _render_rows(app, rows)
+    return rows
 
-    One query for the promotions of these rows, as dicts with usernames and channel names only
-    (no model instances); ``editable`` marks the newest release while it is a draft, for those who may edit it.
+
+def _sequence_page(request, count: int):
+    """A page of the sequences ``count`` … 1, newest first (``count``: ``app_release_count`` or
+    ``channel_promotion_count``).
+
+    Releases and promotions are never deleted and their sequences are gapless, so a page of a
+    history is a range of sequences: its rows are found by sequence on the unique (app, sequence)
+    or (channel, channel sequence) index, with no COUNT(*) and no OFFSET (which the database walks
+    through, growing with the page number).
     """
-    releases = list(releases)
-    by_release = {r["pk"]: [] for r in releases}
-    for p in (Promotion.objects.filter(release_id__in=list(by_release)).order_by("channel__position", "channel_sequence")
-              .values("release_id", "channel_sequence", "version_label", "is_required", "demoted_at", "created_at",
-                      "release_notes", channel_name=F("channel__name"), promoted_by_name=F("promoted_by__username"))):
-        by_release[p["release_id"]].append(p)
-    for r in releases:
-        r["promotions"] = by_release[r["pk"]]
-        r["editable"] = r["promoted_at"] is None and can_edit and r["pk"] == newest_pk
-    _render_rows(app, releases)
-    return releases
-
-
-class KnownCountPaginator(Paginator):
-    """A paginator told its total, so it runs no COUNT(*) (the history pages know theirs)."""
-
-    def __init__(self, object_list, per_page, *, count: int, **kwargs):
-        super().__init__(object_list, per_page, **kwargs)
-        self.count = count  # shadows Paginator.count, a cached_property that would ask the database
-
-
-def _page(request, queryset, *, count: int):
-    return KnownCountPaginator(queryset, PAGE_SIZE, count=count).get_page(request.GET.get("page"))
+    return Paginator(range(count, 0, -1), PAGE_SIZE).get_page(request.GET.get("page"))
 
 
 # --- apps ---------------------------------------------------------------------------------
@@ -193,8 +183,8 @@ def app_create(request):
 
 def _app_detail_context(request, app, channel_form=None):
     newest = _newest_release(app)
-    latest = _release_rows(app, _release_history(app.releases.order_by("-sequence"))[:LATEST_RELEASES],
-                           newest_pk=newest.pk if newest else None,
+    count = app_release_count(app)
+    latest = _release_rows(app, range(count, max(count - LATEST_RELEASES, 0), -1),
                            can_edit=request.membership.can_edit_releases)
     channels = list(_channels_with_current({"app": app}).annotate(
         customer_count=Count("customers", distinct=True)))
@@ -202,7 +192,7 @@ def _app_detail_context(request, app, channel_form=None):
         "nav": "apps", "app": app, "channels": channels, "latest": latest, "newest": newest,
         "newest_is_draft": newest is not None and newest.is_draft,
         "channel_form": channel_form or ChannelForm(app=app),
-        "release_count": app_release_count(app),
+        "release_count": count,
     }
 
 
@@ -520,16 +510,11 @@ def promotion_demote(request, slug, pk):
 @team_required()
 def release_history(request, slug):
     app = _get_app(request, slug)
-    page = _page(request, _release_history(app.releases.order_by("-sequence")), count=app_release_count(app))
-    # On the first page the newest release is the first row: no query for it.
-    if page.number == 1 and len(page):
-        newest_pk = page[0]["pk"]
-    else:
-        newest_pk = app.releases.order_by("-sequence").values_list("pk", flat=True).first()
-    rows = _release_rows(app, page, newest_pk=newest_pk, can_edit=request.membership.can_edit_releases)
+    page = _sequence_page(request, app_release_count(app))
+    rows = _release_rows(app, page.object_list, can_edit=request.membership.can_edit_releases)
     return render(request, "releases/history.html", {
         "nav": "apps", "app": app, "page": page, "rows": rows,
-        "channels": app.channels.filter(archived_at__isnull=True),
+        "channels": _channel_tabs(app),
     })
 
 
@@ -537,13 +522,15 @@ def release_history(request, slug):
 def channel_history(request, slug, channel_slug):
     app = _get_app(request, slug)
     channel = _get_channel(app, channel_slug)
+    page = _sequence_page(request, channel_promotion_count(channel))
     promotions = (
         channel.promotions.select_related("release", "promoted_by", "demoted_by")
+        .filter(channel_sequence__range=(min(page.object_list, default=0), max(page.object_list, default=0)))
         .order_by("-channel_sequence")
     )
     current = channel.current_promotion()
     return render(request, "releases/channel_history.html", {
-        "nav": "apps", "app": app, "channel": channel, "page": _page(request, promotions, count=channel_promotion_count(channel)),
-        "current": current, "channels": app.channels.filter(archived_at__isnull=True),
+        "nav": "apps", "app": app, "channel": channel, "page": page, "promotions": promotions,
+        "current": current, "channels": _channel_tabs(app),
         "grace_days": settings.PORTAL_ENTITLEMENT_GRACE_DAYS,
     })

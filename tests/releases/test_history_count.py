@@ -84,3 +84,30 @@ def test_a_row_shows_what_changed_after_it_was_rendered(client, bob, sam, sample
     assert "Stable #1 · 0.0.1</span> <span class=\"badge warn\">Required</span>" in after
     # The same rows for someone who may not edit: no Edit link from bob's rendering.
     assert "/releases/3/edit/" not in login(client, sam).get(HISTORY).content.decode()
+
+
+@pytest.mark.postgres  # also run in make test's PostgreSQL pass: query counts depend on the database
+def test_a_history_page_is_a_range_of_sequences_in_one_query_on_any_page(client, bob, sample_app):
+    """Pages are ranges of the gapless sequences: no OFFSET, which grows with the page number, and
+    the rows come with their promotions in one query; the newest release is the total, not a query."""
+    add_releases(sample_app, bob, 60)  # 61 releases: 3 pages
+    login(client, bob)
+    first, second, last = (history_sql(client, HISTORY + f"?page={n}") for n in (1, 2, 3))
+    for sql in first + second + last:
+        assert " OFFSET " not in sql.upper()
+    assert len(first) == len(second) == len(last)
+    # Session, user, membership; the app, the rows with their promotions, the channel tabs.
+    assert len(first) == 6
+
+
+@pytest.mark.postgres
+def test_a_channel_history_page_is_a_range_of_channel_sequences(client, sam, sample_app, bob):
+    add_releases(sample_app, bob, 60)  # 31 promotions to Unstable (one demoted in three): 2 pages
+    login(client, sam)
+    first, second = (history_sql(client, UNSTABLE + f"?page={n}") for n in (1, 2))
+    for sql in first + second:
+        assert " OFFSET " not in sql.upper()
+    assert len(first) == len(second)
+    page = client.get(UNSTABLE, {"page": 2}).content.decode()
+    # Sequence 1 is 0.0.1, then 2.0.0, 2.2.0, …: page 2 holds sequences 6 (2.8.0) to 1.
+    assert "Page 2 of 2" in page and ">2.8.0<" in page and ">0.0.1<" in page and ">2.10.0<" not in page
