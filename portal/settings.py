@@ -428,6 +428,10 @@ PORTAL_PROXY_AUTH_FAILURE_LIMIT = envint("PORTAL_PROXY_AUTH_FAILURE_LIMIT", "20"
 PORTAL_BLOB_CACHE_DIR = Path(os.environ.get("PORTAL_BLOB_CACHE_DIR", "").strip()
                              or VAR_DIR / "blob-cache")
 PORTAL_BLOB_CACHE_BYTES = envint("PORTAL_BLOB_CACHE_BYTES", str(10 << 30), minimum=0)
+# A front server on the same host that can read PORTAL_BLOB_CACHE_DIR (deploy/Caddyfile, or
+# nginx) sends cached blobs itself: a hit answers with X-Accel-Redirect: /blobs/<hex> and no
+# body, so the web process moves none of the bytes. Only with such a front server.
+PORTAL_BLOB_CACHE_X_ACCEL = envbool("PORTAL_BLOB_CACHE_X_ACCEL", "false")
 # The vendor API: failed token guesses per client address in 5 minutes, calls per token a minute.
 PORTAL_API_TOKEN_FAILURE_LIMIT = envint("PORTAL_API_TOKEN_FAILURE_LIMIT", "20", minimum=1)
 PORTAL_API_RATE_LIMIT = envint("PORTAL_API_RATE_LIMIT", "600", minimum=1)

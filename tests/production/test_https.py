@@ -28,6 +28,7 @@ from tests.production.conftest import (
     pull,
     seed_upstream,
 )
+from tests.support import images
 from tests.support.caddy import Caddy, postgres_database, start_caddy
 from tests.support.processes import PortalStack
 from tests.support.tls import LocalCA
@@ -60,8 +61,12 @@ def production(local_ca, upstream, redis_server, tmp_path_factory):
     redis_url = redis_server.url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
     stack = PortalStack(tmp_path_factory.mktemp("stack"), broker_url=redis_url, seed=None,
                         web_count=3, worker_count=2)
-    caddy = start_caddy(tmp_path_factory.mktemp("caddy"), ca=local_ca, upstreams=stack.web_ports)
+    # The web processes share one blob cache (one host), which Caddy sends cached blobs from.
+    blob_cache = stack.directory / "blob-cache"
+    caddy = start_caddy(tmp_path_factory.mktemp("caddy"), ca=local_ca, upstreams=stack.web_ports,
+                        blob_cache_dir=blob_cache)
     stack.extra_env.update(production_env(), **{
+        "PORTAL_BLOB_CACHE_DIR": str(blob_cache), "PORTAL_BLOB_CACHE_X_ACCEL": "true",
         "PORTAL_URL": caddy.url, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
         # Caddy's address: the one proxy whose X-Forwarded-For/-Proto are believed.
         "PORTAL_TRUSTED_PROXIES": "127.0.0.1",
@@ -86,6 +91,39 @@ def test_skopeo_copy_all_through_caddy_verifies_tls_and_keeps_every_digest(produ
                   tmp_path / "oci")
     assert result.returncode == 0, result.stderr[-2000:]
     assert_same_image(tmp_path / "oci", upstream["index"])
+
+
+def test_caddy_sends_a_cached_blob_itself_after_the_portal_allowed_it(production, upstream, tmp_path):
+    """A repeat pull: the web processes check the license and answer X-Accel-Redirect; Caddy
+    sends the verified file from the shared cache, and the client never sees the header."""
+    for n in (1, 2):
+        result = pull(proxied(production.caddy.host), production.license_id, production.ca,
+                      tmp_path / f"oci-{n}")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert_same_image(tmp_path / f"oci-{n}", upstream["index"])
+    layer = upstream["index"].blobs[0]
+    with production.client() as client:
+        response = client.get(f"/v2/proxy/{SLUG}/upstream/team/app/blobs/{layer.digest}",
+                              headers=basic(production.license_id))
+        ranged = client.get(f"/v2/proxy/{SLUG}/upstream/team/app/blobs/{layer.digest}",
+                            headers={**basic(production.license_id), "Range": "bytes=0-99"})
+        refused = client.get(f"/v2/proxy/{SLUG}/upstream/team/app/blobs/{layer.digest}",
+                             headers=basic("not-a-license"))
+    assert response.status_code == 200
+    assert images.sha256(response.content) == layer.digest
+    assert response.headers["docker-content-digest"] == layer.digest
+    assert "x-accel-redirect" not in response.headers
+    assert ranged.status_code == 206 and len(ranged.content) == 100
+    assert refused.status_code == 401 and refused.json()["errors"][0]["code"] == "UNAUTHORIZED"
+    deadline = time.monotonic() + 10
+    while True:
+        rows = production.stack.call("tests.support.proxy_server.pull_log", customer=CUSTOMER)["rows"]
+        sent = [r for r in rows if r["note"] == "from cache, sent by the front server"]
+        if len(sent) >= len(upstream["index"].blobs) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert {r["status"] for r in sent} == {200}
+    assert len(sent) >= len(upstream["index"].blobs)
 
 
 def test_skopeo_refuses_the_proxy_without_the_test_ca(production, upstream, tmp_path):

@@ -58,7 +58,10 @@ class Caddy:
         stop_process(self.process)
 
 
-def start_caddy(directory: Path, *, ca: LocalCA, upstreams: list[int], timeout: float = 20) -> Caddy:
+def start_caddy(directory: Path, *, ca: LocalCA, upstreams: list[int], timeout: float = 20,
+                blob_cache_dir: Path | None = None) -> Caddy:
+    """``blob_cache_dir``: the web processes' blob cache, which Caddy then sends cached blobs
+    from (they run with PORTAL_BLOB_CACHE_X_ACCEL=true)."""
     binary = require_binary("caddy")
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -73,6 +76,7 @@ def start_caddy(directory: Path, *, ca: LocalCA, upstreams: list[int], timeout: 
         "PORTAL_UPSTREAMS": " ".join(f"{LOOPBACK}:{p}" for p in upstreams),
         "CADDY_BIND": LOOPBACK,
         "CADDY_ADMIN": "off",
+        **({"PORTAL_BLOB_CACHE_DIR": str(blob_cache_dir)} if blob_cache_dir else {}),
     }
     log = directory / "caddy.log"
     process = subprocess.Popen(
