@@ -18,6 +18,13 @@ pinning the image. Then:
    for a few seconds each; requests per second and p95 at each level, and the best level whose
    p95 stays under 100 ms.
 
+The web processes share one blob cache (one host) which Caddy reads: ``--blob-cache`` chooses
+``accel`` (the default, as deploy/docs describe it: PORTAL_BLOB_CACHE_X_ACCEL on, Caddy sends
+cached blobs), ``on`` (the web processes send cached blobs themselves) or ``off``. The warm-up
+pull fills the cache, so the measured batches are repeat pulls; ``--cold`` empties the cache's
+blobs before each proxied batch (N customers pulling a release nobody pulled yet). The upstream
+registry's served bytes (/proc/<pid>/io wchar) per proxied batch are printed.
+
 Prints Markdown for docs/benchmarks.md.
 """
 
@@ -160,6 +167,11 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--page-requests", type=int, default=20, help="per user")
     parser.add_argument("--check-seconds", type=float, default=5)
+    parser.add_argument("--blob-cache", choices=("accel", "on", "off"), default="accel")
+    parser.add_argument("--cold", action="store_true",
+                        help="empty the blob cache before each proxied batch")
+    parser.add_argument("--skip-pages", action="store_true",
+                        help="pulls only (no pages, no update check)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-production-"))
@@ -179,10 +191,15 @@ def main() -> None:
         redis_url = f"redis://127.0.0.1:{redis.port}/14"
         database_url, drop_database = postgres_database("portal_bench")
         stack = PortalStack(tmp / "stack", broker_url=redis_url, seed=None, web_count=3, worker_count=2)
-        caddy = start_caddy(tmp / "caddy", ca=ca, upstreams=stack.web_ports)
+        blob_cache = tmp / "blob-cache"
+        caddy = start_caddy(tmp / "caddy", ca=ca, upstreams=stack.web_ports,
+                            blob_cache_dir=blob_cache)
         stack.extra_env.update(production_env(), **{
             "PORTAL_URL": caddy.url, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
             "PORTAL_TRUSTED_PROXIES": "127.0.0.1", "SSL_CERT_FILE": str(ca.ca_file),
+            "PORTAL_BLOB_CACHE_DIR": str(blob_cache),
+            "PORTAL_BLOB_CACHE_X_ACCEL": "true" if args.blob_cache == "accel" else "false",
+            **({"PORTAL_BLOB_CACHE_BYTES": "0"} if args.blob_cache == "off" else {}),
         })
         stack.start(timeout=120)
         data = stack.call("tests.support.proxy_server.seed", registries=[{
@@ -206,13 +223,23 @@ def main() -> None:
         def cpu() -> dict[str, float]:
             return {k: sum(process_cpu_seconds(p) for p in pids) for k, pids in servers.items()}
 
+        def served() -> int:  # bytes the upstream registry wrote to its sockets
+            io = Path(f"/proc/{upstream.process.pid}/io").read_text().split()
+            return int(io[io.index("wchar:") + 1])
+
         rounds = []
         cpu_used = {"direct": [], "proxy": []}
+        upstream_bytes = []
         for i in range(args.rounds):
             before = cpu()
             d_wall, d_fail = batch(args.concurrent, *direct, ca.cert_dir, tmp)
+            if args.cold:
+                for entry in (blob_cache / "blobs").glob("*"):
+                    entry.unlink()
             middle = cpu()
+            sent_before = served()
             p_wall, p_fail = batch(args.concurrent, *proxied, ca.cert_dir, tmp)
+            upstream_bytes.append(served() - sent_before)
             after = cpu()
             cpu_used["direct"].append({k: middle[k] - before[k] for k in servers})
             cpu_used["proxy"].append({k: after[k] - middle[k] for k in servers})
@@ -222,65 +249,87 @@ def main() -> None:
         rss_after = stack.web_rss_total_bytes()
 
         verify = ca.ssl_context()
-        page = pages(stack, caddy.url, verify, args.users, args.page_requests)
-        print(f"pages: {page['n']} requests, p50 {page['p50'] * 1000:.0f} ms", file=sys.stderr)
-        levels = []
-        for clients in (1, 2, 4, 8, 16):
-            level = update_check(caddy.url, verify, lic, clients, args.check_seconds)
-            levels.append(level)
-            print(f"update check x{clients}: {level['rps']:.1f}/s p95 {level['p95'] * 1000:.1f} ms",
-                  file=sys.stderr)
-        load_after = os.getloadavg()
-
-        print(f"\nImage: 2 platforms, {len(image.blobs)} blobs, {total / MB:.0f} MB; "
-              f"{args.concurrent} concurrent pulls per batch, {args.rounds} rounds, direct then "
-              f"proxy in each; {os.cpu_count()} CPUs; load average before "
-              f"{load_before[0]:.2f}, after {load_after[0]:.2f}.\n")
-        print("| round | direct (TLS, registry) | through Caddy + proxy (TLS) | ratio | failures |")
-        print("|---|---|---|---|---|")
-        for i, (d, df, p, pf, _rss) in enumerate(rounds, 1):
-            print(f"| {i} | {d:.2f} s | {p:.2f} s | {p / d:.3f} | {len(df)} direct, {len(pf)} proxy |")
-        ratios = [p / d for d, _, p, _, _ in rounds]
-        print(f"\nmedian per-round ratio proxy/direct: {statistics.median(ratios):.3f}; "
-              f"proxy throughput {statistics.median(args.concurrent * total / MB / p for _, _, p, _, _ in rounds):.0f} MB/s together")
-        print(f"web processes' total RSS (3 processes): {rss_before / MB:.1f} MB after warm-up, "
-              + ", ".join(f"{r[4] / MB:.1f}" for r in rounds) + f" MB after each round, "
-              f"{rss_after / MB:.1f} MB at the end")
-        for kind in ("direct", "proxy"):
-            print(f"CPU seconds of the servers per {kind} batch (median over rounds): " + ", ".join(
-                f"{k} {statistics.median(r[k] for r in cpu_used[kind]):.1f}" for k in servers)
-                + " (skopeo's own not counted)")
-        for _d, df, _p, pf, _ in rounds:
-            for failure in (df + pf)[:2]:
-                print(f"  failure: {failure}")
-        print(f"\n{args.users} logged-in users at once, {args.page_requests} requests each "
-              f"(release history and customers pages in turn): {page['n']} requests, "
-              f"p50 {page['p50'] * 1000:.1f} ms, p95 {page['p95'] * 1000:.1f} ms, "
-              f"{page['rps']:.1f} requests/s, {len(page['errors'])} errors"
-              + (f" ({', '.join(sorted(set(page['errors'])))})" if page["errors"] else ""))
-        print("\n| update check clients | requests/s | p50 | p95 | errors |\n|---|---|---|---|---|")
-        for level in levels:
-            print(f"| {level['clients']} | {level['rps']:.1f} | {level['p50'] * 1000:.1f} ms | "
-                  f"{level['p95'] * 1000:.1f} ms | {len(level['errors'])} |")
-        under = [lv for lv in levels if lv["p95"] < 0.1 and not lv["errors"]]
-        if under:
-            best = max(under, key=lambda lv: lv["rps"])
-            print(f"\nsustained with p95 under 100 ms: {best['rps']:.1f} requests/s "
-                  f"({best['clients']} clients, p95 {best['p95'] * 1000:.1f} ms)")
+        if args.skip_pages:
+            page, levels = None, []
         else:
-            print("\nno level kept p95 under 100 ms")
+            page, levels = run_pages_and_checks(stack, caddy, verify, lic, args)
+        load_after = os.getloadavg()
+        report(args, image, total, rounds, cpu_used, servers, upstream_bytes, rss_before,
+               rss_after, page, levels, load_before, load_after)
     finally:
-        if stack is not None:
-            stack.stop()
-        if caddy is not None:
-            caddy.stop()
-        if redis is not None:
-            stop_process(redis.process)
-        if drop_database is not None:
-            drop_database()
-        if upstream is not None:
-            upstream.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        cleanup_all(stack, caddy, upstream, redis, drop_database, tmp)
+
+
+def run_pages_and_checks(stack, caddy, verify, lic, args):
+    page = pages(stack, caddy.url, verify, args.users, args.page_requests)
+    print(f"pages: {page['n']} requests, p50 {page['p50'] * 1000:.0f} ms", file=sys.stderr)
+    levels = []
+    for clients in (1, 2, 4, 8, 16):
+        level = update_check(caddy.url, verify, lic, clients, args.check_seconds)
+        levels.append(level)
+        print(f"update check x{clients}: {level['rps']:.1f}/s p95 {level['p95'] * 1000:.1f} ms",
+              file=sys.stderr)
+    return page, levels
+
+
+def report(args, image, total, rounds, cpu_used, servers, upstream_bytes, rss_before, rss_after,
+           page, levels, load_before, load_after):
+    print(f"\nImage: 2 platforms, {len(image.blobs)} blobs, {total / MB:.0f} MB; "
+          f"{args.concurrent} concurrent pulls per batch, {args.rounds} rounds, direct then "
+          f"proxy in each; blob cache {args.blob_cache}{', emptied before each proxied batch' if args.cold else ''}; "
+          f"{os.cpu_count()} CPUs; load average before {load_before[0]:.2f}, after "
+          f"{load_after[0]:.2f}.\n")
+    print("| round | direct (TLS, registry) | through Caddy + proxy (TLS) | ratio | failures |")
+    print("|---|---|---|---|---|")
+    for i, (d, df, p, pf, _rss) in enumerate(rounds, 1):
+        print(f"| {i} | {d:.2f} s | {p:.2f} s | {p / d:.3f} | {len(df)} direct, {len(pf)} proxy |")
+    ratios = [p / d for d, _, p, _, _ in rounds]
+    print(f"\nmedian per-round ratio proxy/direct: {statistics.median(ratios):.3f}; "
+          f"proxy throughput {statistics.median(args.concurrent * total / MB / p for _, _, p, _, _ in rounds):.0f} MB/s together")
+    print("upstream registry's bytes served per proxied batch: "
+          + ", ".join(f"{b / total:.2f}" for b in upstream_bytes) + " copies of the image")
+    print(f"web processes' total RSS (3 processes): {rss_before / MB:.1f} MB after warm-up, "
+          + ", ".join(f"{r[4] / MB:.1f}" for r in rounds) + " MB after each round, "
+          f"{rss_after / MB:.1f} MB at the end")
+    for kind in ("direct", "proxy"):
+        print(f"CPU seconds of the servers per {kind} batch (median over rounds): " + ", ".join(
+            f"{k} {statistics.median(r[k] for r in cpu_used[kind]):.1f}" for k in servers)
+            + " (skopeo's own not counted)")
+    for _d, df, _p, pf, _ in rounds:
+        for failure in (df + pf)[:2]:
+            print(f"  failure: {failure}")
+    if page is None:
+        return
+    print(f"\n{args.users} logged-in users at once, {args.page_requests} requests each "
+          f"(release history and customers pages in turn): {page['n']} requests, "
+          f"p50 {page['p50'] * 1000:.1f} ms, p95 {page['p95'] * 1000:.1f} ms, "
+          f"{page['rps']:.1f} requests/s, {len(page['errors'])} errors"
+          + (f" ({', '.join(sorted(set(page['errors'])))})" if page["errors"] else ""))
+    print("\n| update check clients | requests/s | p50 | p95 | errors |\n|---|---|---|---|---|")
+    for level in levels:
+        print(f"| {level['clients']} | {level['rps']:.1f} | {level['p50'] * 1000:.1f} ms | "
+              f"{level['p95'] * 1000:.1f} ms | {len(level['errors'])} |")
+    under = [lv for lv in levels if lv["p95"] < 0.1 and not lv["errors"]]
+    if under:
+        best = max(under, key=lambda lv: lv["rps"])
+        print(f"\nsustained with p95 under 100 ms: {best['rps']:.1f} requests/s "
+              f"({best['clients']} clients, p95 {best['p95'] * 1000:.1f} ms)")
+    else:
+        print("\nno level kept p95 under 100 ms")
+
+
+def cleanup_all(stack, caddy, upstream, redis, drop_database, tmp):
+    if stack is not None:
+        stack.stop()
+    if caddy is not None:
+        caddy.stop()
+    if redis is not None:
+        stop_process(redis.process)
+    if drop_database is not None:
+        drop_database()
+    if upstream is not None:
+        upstream.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
