@@ -8,7 +8,8 @@ Order of work (Harbor's replication worker, skopeo `copy --all --preserve-digest
 2. an index (multi-platform) is copied with every child manifest, by digest, before the index;
 3. every blob: HEAD on the target (skip if present) -> cross-repository mount when source and target
    are the same registry -> else streamed source -> target, sha256 checked while streaming;
-   up to `parallel` blobs at once, each retried with exponential backoff on transient errors;
+   `parallel` blobs at once, largest first, and beside them up to SMALL_LANE small blobs,
+   smallest first; each retried with exponential backoff on transient errors;
 4. manifests last, with their original bytes and media type, so every digest equals the source's
    and nothing appears under the tag before all it references is there.
 
@@ -32,6 +33,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -44,6 +46,8 @@ from ..oci.media import Manifest, image_manifest
 MONOLITHIC_MAX = 64 << 20     # blobs up to this size: one streamed PUT; larger: PATCH chunks
 PATCH_CHUNK = 64 << 20        # bytes per PATCH of a chunked upload
 PARALLEL = 4
+SMALL_LANE = 2                # more workers, for blobs up to SMALL_BLOB, smallest first
+SMALL_BLOB = 4 << 20
 ATTEMPTS = 5
 BACKOFF = 1.0                 # seconds before the 2nd try, doubling (Harbor: 5 tries from 2 s)
 TICK = 0.25                   # how often the calling thread reports progress and checks cancel
@@ -351,12 +355,16 @@ class Copier:
         return result
 
     def _copy_blobs(self, blobs: dict[str, int]) -> list[BlobResult]:
-        # Largest first: the long poles start early.
-        order = sorted(blobs.items(), key=lambda item: -item[1])
-        pool = ThreadPoolExecutor(max_workers=max(1, self.parallel), thread_name_prefix="blob")
+        # `parallel` workers take the largest blob left, so the long poles start early;
+        # SMALL_LANE more take the smallest left while it is at most SMALL_BLOB. A small blob
+        # (a config, a thin layer) costs mostly request round trips, not CPU: taken last, those
+        # round trips were a tail with the CPUs idle after the large blobs had finished.
+        queue = deque(sorted(blobs.items(), key=lambda item: -item[1]))
+        lanes = [True] * max(1, self.parallel) + [False] * SMALL_LANE
+        pool = ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="blob")
         futures: list[Future] = []
         try:
-            futures = [pool.submit(self._blob_job, d, s) for d, s in order]
+            futures = [pool.submit(self._blob_worker, queue, largest) for largest in lanes]
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=TICK, return_when=FIRST_EXCEPTION)
@@ -367,7 +375,8 @@ class Copier:
                 if self.should_cancel():
                     raise Canceled()
             self._report()
-            return [f.result() for f in futures]
+            results = {r.digest: r for future in futures for r in future.result()}
+            return [results[digest] for digest in blobs]
         except BaseException:
             self.canceled.set()
             for future in futures:
@@ -375,6 +384,18 @@ class Copier:
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _blob_worker(self, queue: deque, largest: bool) -> list[BlobResult]:
+        """Copy blobs from one end of ``queue`` until it is empty (or, for the small lane, until
+        what is left is larger than SMALL_BLOB)."""
+        results = []
+        while not self.canceled.is_set():
+            with self._lock:
+                if not queue or (not largest and queue[-1][1] > SMALL_BLOB):
+                    break
+                digest, size = queue.popleft() if largest else queue.pop()
+            results.append(self._blob_job(digest, size))
+        return results
 
 
 class _Reader:
