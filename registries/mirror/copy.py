@@ -6,7 +6,8 @@
 Order of work (Harbor's replication worker, skopeo `copy --all --preserve-digests`):
 1. fetch the source manifest; stop if the target tag already has the same digest;
 2. an index (multi-platform) is copied with every child manifest, by digest, before the index;
-3. every blob: HEAD on the target (skip if present) -> cross-repository mount when source and target
+3. every blob: HEAD on the target (skip if present; not asked on a fresh start into a
+   repository without tags, see `copy`) -> cross-repository mount when source and target
    are the same registry -> else streamed source -> target, sha256 checked while streaming;
    `parallel` blobs at once, largest first, and beside them up to SMALL_LANE small blobs,
    smallest first; each retried with exponential backoff on transient errors;
@@ -121,8 +122,10 @@ class Copier:
     def __init__(self, source, source_repo: str, target, target_repo: str, *,
                  parallel: int = PARALLEL, attempts: int = ATTEMPTS, backoff: float = BACKOFF,
                  progress: Callable[[Progress], None] | None = None,
-                 should_cancel: Callable[[], bool] | None = None):
+                 should_cancel: Callable[[], bool] | None = None, fresh_start: bool = False):
         self.source, self.source_repo = source, source_repo
+        self.fresh_start = fresh_start
+        self.ask_first = True          # HEAD every blob before sending it (see `copy`)
         self.target, self.target_repo = target, target_repo
         self.parallel, self.attempts, self.backoff = parallel, attempts, backoff
         self.progress_cb = progress or (lambda p: None)
@@ -202,19 +205,28 @@ class Copier:
         return self.source.blob_chunks(self.source_repo, digest, size, on_chunk=on_chunk)
 
     def _copy_blob(self, digest: str, size: int) -> str:
-        if self.target.blob_exists(self.target_repo, digest, actions="pull,push"):
+        if self.ask_first and self._present(digest):
             return "present"
-        upload = self._start_upload(digest)
-        if upload.mounted:
-            return "mounted"
-        self._track_upload(digest, upload.location, base=upload.url)
         try:
-            self._send_blob(digest, size, upload.location, upload.url)
-        except BaseException:
-            self._abandon_upload(digest)
-            raise
+            upload = self._start_upload(digest)
+            if upload.mounted:
+                return "mounted"
+            self._track_upload(digest, upload.location, base=upload.url)
+            try:
+                self._send_blob(digest, size, upload.location, upload.url)
+            except BaseException:
+                self._abandon_upload(digest)
+                raise
+        except RegistryError as exc:
+            # Sent without asking first: a registry may refuse a blob it already has.
+            if self.ask_first or not exc.permanent or not self._present(digest):
+                raise
+            return "present"
         self._track_upload(digest, None)
         return "copied"
+
+    def _present(self, digest: str) -> bool:
+        return self.target.blob_exists(self.target_repo, digest, actions="pull,push")
 
     def _send_blob(self, digest: str, size: int, location: str, base: str) -> None:
         chunks = self._source_chunks(digest, size)
@@ -335,6 +347,13 @@ class Copier:
         if self.target_digest(tag) == top.digest:
             result.skipped = True
             return result
+        if self.fresh_start:
+            # A repository without tags holds no image whose blobs this one could share, and
+            # no earlier attempt left any: a HEAD per blob would only cost a round trip (and
+            # the registry's authentication of it) each.
+            self.ask_first = self._retry(lambda: self.target.has_tags(
+                self.target_repo, actions="pull,push"), what=f"listing {self.target_repo}") \
+                is not False
         blobs: dict[str, int] = {}
         for image in images:
             body = image.data
@@ -433,9 +452,15 @@ def cancel_uploads(target, target_repo: str, locations: list[str]) -> int:
 def copy(source, source_repo: str, reference: str, target, target_repo: str, tag: str, *,
          platforms: list[str] | None = None, progress: Callable[[Progress], None] | None = None,
          should_cancel: Callable[[], bool] | None = None, parallel: int = PARALLEL,
-         attempts: int = ATTEMPTS, backoff: float = BACKOFF) -> CopyResult:
-    """Copy `source_repo:reference` (a tag or digest) to `target_repo:tag`; see the module doc."""
+         attempts: int = ATTEMPTS, backoff: float = BACKOFF,
+         fresh_start: bool = False) -> CopyResult:
+    """Copy `source_repo:reference` (a tag or digest) to `target_repo:tag`; see the module doc.
+
+    ``fresh_start``: no earlier attempt of this copy can have left blobs in the target (a mirror
+    job's first delivery). Then, when the target repository has no tag yet, blobs are sent
+    without a HEAD first.
+    """
     copier = Copier(source, source_repo, target, target_repo, parallel=parallel,
                     attempts=attempts, backoff=backoff, progress=progress,
-                    should_cancel=should_cancel)
+                    should_cancel=should_cancel, fresh_start=fresh_start)
     return copier.copy(reference, tag, platforms=platforms)
