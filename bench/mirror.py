@@ -50,7 +50,9 @@ def child_copy(args) -> None:
                          timeout=60)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
-    result = copy.copy(src, args.src_repo, args.tag, dst, args.dst_repo, args.tag)
+    # As a mirror job's first delivery copies (registries/mirror/services.py).
+    result = copy.copy(src, args.src_repo, args.tag, dst, args.dst_repo, args.tag,
+                       fresh_start=True)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"seconds": seconds, "rss_base_mb": base / 1024, "rss_peak_mb": peak / 1024,

@@ -6,9 +6,11 @@
 Order of work (Harbor's replication worker, skopeo `copy --all --preserve-digests`):
 1. fetch the source manifest; stop if the target tag already has the same digest;
 2. an index (multi-platform) is copied with every child manifest, by digest, before the index;
-3. every blob: HEAD on the target (skip if present) -> cross-repository mount when source and target
+3. every blob: HEAD on the target (skip if present; not asked on a fresh start into a
+   repository without tags, see `copy`) -> cross-repository mount when source and target
    are the same registry -> else streamed source -> target, sha256 checked while streaming;
-   up to `parallel` blobs at once, each retried with exponential backoff on transient errors;
+   `parallel` blobs at once, largest first, and beside them up to SMALL_LANE small blobs,
+   smallest first; each retried with exponential backoff on transient errors;
 4. manifests last, with their original bytes and media type, so every digest equals the source's
    and nothing appears under the tag before all it references is there.
 
@@ -32,6 +34,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -44,6 +47,8 @@ from ..oci.media import Manifest, image_manifest
 MONOLITHIC_MAX = 64 << 20     # blobs up to this size: one streamed PUT; larger: PATCH chunks
 PATCH_CHUNK = 64 << 20        # bytes per PATCH of a chunked upload
 PARALLEL = 4
+SMALL_LANE = 2                # more workers, for blobs up to SMALL_BLOB, smallest first
+SMALL_BLOB = 4 << 20
 ATTEMPTS = 5
 BACKOFF = 1.0                 # seconds before the 2nd try, doubling (Harbor: 5 tries from 2 s)
 TICK = 0.25                   # how often the calling thread reports progress and checks cancel
@@ -117,8 +122,10 @@ class Copier:
     def __init__(self, source, source_repo: str, target, target_repo: str, *,
                  parallel: int = PARALLEL, attempts: int = ATTEMPTS, backoff: float = BACKOFF,
                  progress: Callable[[Progress], None] | None = None,
-                 should_cancel: Callable[[], bool] | None = None):
+                 should_cancel: Callable[[], bool] | None = None, fresh_start: bool = False):
         self.source, self.source_repo = source, source_repo
+        self.fresh_start = fresh_start
+        self.ask_first = True          # HEAD every blob before sending it (see `copy`)
         self.target, self.target_repo = target, target_repo
         self.parallel, self.attempts, self.backoff = parallel, attempts, backoff
         self.progress_cb = progress or (lambda p: None)
@@ -198,19 +205,28 @@ class Copier:
         return self.source.blob_chunks(self.source_repo, digest, size, on_chunk=on_chunk)
 
     def _copy_blob(self, digest: str, size: int) -> str:
-        if self.target.blob_exists(self.target_repo, digest, actions="pull,push"):
+        if self.ask_first and self._present(digest):
             return "present"
-        upload = self._start_upload(digest)
-        if upload.mounted:
-            return "mounted"
-        self._track_upload(digest, upload.location, base=upload.url)
         try:
-            self._send_blob(digest, size, upload.location, upload.url)
-        except BaseException:
-            self._abandon_upload(digest)
-            raise
+            upload = self._start_upload(digest)
+            if upload.mounted:
+                return "mounted"
+            self._track_upload(digest, upload.location, base=upload.url)
+            try:
+                self._send_blob(digest, size, upload.location, upload.url)
+            except BaseException:
+                self._abandon_upload(digest)
+                raise
+        except RegistryError as exc:
+            # Sent without asking first: a registry may refuse a blob it already has.
+            if self.ask_first or not exc.permanent or not self._present(digest):
+                raise
+            return "present"
         self._track_upload(digest, None)
         return "copied"
+
+    def _present(self, digest: str) -> bool:
+        return self.target.blob_exists(self.target_repo, digest, actions="pull,push")
 
     def _send_blob(self, digest: str, size: int, location: str, base: str) -> None:
         chunks = self._source_chunks(digest, size)
@@ -331,6 +347,13 @@ class Copier:
         if self.target_digest(tag) == top.digest:
             result.skipped = True
             return result
+        if self.fresh_start:
+            # A repository without tags holds no image whose blobs this one could share, and
+            # no earlier attempt left any: a HEAD per blob would only cost a round trip (and
+            # the registry's authentication of it) each.
+            self.ask_first = self._retry(lambda: self.target.has_tags(
+                self.target_repo, actions="pull,push"), what=f"listing {self.target_repo}") \
+                is not False
         blobs: dict[str, int] = {}
         for image in images:
             body = image.data
@@ -351,12 +374,16 @@ class Copier:
         return result
 
     def _copy_blobs(self, blobs: dict[str, int]) -> list[BlobResult]:
-        # Largest first: the long poles start early.
-        order = sorted(blobs.items(), key=lambda item: -item[1])
-        pool = ThreadPoolExecutor(max_workers=max(1, self.parallel), thread_name_prefix="blob")
+        # `parallel` workers take the largest blob left, so the long poles start early;
+        # SMALL_LANE more take the smallest left while it is at most SMALL_BLOB. A small blob
+        # (a config, a thin layer) costs mostly request round trips, not CPU: taken last, those
+        # round trips were a tail with the CPUs idle after the large blobs had finished.
+        queue = deque(sorted(blobs.items(), key=lambda item: -item[1]))
+        lanes = [True] * max(1, self.parallel) + [False] * SMALL_LANE
+        pool = ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="blob")
         futures: list[Future] = []
         try:
-            futures = [pool.submit(self._blob_job, d, s) for d, s in order]
+            futures = [pool.submit(self._blob_worker, queue, largest) for largest in lanes]
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=TICK, return_when=FIRST_EXCEPTION)
@@ -367,7 +394,8 @@ class Copier:
                 if self.should_cancel():
                     raise Canceled()
             self._report()
-            return [f.result() for f in futures]
+            results = {r.digest: r for future in futures for r in future.result()}
+            return [results[digest] for digest in blobs]
         except BaseException:
             self.canceled.set()
             for future in futures:
@@ -375,6 +403,18 @@ class Copier:
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _blob_worker(self, queue: deque, largest: bool) -> list[BlobResult]:
+        """Copy blobs from one end of ``queue`` until it is empty (or, for the small lane, until
+        what is left is larger than SMALL_BLOB)."""
+        results = []
+        while not self.canceled.is_set():
+            with self._lock:
+                if not queue or (not largest and queue[-1][1] > SMALL_BLOB):
+                    break
+                digest, size = queue.popleft() if largest else queue.pop()
+            results.append(self._blob_job(digest, size))
+        return results
 
 
 class _Reader:
@@ -412,9 +452,15 @@ def cancel_uploads(target, target_repo: str, locations: list[str]) -> int:
 def copy(source, source_repo: str, reference: str, target, target_repo: str, tag: str, *,
          platforms: list[str] | None = None, progress: Callable[[Progress], None] | None = None,
          should_cancel: Callable[[], bool] | None = None, parallel: int = PARALLEL,
-         attempts: int = ATTEMPTS, backoff: float = BACKOFF) -> CopyResult:
-    """Copy `source_repo:reference` (a tag or digest) to `target_repo:tag`; see the module doc."""
+         attempts: int = ATTEMPTS, backoff: float = BACKOFF,
+         fresh_start: bool = False) -> CopyResult:
+    """Copy `source_repo:reference` (a tag or digest) to `target_repo:tag`; see the module doc.
+
+    ``fresh_start``: no earlier attempt of this copy can have left blobs in the target (a mirror
+    job's first delivery). Then, when the target repository has no tag yet, blobs are sent
+    without a HEAD first.
+    """
     copier = Copier(source, source_repo, target, target_repo, parallel=parallel,
                     attempts=attempts, backoff=backoff, progress=progress,
-                    should_cancel=should_cancel)
+                    should_cancel=should_cancel, fresh_start=fresh_start)
     return copier.copy(reference, tag, platforms=platforms)

@@ -237,7 +237,7 @@ def _image_mirror(job_id: int) -> MirrorOutcome:
             result = copy.copy(
                 source, ref.repository, ref.reference, target, job.target_repository,
                 job.target_tag, platforms=platforms, progress=tracker.on_progress,
-                should_cancel=tracker.should_cancel)
+                should_cancel=tracker.should_cancel, fresh_start=job.attempts == 1)
     except copy.Canceled:
         log.append({"event": "Canceled."})
         job.mark_canceled(log=log)

@@ -118,6 +118,20 @@ class RegistryClient(Transport):
             raise self._status_error(response, f"Checking {repository}:{reference}")
         return response.headers.get("docker-content-digest")
 
+    def has_tags(self, repository: str, *, actions: str = "pull") -> bool | None:
+        """Whether ``repository`` has any tag: False for an unknown or empty repository, None
+        when the registry will not say (no right to list tags, or another answer)."""
+        response = self.request("GET", f"{repository}/tags/list?n=1", repository=repository,
+                                actions=actions)
+        if response.status_code == 404:
+            return False
+        if response.status_code != 200:
+            return None
+        try:
+            return bool(response.json().get("tags"))
+        except ValueError:
+            return None
+
     def put_manifest(self, repository: str, reference: str, content: bytes, media_type: str) -> str:
         """Push a manifest with its original bytes and media type; returns its digest."""
         response = self.request("PUT", f"{repository}/manifests/{reference}",

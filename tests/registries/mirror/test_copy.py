@@ -3,6 +3,7 @@
 import hashlib
 import json
 import subprocess
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from tests.support.images import (
     build_index,
     build_single,
     push,
+    push_blob,
     schema1_manifest,
 )
 from tests.support.registry import make_client
@@ -100,7 +102,6 @@ def test_a_second_copy_after_a_partial_one_skips_blobs_already_there(
     push(image, source_registry.url, "library/single", "v1", auth=source_registry.auth)
     first_layer = image.layers[0]
     with httpx.Client(base_url=target_registry.url, auth=target_registry.auth) as http:
-        from tests.support.images import push_blob
         push_blob(http, "demo-apps/single", first_layer)
     result = copy.copy(client_for(source_registry), "library/single", "v1",
                            client_for(target_registry), "demo-apps/single", "v1")
@@ -108,6 +109,85 @@ def test_a_second_copy_after_a_partial_one_skips_blobs_already_there(
     assert actions[first_layer.digest] == "present"
     assert sorted(actions.values()) == ["copied", "copied", "present"]
     assert result.media_type == DOCKER_MANIFEST
+    assert digest_of(skopeo_raw(target_registry, "demo-apps/single:v1")) == image.digest
+
+
+def blob_heads(proxy) -> list[str]:
+    return [path for method, path, _ in proxy.log if method == "HEAD" and "/blobs/" in path]
+
+
+def test_a_first_copy_into_a_repository_without_tags_sends_blobs_without_asking_first(
+        index, source_registry, target_registry):
+    with Proxy(target_registry.url) as dst:
+        result = copy.copy(client_for(source_registry), "library/app", "1.0",
+                           client_for(target_registry, host=dst.host), "demo-apps/app", "1.0",
+                           fresh_start=True)
+    assert blob_heads(dst) == []
+    assert {b.action for b in result.blobs} == {"copied"} and len(result.blobs) == 7
+    assert digest_of(skopeo_raw(target_registry, "demo-apps/app:1.0")) == index.digest
+
+
+def test_a_fresh_start_into_a_repository_with_images_still_skips_blobs_it_has(
+        index, source_registry, target_registry):
+    source, target = client_for(source_registry), client_for(target_registry)
+    copy.copy(source, "library/app", "1.0", target, "demo-apps/app", "1.0")
+    with Proxy(target_registry.url) as dst:
+        result = copy.copy(source, "library/app", "1.0", client_for(target_registry, host=dst.host),
+                           "demo-apps/app", "2.0", fresh_start=True)
+    assert len(blob_heads(dst)) == 7
+    assert {b.action for b in result.blobs} == {"present"} and result.bytes_copied == 0
+
+
+def test_without_fresh_start_every_blob_is_checked_first(index, source_registry, target_registry):
+    with Proxy(target_registry.url) as dst:
+        copy.copy(client_for(source_registry), "library/app", "1.0",
+                  client_for(target_registry, host=dst.host), "demo-apps/app", "1.0")
+    assert len(blob_heads(dst)) == 7
+
+
+class RefusesReuploads(Proxy):
+    """A registry that refuses the upload of a blob it already has, instead of storing it again."""
+
+    def __init__(self, upstream: str, auth: tuple[str, str]):
+        super().__init__(upstream)
+        self.auth = auth
+        self.refused: list[str] = []
+
+    def intercept(self, handler, body: bytes) -> bool:
+        parts = urlsplit(handler.path)
+        digest = parse_qs(parts.query).get("digest", [""])[0]
+        if handler.command != "PUT" or not digest:
+            return False
+        repository = parts.path[len("/v2/"):].split("/blobs/uploads/")[0]
+        known = self.http.head(f"{self.upstream}/v2/{repository}/blobs/{digest}", auth=self.auth)
+        if known.status_code != 200:
+            return False
+        self.refused.append(digest)
+        payload = b'{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"blob exists"}]}'
+        handler.send_response(400)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
+        return True
+
+
+def test_a_blob_refused_because_the_target_has_it_counts_as_present(
+        source_registry, target_registry):
+    # An earlier attempt left a blob in a repository that has no tags yet.
+    image = build_single([200 * KB, 100 * KB], oci=False, seed=7)
+    push(image, source_registry.url, "library/single", "v1", auth=source_registry.auth)
+    left = image.layers[0]
+    with httpx.Client(base_url=target_registry.url, auth=target_registry.auth) as http:
+        push_blob(http, "demo-apps/single", left)
+    with RefusesReuploads(target_registry.url, target_registry.auth) as dst:
+        result = copy.copy(client_for(source_registry), "library/single", "v1",
+                           client_for(target_registry, host=dst.host), "demo-apps/single", "v1",
+                           fresh_start=True)
+    assert dst.refused == [left.digest]
+    actions = {b.digest: b.action for b in result.blobs}
+    assert actions[left.digest] == "present"
+    assert sorted(actions.values()) == ["copied", "copied", "present"]
     assert digest_of(skopeo_raw(target_registry, "demo-apps/single:v1")) == image.digest
 
 

@@ -15,6 +15,7 @@ import threading
 import httpx
 import pytest
 
+from registries.mirror.copy import PARALLEL, SMALL_LANE
 from tests.registries.mirror.test_worker_crash import (
     SlowBlobs,
     crash_env,
@@ -26,7 +27,7 @@ from tests.registries.mirror.test_worker_crash import (
 from tests.support.images import build_index, push
 
 KB = 1 << 10
-PARALLEL = 4  # registries.mirror.copy.PARALLEL: blobs in flight at once
+IN_FLIGHT = PARALLEL + SMALL_LANE  # blobs in flight at once (this image's blobs are all small)
 
 
 def open_sessions(registry, repository: str) -> list[str]:
@@ -78,7 +79,7 @@ def test_a_takeover_closes_the_dead_workers_uploads_and_progress_never_goes_back
             # Two blobs done, every blob in flight has its session open in the target.
             def uploading():
                 row = job_row(db, pk)
-                in_flight = min(PARALLEL, row["blobs_total"] - row["blobs_done"])
+                in_flight = min(IN_FLIGHT, row["blobs_total"] - row["blobs_done"])
                 return (row["blobs_done"] >= 2 and in_flight > 0
                         and len(open_sessions(target_registry, repository)) == in_flight)
 
