@@ -14,7 +14,8 @@ the proxy run at once, twice. The uvicorn process's RSS is sampled throughout. P
 The portal's blob cache (PORTAL_BLOB_CACHE_BYTES) is on by default, as in production: the
 warm-up pull fills it, so the measured proxy rounds are repeat pulls served from disk; it is
 emptied before the first concurrent batch (a cold cache: N customers pulling a new release at
-once) and left full for the second. ``--blob-cache off`` runs the portal with the cache off.
+once) and left full for the second; then the same N pulls run straight from the registry, the
+batches' yardstick. ``--blob-cache off`` runs the portal with the cache off.
 The upstream's bytes are the docker-registry process's written bytes (/proc/<pid>/io wchar:
 socket writes, so every byte it served), and the portal's CPU is its web process's.
 
@@ -154,15 +155,15 @@ def main() -> None:
                 print(f"round {i + 1} {kind}: {seconds:.2f} s", file=sys.stderr)
             rss_after.append(server.web_rss_bytes() // 1024)
 
-        def batch():
-            """N pulls through the proxy at once: (wall seconds, failures, peak RSS, RSS after,
-            upstream bytes, portal CPU seconds)."""
+        def batch(src=proxy_src, creds=proxy_creds):
+            """N pulls at once, through the proxy unless told: (wall seconds, failures, peak RSS,
+            RSS after, upstream bytes, portal CPU seconds)."""
             results: list[float | BaseException] = [None] * args.concurrent
             sent, cpu = upstream_bytes(), server.web_cpu_seconds()
 
             def one(i):
                 try:
-                    results[i] = pull(proxy_src, proxy_creds, tmp / f"c{i}")
+                    results[i] = pull(src, creds, tmp / f"c{i}")
                 except BaseException as e:  # noqa: BLE001 - reported below
                     results[i] = e
 
@@ -186,6 +187,8 @@ def main() -> None:
             entry.unlink()
         wall, failures, peak, rss_end, up1, cpu1 = batch()
         wall2, failures2, peak2, rss_end2, up2, cpu2 = batch()
+        # The same N pulls straight from the registry: what the batches compare with.
+        direct_wall, direct_failures, *_ = batch(direct_src, direct_creds)
 
         d, p = statistics.median(times["direct"]), statistics.median(times["proxy"])
         ratios = [pp / dd for pp, dd in zip(times["proxy"], times["direct"], strict=True)]
@@ -204,11 +207,15 @@ def main() -> None:
                                                  (wall2, failures2, up2, cpu2)), 1):
             print(f"{args.concurrent} concurrent pulls through the proxy, batch {n}: "
                   f"{args.concurrent - len(fails)} succeeded, {len(fails)} failed, "
-                  f"{w:.2f} s wall ({args.concurrent * total / MB / w:.0f} MB/s together); "
+                  f"{w:.2f} s wall ({args.concurrent * total / MB / w:.0f} MB/s together, "
+                  f"{w / direct_wall:.2f}x the direct batch); "
                   f"upstream sent {up / MB:.1f} MB ({up / total:.2f} image copies); "
                   f"portal CPU {cpu:.2f} s")
             for f in fails[:3]:
                 print(f"  failure: {f}")
+        print(f"{args.concurrent} concurrent pulls straight from the registry: "
+              f"{args.concurrent - len(direct_failures)} succeeded, {len(direct_failures)} failed, "
+              f"{direct_wall:.2f} s wall")
         print(f"uvicorn RSS: {rss_start / 1024:.0f} MB after warm-up; after each round "
               + ", ".join(f"{r / 1024:.0f}" for r in rss_after)
               + f" MB; concurrent batch 1: peak {peak / 1024:.0f} MB, {rss_end / 1024:.0f} MB "

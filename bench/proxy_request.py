@@ -44,7 +44,7 @@ def _ms(samples: list[float]) -> tuple[float, float]:
     return statistics.median(samples) * 1000, samples[int(len(samples) * 0.9)] * 1000
 
 
-def _timed(client: httpx.Client, url: str, n: int, **kwargs) -> list[float]:
+def timed(client: httpx.Client, url: str, n: int, **kwargs) -> list[float]:
     out = []
     for _ in range(n):
         started = time.perf_counter()
@@ -180,12 +180,12 @@ def main() -> None:
             for label, path in (("manifest (tag)", "manifests/1.0"), ("config blob", f"blobs/{config}")):
                 d_url = f"{upstream.url}/v2/bench/app/{path}"
                 p_url = f"{server.url}/v2/proxy/benchapp/upstream/bench/app/{path}"
-                _timed(direct, d_url, 20, headers=accept)  # warm-up
-                _timed(proxied, p_url, 20, headers=accept)
+                timed(direct, d_url, 20, headers=accept)  # warm-up
+                timed(proxied, p_url, 20, headers=accept)
                 d, p = [], []
                 for _ in range(args.requests // 20):  # alternate in groups of 20
-                    d += _timed(direct, d_url, 20, headers=accept)
-                    p += _timed(proxied, p_url, 20, headers=accept)
+                    d += timed(direct, d_url, 20, headers=accept)
+                    p += timed(proxied, p_url, 20, headers=accept)
                 rows.append((label, _ms(d), _ms(p)))
         print(f"\n{args.requests} sequential GETs each, alternating in groups of 20.\n")
         print("| request | direct median / p90 | through the proxy median / p90 | added (median) |")

@@ -45,16 +45,6 @@ MB = 1 << 20
 ALICE = ("alice", "pw-alice-1234")  # tests/support/proxy_server.py seed()
 
 
-def timed(client: httpx.Client, url: str, n: int, **kwargs) -> list[float]:
-    out = []
-    for _ in range(n):
-        started = time.perf_counter()
-        response = client.get(url, **kwargs)
-        out.append(time.perf_counter() - started)
-        assert response.status_code == 200, (url, response.status_code, response.text[:200])
-    return out
-
-
 def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -79,6 +69,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from bench.proxy import BENCH_USERS, pull
+    from bench.proxy_request import timed
     from tests.support.images import build_index, build_single, cleanup, push
     from tests.support.proxy_server import start_proxy_server
     from tests.support.registry import start_distribution

@@ -7,6 +7,8 @@ Helpers other test modules import:
 - ``require_binary(name)``: the path of a program; skip the test when it is missing, but fail
   it when ``CI=true`` (CI must never pass by skipping).
 - ``require_server(reason)``: the same rule for a server that cannot be reached.
+- ``poll(fn, until=..., seconds=...)``: call ``fn`` until ``until(value)`` holds or the
+  deadline passes; returns the last value (the caller asserts on it).
 
 Fixtures (registered for the whole suite by the top conftest.py):
 
@@ -45,6 +47,15 @@ def require_binary(name: str) -> str:
     if path is None:
         require_server(f"{name} is not installed (make test installs it through apt)")
     return path
+
+
+def poll(fn, *, until, seconds: float = 15.0, every: float = 0.1):
+    deadline = time.monotonic() + seconds
+    while True:
+        value = fn()
+        if until(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(every)
 
 
 def free_port() -> int:

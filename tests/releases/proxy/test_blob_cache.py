@@ -13,7 +13,6 @@ import concurrent.futures
 import hashlib
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -23,7 +22,7 @@ from tests.support import images
 from tests.support.faults import Proxy
 from tests.support.proxy_server import start_proxy_server
 from tests.support.registry import start_distribution
-from tests.support.servers import require_binary
+from tests.support.servers import poll, require_binary
 
 pytestmark = pytest.mark.slow
 
@@ -121,14 +120,6 @@ def blob_url(server, slug: str, repo: str, digest: str) -> str:
 def entry(server, digest: str) -> Path:
     return server.cache_dir / "blobs" / digest.removeprefix("sha256:")
 
-
-def poll(fn, *, until, seconds: float = 15.0):
-    deadline = time.monotonic() + seconds
-    while True:
-        value = fn()
-        if until(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
 
 
 def test_a_second_pull_is_served_from_disk_without_asking_the_upstream(server, upstream,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
 import httpx
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from tests.support import images
 from tests.support.proxy_server import start_proxy_server
 from tests.support.registry import start_distribution
-from tests.support.servers import require_binary
+from tests.support.servers import poll, require_binary
 
 pytestmark = pytest.mark.slow
 
@@ -104,14 +103,6 @@ def image(server, name: str) -> str:
 def creds(server, who: str) -> str:
     return f"{lic(server, who)}:{lic(server, who)}"
 
-
-def poll(fn, *, until, seconds: float = 15.0):
-    deadline = time.monotonic() + seconds
-    while True:
-        value = fn()
-        if until(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def test_skopeo_copies_a_pinned_tag_and_the_pull_is_recorded(server, upstream, tmp_path):
