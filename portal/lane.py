@@ -129,6 +129,9 @@ class LeanLane:
 
 
 async def _send_response(response, receive, send) -> None:
+    if not response.streaming and not response.has_header("Content-Length"):
+        # What CommonMiddleware adds on the page path: a length instead of chunked framing.
+        response["Content-Length"] = str(len(response.content))
     headers = [(name.encode("latin-1"), value.encode("latin-1"))
                for name, value in response.items()]
     headers.extend((b"Set-Cookie", cookie.output(header="").encode("ascii").strip())

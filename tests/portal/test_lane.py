@@ -55,6 +55,7 @@ def test_the_registry_api_skips_the_page_middleware_and_keeps_the_headers(app, c
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["referrer-policy"] == "same-origin"
     assert "set-cookie" not in response.headers and "vary" not in response.headers
+    assert response.headers["content-length"] == str(len(response.content))  # as CommonMiddleware
     # The request's log line and metric name the view, as for every other request.
     assert any("request GET releases-proxy-root 401" in r.getMessage() for r in caplog.records)
 
