@@ -36,6 +36,7 @@ sys.path.insert(0, str(BASE_DIR))
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
+from bench.results import markers, write_block  # noqa: E402
 from tests.support.manifests import deployment_yaml  # noqa: E402
 from tests.support.processes import PortalStack  # noqa: E402
 from tests.support.servers import start_redis, stop_process  # noqa: E402
@@ -46,8 +47,7 @@ CUSTOMERS = 2_000
 SMALL = (200, 100)  # releases, customers: the size the query counts are compared with
 TARGET_P95 = 0.150  # seconds
 DATABASE = "portal_bench_api"
-RESULTS = BASE_DIR / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- bench/api.py: begin -->", "<!-- bench/api.py: end -->"
+BEGIN, END = markers("api.py")
 
 
 def spec_gzip(n: int) -> str:
@@ -167,12 +167,7 @@ def write_results(creates, lists, small, large, sizes, database, rounds) -> str:
     same = all(small[n] == large[n] for n in lists)
     lines += ["", "Query counts " + ("are the same at both sizes." if same else "**grow with the data**."), "", END]
     block = "\n".join(lines)
-    text = RESULTS.read_text()
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
+    write_block(block, BEGIN, END)
     return block
 
 

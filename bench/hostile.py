@@ -24,13 +24,13 @@ sys.path.insert(0, str(BASE_DIR))
 
 import httpx  # noqa: E402
 
+from bench.results import markers, write_block  # noqa: E402
 from tests.hostile.conftest import raw_request  # noqa: E402
 from tests.hostile.payloads import RELEASE_YAML, STATIC_TRAVERSALS, license_yaml_cases  # noqa: E402
 from tests.support.processes import PortalStack  # noqa: E402
 from tests.support.servers import start_redis, stop_process  # noqa: E402
 
-RESULTS = BASE_DIR / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- bench/hostile.py: begin -->", "<!-- bench/hostile.py: end -->"
+BEGIN, END = markers("hostile.py")
 CPU_GOAL, RSS_GOAL = 0.1, 20 * 2**20
 TIMEOUT = 60.0  # --timeout
 
@@ -142,12 +142,7 @@ def write_results(rows, rounds, timeout):
         lines.append(f"| {name} | {answers} | {cpu_text} | {grown / 2**20:.1f} MB | {met} |")
     lines += ["", END]
     block = "\n".join(lines)
-    text = RESULTS.read_text()
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
+    write_block(block, BEGIN, END)
     print(block)
 
 

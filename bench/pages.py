@@ -23,6 +23,9 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+
+from bench.results import RESULTS, markers, write_block  # noqa: E402
+
 if not os.environ.get("DATABASE_URL"):
     os.environ["PORTAL_VAR_DIR"] = tempfile.mkdtemp(prefix="portal-bench-")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
@@ -52,8 +55,7 @@ APPS = 20
 SIZES = (5_000, 50_000)  # releases
 CUSTOMERS = 2_000
 TARGET_RATIO = 2.0  # × the floor
-RESULTS = BASE_DIR / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- bench/pages.py: begin -->", "<!-- bench/pages.py: end -->"
+BEGIN, END = markers("pages.py")
 
 
 def build_data(name="Bench", apps=APPS, releases=SIZES[0], customers=CUSTOMERS):
@@ -188,13 +190,7 @@ def write_results(pages, results, rounds):
         END,
     ]
     block = "\n".join(lines)
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n\nResults of the scripts in bench/.\n\n"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
+    write_block(block, BEGIN, END)
     return block
 
 

@@ -36,6 +36,7 @@ sys.path.insert(0, str(BASE_DIR))
 import boto3  # noqa: E402
 import httpx  # noqa: E402
 
+from bench.results import RESULTS, markers, write_block  # noqa: E402
 from tests.support.processes import PortalStack  # noqa: E402
 from tests.support.registry import (  # noqa: E402
     ECR_HOST,
@@ -48,8 +49,7 @@ from tests.support.registry import (  # noqa: E402
 from tests.support.registry_pages import add_registry, csrf  # noqa: E402
 from tests.support.servers import LOOPBACK, free_port, start_redis, stop_process, wait_for_port  # noqa: E402
 
-RESULTS = BASE_DIR / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- bench/validate.py: begin -->", "<!-- bench/validate.py: end -->"
+BEGIN, END = markers("validate.py")
 POLL_TRIGGER = re.compile(r'hx-trigger="every (\d+)(ms|s)"')
 LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): ")
 
@@ -156,13 +156,8 @@ def write_results(runs: list[dict[str, float]], n: int) -> None:
         "All runs (s): " + ", ".join(f"{r['total']:.2f}" for r in runs),
         END,
     ]
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
     block = "\n".join(lines)
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
+    write_block(block, BEGIN, END)
 
 
 def main() -> None:
