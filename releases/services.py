@@ -272,6 +272,10 @@ def release_promote(*, release: Release, channels, user, version_label: str, rel
                               "version_label": promotion.version_label,
                               "required": promotion.is_required,
                               **({"failing_images": failing} if failing else {})})
+        # Licenses that pulled its images and lost them are entitled again: their grace ends
+        # now, so a later demotion starts a fresh one rather than finding an old one spent.
+        for channel in channels:
+            grace.settle_customers(grace.customers_who_pulled(release=locked, channel=channel))
     return promotions
 
 

@@ -172,9 +172,10 @@ class History:
         return f"promote release {release.sequence} of {release.app.slug} to {channel_slugs}"
 
     def promote_again(self, app) -> str:
-        release = app.releases.filter(promoted_at__isnull=False).order_by("?").first()
-        if release is None:
+        promoted = list(app.releases.filter(promoted_at__isnull=False).order_by("pk"))
+        if not promoted:
             return self.release(app)
+        release = self.rng.choice(promoted)  # from the seed, so a seed replays its history
         free = [s for s in CHANNELS
                 if (release.pk, app.channels.get(slug=s).pk) not in self.model.live]
         return self.promote(release, [self.rng.choice(free)]) if free else "nothing to promote"
@@ -265,3 +266,36 @@ def test_allowed_digests_are_the_trees_of_the_entitled_releases(seed, team, alic
                 f"{history.model.grace_days} days, after step {len(steps)}: {customer.name} "
                 f"may pull {len(got - want)} digests too many and misses {len(want - got)}.\n"
                 "History:\n  " + "\n  ".join(steps))
+
+
+def test_a_grace_spent_long_ago_restarts_after_the_release_comes_back(team, alice, settings):
+    """Found by seed 3943339770: a pulled release is demoted, its grace runs out, it is promoted
+    to the customer's channel again and demoted again, with the license asking nothing in
+    between. The second demotion starts a new grace; the spent one must not count."""
+    history = History(0, team, alice, settings)
+    settings.PORTAL_ENTITLEMENT_GRACE_DAYS = history.model.grace_days = 30
+    app = history.apps[0]
+    customer = history.customers[0]
+    stable = app.channels.get(slug="stable")
+    customer.channel = stable
+    services.customer_update(customer=customer, user=alice)
+    history.model.channel_of[customer.pk] = stable.pk
+    release = Release.create_next(app=app, user=alice, files=[
+        ("deploy.yaml", deployment_yaml("w", history.references(app)[0]))])
+    history.model.release_app[release.pk] = app.pk
+    history.promote(release, ["stable"])
+    history.pull(customer)
+    tree = history.model.allowed(customer.pk)
+    assert tree and entitled_digests(customer) == tree
+
+    def demote() -> None:
+        promotion = Promotion.objects.get(release=release, channel=stable, demoted_at__isnull=True)
+        services.promotion_demote(promotion=promotion, user=alice)
+
+    demote()
+    history.time_passes()
+    history.time_passes()
+    assert entitled_digests(customer) == set()  # the grace ran out
+    history.promote(release, ["stable"])  # entitled again; the license does not ask
+    demote()
+    assert entitled_digests(customer) == tree  # a new grace, from the second demotion
