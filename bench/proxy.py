@@ -12,7 +12,9 @@ through the proxy with a license (skopeo's blob-info cache deleted first). Then 
 the proxy run at once, twice. The uvicorn process's RSS is sampled throughout. Prints Markdown.
 
 The portal's blob cache (PORTAL_BLOB_CACHE_BYTES) is on by default, as in production: the
-warm-up pull fills it, so the measured proxy rounds are repeat pulls served from disk; it is
+warm-up pull fills it, so the measured proxy rounds are repeat pulls served from disk
+(``--blob-cache cold`` empties it before each proxied round: every round is a first pull, the
+bytes stream from upstream while the cache fills); it is
 emptied before the first concurrent batch (a cold cache: N customers pulling a new release at
 once) and left full for the second; then the same N pulls run straight from the registry, the
 batches' yardstick. ``--blob-cache off`` runs the portal with the cache off.
@@ -86,7 +88,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrent", type=int, default=8)
-    parser.add_argument("--blob-cache", choices=("on", "off"), default="on")
+    parser.add_argument("--blob-cache", choices=("on", "off", "cold"), default="on",
+                        help="cold: on, but emptied before each proxied round (first pulls)")
     parser.add_argument("--redirect", action="store_true",
                         help="an upstream that redirects blobs, with the pass-through on")
     parser.add_argument("--requests", type=int, default=200,
@@ -112,7 +115,7 @@ def main() -> None:
         total = sum(b.size for b in image.blobs)
         push(image, upstream.url, "bench/app", "1.0", auth=upstream.auth)
         cleanup(image)
-        extra = {} if args.blob_cache == "on" else {"PORTAL_BLOB_CACHE_BYTES": "0"}
+        extra = {"PORTAL_BLOB_CACHE_BYTES": "0"} if args.blob_cache == "off" else {}
         server = start_proxy_server(tmp / "portal", extra=extra)
         cache_dir = tmp / "portal" / "var" / "blob-cache"
 
@@ -133,6 +136,10 @@ def main() -> None:
         direct_creds = f"{upstream.username}:{upstream.password}"
         proxy_creds = f"{lic}:{lic}"
 
+        def empty_cache() -> None:
+            for entry in (cache_dir / "blobs").glob("*"):
+                entry.unlink()
+
         # One warm-up pull each (imports, first connections), not measured.
         for src, creds in ((direct_src, direct_creds), (proxy_src, proxy_creds)):
             pull(src, creds, tmp / "warm")
@@ -145,6 +152,8 @@ def main() -> None:
             for kind, src, creds in (("direct", direct_src, direct_creds),
                                      ("proxy", proxy_src, proxy_creds)):
                 target = tmp / f"{kind}-{i}"
+                if kind == "proxy" and args.blob_cache == "cold":
+                    empty_cache()
                 cpu, sent = server.web_cpu_seconds(), upstream_bytes()
                 seconds = pull(src, creds, target)
                 if kind == "proxy":
@@ -183,8 +192,7 @@ def main() -> None:
 
         # Two batches: if the RSS left after the first is a leak, the second adds to it; if it is
         # the allocator keeping freed memory for reuse, the second reuses it and stays level.
-        for entry in (cache_dir / "blobs").glob("*"):  # batch 1 starts cold
-            entry.unlink()
+        empty_cache()  # batch 1 starts cold
         wall, failures, peak, rss_end, up1, cpu1 = batch()
         wall2, failures2, peak2, rss_end2, up2, cpu2 = batch()
         # The same N pulls straight from the registry: what the batches compare with.
