@@ -28,11 +28,13 @@ every other process.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import errno
 import fcntl
 import hashlib
 import logging
 import os
+import queue
 import re
 import shutil
 import threading
@@ -55,6 +57,9 @@ FAILED_SECONDS = 30  # after the disk failed the cache, this process goes upstre
 FREE_FLOOR_SHARE = 0.10
 FREE_FLOOR_BYTES = 2 << 30
 MAX_MEMO = 100_000
+# A fill's pieces handed to its writer thread and not yet on disk: the stream waits above this.
+WRITER_QUEUE_BYTES = 8 << 20
+ABORT_WAIT_SECONDS = 0.05  # how long a cut stream waits for its writer thread to clean up
 HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -129,6 +134,75 @@ class CachedBlob:
         self.close()
 
 
+class _Writer:
+    """A fill's file writes and SHA-256, in a thread of its own: the event loop only hands each
+    piece over, and the hashing and the page-cache copy (about 0.7 CPU-s per GB here, measured:
+    docs/benchmarks.md) run on another core beside the stream instead of in its path. Both
+    release the GIL. At most ``WRITER_QUEUE_BYTES`` wait for it: beyond that the stream waits
+    (a slow disk slows the first pull rather than filling memory)."""
+
+    def __init__(self, fill: Fill, out, size: int):
+        self.fill, self.out, self.size = fill, out, size
+        self.hash = hashlib.sha256()
+        self.written = 0
+        self.pending = 0  # bytes handed over and not yet written (the thread alone lowers it)
+        self.error: OSError | None = None
+        self.aborted = False
+        self.done: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._room = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="blob-cache-fill", daemon=True)
+        self._thread.start()
+
+    def put(self, chunk: bytes) -> None:
+        with self._lock:
+            self.pending += len(chunk)
+        self._queue.put(chunk)
+
+    async def drained(self) -> None:
+        """Wait until the thread has caught up to half the queue (only when it falls behind)."""
+        while self.pending > WRITER_QUEUE_BYTES // 2 and not self.done.done():
+            self._room.clear()
+            if self.pending > WRITER_QUEUE_BYTES // 2:
+                await asyncio.to_thread(self._room.wait, 1.0)
+
+    def end(self, complete: bool) -> None:
+        """No more pieces. A cut stream's pieces still queued are dropped, and its clean-up is
+        waited for briefly, so the lock is free when the request ends (else the thread frees it)."""
+        if not complete:
+            self.aborted = True
+        self._queue.put((complete,))
+        if not complete:
+            self._thread.join(ABORT_WAIT_SECONDS)
+
+    def _run(self) -> None:
+        complete = False
+        try:
+            while True:
+                chunk = self._queue.get()
+                if isinstance(chunk, tuple):
+                    complete = chunk[0]
+                    break
+                if not self.aborted:
+                    if self.error is None:
+                        try:
+                            self.out.write(chunk)
+                        except OSError as e:
+                            self.error = e
+                    self.hash.update(chunk)
+                    self.written += len(chunk)
+                with self._lock:
+                    self.pending -= len(chunk)
+                self._room.set()
+        finally:
+            try:
+                self.fill.settle(self.out, self, complete)
+            finally:
+                self._room.set()
+                self.done.set_result(None)
+
+
 @dataclass
 class Fill:
     """This request fetches the blob upstream while holding the entry's lock; ``tee`` writes
@@ -150,47 +224,54 @@ class Fill:
             room = self.cache.room_for(size)
         except OSError as e:
             room = self.cache.failed("check the free space", e)
-        if not room:
+        out = None
+        if room:
+            tmp = self._tmp = self.cache.directory / "tmp" / _hex(self.digest)
+            try:
+                # Truncates what a killed filler left behind: only the lock holder writes here.
+                out = open(tmp, "wb")
+            except OSError as e:
+                self.cache.failed("open a file", e)
+        if out is None:
             self.release()
             async for chunk in chunks:
                 yield chunk
             return
-        name = _hex(self.digest)
-        tmp = self._tmp = self.cache.directory / "tmp" / name
-        h, written, complete = hashlib.sha256(), 0, False
-        try:
-            # Truncates what a killed filler left behind: only the lock holder writes here.
-            out = open(tmp, "wb")
-        except OSError as e:
-            out = self.cache.failed("open a file", e)
+        writer = _Writer(self, out, size)
+        complete = False
         try:
             async for chunk in chunks:
-                if out is not None:
-                    # Inline, not in a thread: a page-cache write and a SHA-256 update of a
-                    # socket-sized piece cost far less than a thread hop (docs/benchmarks.md).
-                    try:
-                        out.write(chunk)
-                    except OSError as e:  # a full disk fails the cache, never the pull
-                        out.close()
-                        out = self.cache.failed("write", e)
-                    h.update(chunk)
-                    written += len(chunk)
+                writer.put(chunk)
+                if writer.pending > WRITER_QUEUE_BYTES:
+                    await writer.drained()
                 yield chunk
-            complete = out is not None
+            complete = True
         finally:
-            if out is not None:
-                out.close()
-            try:
-                if complete and "sha256:" + h.hexdigest() == self.digest and (
-                        not size or written == size):
-                    self.cache.landed(name, tmp)
-                elif complete:
-                    logger.warning("proxy: the upstream's blob did not match its digest; "
-                                   "not cached")
-                _unlink(tmp)  # after a rename there is nothing here any more
-            except OSError as e:
-                self.cache.failed("keep a blob", e)
-            self.release()
+            writer.end(complete)
+        # The client has every byte; the fill lands before the answer ends, so the next request
+        # for the blob finds it (shielded: a cancellation here leaves the landing to the thread).
+        await asyncio.shield(asyncio.wrap_future(writer.done))
+
+    def settle(self, out, writer: _Writer, complete: bool) -> None:
+        """In the writer's thread, after its last write: the file into place if it is whole
+        and its digest checks, the temporary file removed, the lock released."""
+        tmp = self._tmp
+        try:
+            out.close()
+        except OSError as e:
+            writer.error = writer.error or e
+        try:
+            if writer.error is not None:
+                self.cache.failed("write", writer.error)  # a full disk fails the cache, not the pull
+            elif complete and "sha256:" + writer.hash.hexdigest() == self.digest and (
+                    not writer.size or writer.written == writer.size):
+                self.cache.landed(_hex(self.digest), tmp)
+            elif complete:
+                logger.warning("proxy: the upstream's blob did not match its digest; not cached")
+            _unlink(tmp)  # after a rename there is nothing here any more
+        except OSError as e:
+            self.cache.failed("keep a blob", e)
+        self.release()
 
     def release(self) -> None:
         if not self.released:

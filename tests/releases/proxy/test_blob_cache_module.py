@@ -291,3 +291,43 @@ def test_a_cache_directory_removed_under_a_running_process_is_made_again(tmp_pat
         assert await read(await cache.lookup(digest_of(data))) == data
 
     asyncio.run(asyncio.wait_for(run(), 5))
+
+
+def test_a_slow_disk_makes_the_stream_wait_rather_than_queue_the_blob_in_memory(tmp_path,
+                                                                                 monkeypatch):
+    """The writer thread may fall behind the stream by WRITER_QUEUE_BYTES, no more."""
+    monkeypatch.setattr(blob_cache, "WRITER_QUEUE_BYTES", 4000)
+    cache, data = BlobCache(tmp_path, 1 << 20), os.urandom(50_000)
+    real_open = open
+    writes = 0
+
+    class Slow:
+        def __init__(self, path, mode):
+            self.file = real_open(path, mode)
+
+        def write(self, chunk):
+            nonlocal writes
+            writes += 1
+            time.sleep(0.01)  # a disk slower than the upstream
+            return self.file.write(chunk)
+
+        def close(self):
+            self.file.close()
+
+    monkeypatch.setattr(blob_cache, "open", Slow, raising=False)
+
+    sent = [0]
+
+    async def counted():
+        claimed = await cache.claim(digest_of(data))
+        out = []
+        async for chunk in claimed.tee(pieces(data), str(len(data))):
+            sent[0] += len(chunk)
+            out.append(chunk)
+            # What the stream has passed on and the disk has not taken yet.
+            assert sent[0] - writes * 1000 <= 4000
+        assert b"".join(out) == data
+
+    asyncio.run(asyncio.wait_for(counted(), 10))
+    assert files(cache, "blobs") == [digest_of(data).removeprefix("sha256:")]
+    assert files(cache, "tmp") == []
