@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -54,17 +55,20 @@ def database_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def cli_database() -> str:
-    """A fresh database of this package's own in the test cluster; its URL."""
+def cli_database():
+    """A fresh database of this session's own in the test cluster (a name of its own, so two
+    runs at once do not drop each other's); its URL. Dropped at the end."""
     base = database_url()
+    name = f"{DATABASE}_{uuid.uuid4().hex[:8]}"
     try:
         connection = psycopg.connect(base, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as e:
         require_server(f"PostgreSQL does not answer at var/test-database-url: {e}")
     with connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{DATABASE}"')
-    return base.rsplit("/", 1)[0] + "/" + DATABASE
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield base.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(base, autocommit=True, connect_timeout=10) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
