@@ -17,7 +17,7 @@ from dataclasses import dataclass
 MAX_HEADER = 200
 _SPEC = re.compile(r"^bytes=(?:(\d+)-(\d*)|-(\d+))$", re.IGNORECASE)
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-_UNSATISFIED = re.compile(r"^bytes \*/\d+$")
+_UNSATISFIED = re.compile(r"^bytes \*/(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,7 @@ def content_range(value: str) -> tuple[int, int, int | None] | None:
     return int(first), int(last), None if size == "*" else int(size)
 
 
-def unsatisfied_range(value: str) -> bool:
-    """Whether ``value`` is a 416's Content-Range (``bytes */<size>``)."""
-    return bool(_UNSATISFIED.match(value.strip()))
+def unsatisfied_size(value: str) -> int | None:
+    """The size a 416's Content-Range (``bytes */<size>``) gives, or None."""
+    match = _UNSATISFIED.match(value.strip())
+    return int(match[1]) if match else None

@@ -421,9 +421,9 @@ async def _blob(request, access: Access, digest: str):
     partial = wanted is not None and upstream.status_code == 206
     refusal = None
     if wanted is not None and upstream.status_code == 416:
-        refusal = _upstream_unsatisfiable(upstream, wanted)
-    elif partial and (ranges.content_range(upstream.headers.get("content-range", "")) is None
-                      or upstream.headers.get("content-encoding")):
+        refusal = _unsatisfiable(wanted, ranges.unsatisfied_size(
+            upstream.headers.get("content-range", "")))
+    elif partial and not _passable_part(upstream):
         refusal = oci_error(502, "UNKNOWN", "The vendor's registry answered the range with a "
                                             "Content-Range the proxy cannot pass on: ask for the "
                                             "whole blob.")
@@ -499,19 +499,23 @@ async def _blob(request, access: Access, digest: str):
                                  headers=headers)
 
 
-def _upstream_unsatisfiable(upstream, wanted: ranges.Requested) -> JsonResponse:
-    """The upstream's 416 passed on, with its ``bytes */<size>`` when it gave one."""
-    value = upstream.headers.get("content-range", "").strip()
-    if ranges.unsatisfied_range(value):
-        size = int(value.rpartition("/")[2])
-        response = oci_error(416, "RANGE_INVALID", wanted.unsatisfiable(size))
-        response["Content-Range"] = value
-        return response
-    return oci_error(416, "RANGE_INVALID", f"The range {wanted.header()} is outside the blob: "
-                                           "ask for a range that starts before its end.")
+def _passable_part(upstream) -> bool:
+    """Whether an upstream 206 can be sent on as it is: one well-formed Content-Range, no
+    Content-Encoding (the range would count encoded bytes), a Content-Length (if any) that is
+    the range's."""
+    span = ranges.content_range(upstream.headers.get("content-range", ""))
+    if span is None or upstream.headers.get("content-encoding"):
+        return False
+    length = upstream.headers.get("content-length")
+    return length is None or length.strip() == str(span[1] - span[0] + 1)
 
 
-def _unsatisfiable(wanted: ranges.Requested, size: int) -> JsonResponse:
+def _unsatisfiable(wanted: ranges.Requested, size: int | None) -> JsonResponse:
+    """416 for a range past the end of a blob of ``size`` bytes (None: the upstream's 416 did not
+    say)."""
+    if size is None:
+        return oci_error(416, "RANGE_INVALID", f"The range {wanted.header()} is outside the "
+                                               "blob: ask for a range that starts before its end.")
     response = oci_error(416, "RANGE_INVALID", wanted.unsatisfiable(size))
     response["Content-Range"] = f"bytes */{size}"
     return response

@@ -70,6 +70,25 @@ def test_a_range_resolves_against_the_blobs_size(requested, size, span):
     assert requested.resolve(size) == span
 
 
+@pytest.mark.parametrize("value, parsed", [
+    ("bytes 0-99/1000", (0, 99, 1000)),
+    ("bytes 0-99/*", (0, 99, None)),
+    ("bytes 99-0/1000", None),
+    ("bytes 0-1000/1000", None),  # past the end of the size it gives
+    ("bytes 0-99/1000, bytes 200-299/1000", None),
+    ("items 0-99/1000", None),
+    ("", None),
+])
+def test_an_upstream_content_range_is_passed_on_only_when_well_formed(value, parsed):
+    assert ranges.content_range(value) == parsed
+
+
+def test_an_upstream_416_gives_the_size_only_in_its_own_form():
+    assert ranges.unsatisfied_size("bytes */1234") == 1234
+    assert ranges.unsatisfied_size("bytes 0-1/1234") is None
+    assert ranges.unsatisfied_size("") is None
+
+
 # --- against the server ---------------------------------------------------------------------
 
 
