@@ -16,7 +16,8 @@ called through ``sync_db`` in one thread hop, and only when no recent decision i
 The upstream transfer is httpx.AsyncClient
 (``RegistryClient.aopen``). Manifests are read whole (at most 4 MB) and returned with their
 exact bytes, Content-Type and Docker-Content-Digest, and kept in memory by digest
-(``manifest_cache``: a digest's bytes never change); blobs are streamed chunk by chunk.
+(``manifest_cache``: a digest's bytes never change); blobs are streamed chunk by chunk, one
+byte range of them when a GET asks for one (``ranges``).
 """
 
 from __future__ import annotations
