@@ -110,14 +110,16 @@ class CachedBlob:
     size: int
     closed: bool = False
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The file in ``READ_BYTES`` pieces; closes it at the end, or when abandoned."""
+    async def chunks(self, first: int = 0, last: int | None = None) -> AsyncIterator[bytes]:
+        """Bytes ``first`` to ``last`` (default: the whole file) in pieces of at most
+        ``READ_BYTES``; closes the file at the end, or when abandoned."""
         loop = asyncio.get_running_loop()
-        offset = 0
+        offset, end = first, self.size if last is None else last + 1
         try:
-            while offset < self.size:
+            while offset < end:
                 # In a thread: a cold read may wait on the disk, and the event loop must not.
-                chunk = await loop.run_in_executor(None, os.pread, self.fd, READ_BYTES, offset)
+                chunk = await loop.run_in_executor(None, os.pread, self.fd,
+                                                   min(READ_BYTES, end - offset), offset)
                 if not chunk:
                     raise OSError("cached blob shorter than when it was opened")
                 offset += len(chunk)

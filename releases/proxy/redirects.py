@@ -84,15 +84,16 @@ def presigned_location(upstream) -> str | None:
     return target if aws_signed(parts.query) else None
 
 
-async def open_blob(access: Access, method: str, path: str):
-    """The upstream answer for a blob request, as ``Transport.aopen`` gives it; or, when the
-    registry allows direct downloads and redirected this GET to a pre-signed address, the 307
-    to send the client (already in the pull log). Raises what ``aopen`` raises."""
+async def open_blob(access: Access, method: str, path: str, *, headers: dict | None = None):
+    """The upstream answer for a blob request (asked with ``headers``: a Range), as
+    ``Transport.aopen`` gives it; or, when the registry allows direct downloads and redirected
+    this GET to a pre-signed address, the 307 to send the client (already in the pull log; the
+    client follows it with its own Range). Raises what ``aopen`` raises."""
     client = access.client
     if method != "GET" or not access.direct_downloads:
-        return await client.aopen(method, path, repository=access.repository)
+        return await client.aopen(method, path, repository=access.repository, headers=headers)
     upstream = await client.aopen(method, path, repository=access.repository,
-                                  follow_redirects=False)
+                                  headers=headers, follow_redirects=False)
     if upstream.status_code not in (301, 302, 303, 307, 308):
         return upstream
     location = presigned_location(upstream)
@@ -101,7 +102,7 @@ async def open_blob(access: Access, method: str, path: str):
         # Not an address the option covers: followed and streamed, as without it.
         logger.info("proxy: a blob redirect of %s was followed, not passed on (not a signed "
                     "address on another host)", access.image)
-        return await client.aopen(method, path, repository=access.repository)
+        return await client.aopen(method, path, repository=access.repository, headers=headers)
     return _passed_on(access, path.rsplit("/", 1)[-1], location)
 
 

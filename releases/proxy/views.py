@@ -16,7 +16,8 @@ called through ``sync_db`` in one thread hop, and only when no recent decision i
 The upstream transfer is httpx.AsyncClient
 (``RegistryClient.aopen``). Manifests are read whole (at most 4 MB) and returned with their
 exact bytes, Content-Type and Docker-Content-Digest, and kept in memory by digest
-(``manifest_cache``: a digest's bytes never change); blobs are streamed chunk by chunk.
+(``manifest_cache``: a digest's bytes never change); blobs are streamed chunk by chunk, one
+byte range of them when a GET asks for one (``ranges``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from registries.oci.transport import STREAM_ERRORS, stream_error
 from registries.reference import REMOTE_NAME_PATTERN, SHA256_DIGEST_PATTERN, TAG_PATTERN
 
 from ..models import App
-from . import blob_cache, manifest_cache
+from . import blob_cache, manifest_cache, ranges
 from .access import (
     Access,
     ManifestTarget,
@@ -399,38 +400,65 @@ async def _tags(request, access: Access):
 
 async def _blob(request, access: Access, digest: str):
     method = request.method
+    # Read only here, after every check a whole GET must pass; HEAD ignores Range.
+    wanted = ranges.requested(request.headers, digest) if method == "GET" else None
     cached = await blob_cache.store().claim(digest, method=method)
     if isinstance(cached, blob_cache.CachedBlob):
-        return _cached_blob(access, digest, method, cached)
+        return _cached_blob(access, digest, method, cached, wanted)
     path = f"{access.repository}/blobs/{digest}"
+    asked = None
+    if wanted is not None:
+        # The same range upstream. Identity: a Content-Range counts the bytes as sent, and
+        # httpx would decode a compressed body under it.
+        asked = {"Range": wanted.header(), "Accept-Encoding": "identity"}
     try:
-        upstream = await open_blob(access, method, path)
+        upstream = await open_blob(access, method, path, headers=asked)
     except RegistryError as e:
         response = _registry_error(e)
         _log(access, digest, "blob", method, response.status_code, 0)
         return response
     if isinstance(upstream, HttpResponse):  # a redirect passed on to the client, logged
         return upstream
-    if upstream.status_code != 200:
+    partial = wanted is not None and upstream.status_code == 206
+    refusal = None
+    if wanted is not None and upstream.status_code == 416:
+        refusal = _unsatisfiable(wanted, ranges.unsatisfied_size(
+            upstream.headers.get("content-range", "")))
+    elif partial and not _passable_part(upstream):
+        refusal = oci_error(502, "UNKNOWN", "The vendor's registry answered the range with a "
+                                            "Content-Range the proxy cannot pass on: ask for the "
+                                            "whole blob.")
+    elif upstream.status_code != 200 and not partial:
+        status, code, message = _upstream_failure(upstream.status_code, "blob")
+        refusal = oci_error(status, code, message)
+    if refusal is not None:
         try:
             await upstream.aread()
         except Exception:
             pass
         finally:
             await upstream.aclose()
-        status, code, message = _upstream_failure(upstream.status_code, "blob")
-        _log(access, digest, "blob", method, status, 0)
-        return oci_error(status, code, message)
-    headers = {"Docker-Content-Digest": digest, "Docker-Distribution-API-Version": "registry/2.0"}
+        _log(access, digest, "blob", method, refusal.status_code, 0)
+        return refusal
+    headers = {"Docker-Content-Digest": digest, "Docker-Distribution-API-Version": "registry/2.0",
+               "ETag": f'"{digest}"'}
     length = upstream.headers.get("content-length", "")
     if length and not upstream.headers.get("content-encoding"):
         headers["Content-Length"] = length
+    if partial or upstream.headers.get("accept-ranges", "").strip().lower() == "bytes":
+        headers["Accept-Ranges"] = "bytes"
+    if partial:
+        headers["Content-Range"] = upstream.headers["content-range"].strip()
+        if cached is not None:
+            cached.release()  # a part of the blob never fills the cache: let another request
+            cached = None
     content_type = upstream.headers.get("content-type", "application/octet-stream")
     if method == "HEAD":
         await upstream.aclose()
         response = HttpResponse(b"", content_type=content_type, headers=headers)
         _log(access, digest, "blob", method, 200, 0)
         return response
+    answered = upstream.status_code
 
     async def body():
         # 499: cut short, because the client went away or the server stopped (a stop cancels
@@ -453,7 +481,7 @@ async def _blob(request, access: Access, digest: str):
             if parts:
                 sent += size
                 yield b"".join(parts)
-            status = 200
+            status = answered
         except RegistryError:
             status = 502
             raise
@@ -468,36 +496,77 @@ async def _blob(request, access: Access, digest: str):
             _streams.discard(token)
             await upstream.aclose()
 
-    return StreamingHttpResponse(body(), content_type=content_type, headers=headers)
+    return StreamingHttpResponse(body(), status=answered, content_type=content_type,
+                                 headers=headers)
 
 
-def _cached_blob(access: Access, digest: str, method: str, blob: blob_cache.CachedBlob):
-    """A blob from the cache: no upstream request, HEAD answered from the file's size."""
+def _passable_part(upstream) -> bool:
+    """Whether an upstream 206 can be sent on as it is: one well-formed Content-Range, no
+    Content-Encoding (the range would count encoded bytes), a Content-Length (if any) that is
+    the range's."""
+    span = ranges.content_range(upstream.headers.get("content-range", ""))
+    if span is None or upstream.headers.get("content-encoding"):
+        return False
+    length = upstream.headers.get("content-length")
+    return length is None or length.strip() == str(span[1] - span[0] + 1)
+
+
+def _unsatisfiable(wanted: ranges.Requested, size: int | None) -> JsonResponse:
+    """416 for a range past the end of a blob of ``size`` bytes (None: the upstream's 416 did not
+    say)."""
+    if size is None:
+        return oci_error(416, "RANGE_INVALID", f"The range {wanted.header()} is outside the "
+                                               "blob: ask for a range that starts before its end.")
+    response = oci_error(416, "RANGE_INVALID", wanted.unsatisfiable(size))
+    response["Content-Range"] = f"bytes */{size}"
+    return response
+
+
+def _cached_blob(access: Access, digest: str, method: str, blob: blob_cache.CachedBlob,
+                 wanted: ranges.Requested | None):
+    """A blob from the cache: no upstream request, HEAD answered from the file's size, a range
+    read from the file."""
     headers = {"Docker-Content-Digest": digest, "Docker-Distribution-API-Version": "registry/2.0",
-               "Content-Length": str(blob.size)}
+               "Content-Length": str(blob.size), "Accept-Ranges": "bytes",
+               "ETag": f'"{digest}"'}
+    span = wanted.resolve(blob.size) if wanted is not None else None
     if method == "HEAD":
         blob.close()
         _log(access, digest, "blob", method, 200, 0, note="from cache")
         return HttpResponse(b"", content_type="application/octet-stream", headers=headers)
     if settings.PORTAL_BLOB_CACHE_X_ACCEL:
-        # The front server sends the verified file (deploy/Caddyfile): no byte moves here. The
-        # row counts the whole blob: a client gone mid-way is the front server's to see.
+        # The front server sends the verified file (deploy/Caddyfile), and answers the Range
+        # itself: no byte moves here. The row counts what it is asked to send: a client gone
+        # mid-way is the front server's to see.
         blob.close()
-        _log(access, digest, "blob", method, 200, blob.size, note="from cache, sent by the "
-                                                                  "front server")
+        status, size = 200, blob.size
+        if wanted is not None:
+            status, size = (206, span[1] - span[0] + 1) if span else (416, 0)
+        _log(access, digest, "blob", method, status, size, note="from cache, sent by the "
+                                                                "front server")
         del headers["Content-Length"]
         headers["X-Accel-Redirect"] = f"/blobs/{digest.removeprefix('sha256:')}"
         return HttpResponse(b"", content_type="application/octet-stream", headers=headers)
+    if wanted is not None and span is None:
+        blob.close()
+        _log(access, digest, "blob", method, 416, 0, note="from cache")
+        return _unsatisfiable(wanted, blob.size)
+    answered = 200
+    if span is not None:
+        answered = 206
+        headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{blob.size}"
+        headers["Content-Length"] = str(span[1] - span[0] + 1)
+    first, last = span if span is not None else (0, None)
 
     async def body():
         sent, status = 0, 499
         token = object()
         _streams.add(token)
         try:
-            async for chunk in blob.chunks():
+            async for chunk in blob.chunks(first, last):
                 sent += len(chunk)
                 yield chunk
-            status = 200
+            status = answered
         except OSError as e:
             status = 500
             logger.warning("proxy: reading a cached blob failed (%s)", type(e).__name__)
@@ -506,7 +575,8 @@ def _cached_blob(access: Access, digest: str, method: str, blob: blob_cache.Cach
             _log(access, digest, "blob", method, status, sent, note="from cache")
             _streams.discard(token)
 
-    return StreamingHttpResponse(body(), content_type="application/octet-stream", headers=headers)
+    return StreamingHttpResponse(body(), status=answered, content_type="application/octet-stream",
+                                 headers=headers)
 
 
 # --- stopping -----------------------------------------------------------------------------------

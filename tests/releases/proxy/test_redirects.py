@@ -272,3 +272,30 @@ def test_the_location_is_never_logged(server, upstream, tmp_path):
         signature = location.rsplit("X-Amz-Signature=", 1)[1]
         assert signature not in web_log and signature not in stored
         assert location.split("?")[0] not in web_log
+
+
+@pytest.mark.slow
+def test_a_ranged_get_is_refused_redirected_or_followed_as_a_whole_get_is(server, upstream):
+    standin = upstream["standins"]["on"]
+    lic = server.data["licenses"]["Customer on"]
+    base = f"{server.url}/v2/proxy/{SLUG}/{HOSTS['on'][0]}/{REPO}/blobs"
+    ranged = {**basic(lic), "Range": "bytes=0-9"}
+    before = standin.redirects
+    refused = httpx.get(f"{base}/{upstream['other'].layers[0].digest}", headers=ranged, timeout=30)
+    assert refused.status_code == 403 and "content-range" not in refused.headers
+    assert standin.redirects == before
+    layer = upstream["index"].images[0].layers[-1]
+    allowed = httpx.get(f"{base}/{layer.digest}", headers=ranged, timeout=30)
+    assert allowed.status_code == 307 and allowed.content == b""
+    assert allowed.headers["location"] == standin.locations[-1]
+    assert "content-range" not in allowed.headers
+    # Asked upstream with the range (a registry that does not redirect answers it); the client
+    # follows the Location with its own.
+    asked = {k.lower(): v for k, v in standin.registry_requests[-1]["headers"].items()}
+    assert asked["range"] == "bytes=0-9"
+    # Option off: the portal follows to "S3", which ignores ranges: the whole blob, 200.
+    off = server.data["licenses"]["Customer off"]
+    whole = httpx.get(f"{server.url}/v2/proxy/{SLUG}/{HOSTS['off'][0]}/{REPO}/blobs/{layer.digest}",
+                      headers={**basic(off), "Range": "bytes=0-9"}, timeout=30)
+    assert whole.status_code == 200 and "content-range" not in whole.headers
+    assert images.sha256(whole.content) == layer.digest
