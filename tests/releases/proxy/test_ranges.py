@@ -398,7 +398,7 @@ def test_the_pull_log_records_206_with_the_bytes_sent(cached_server, uncached_se
         for args in ((), ("-r", "10-19"), ("-r", f"{layer.size}-")):
             curl(server, "Ann", "small", layer.digest, *args, tmp_path=tmp_path)
             if server is cached_server:  # the ranges after the first GET are read from the file
-                poll(lambda: entry(server, layer.digest), until=Path.exists)
+                poll(lambda s=server: entry(s, layer.digest), until=Path.exists)
     for server, note in ((uncached_server, ""), (cached_server, "from cache")):
         rows = blob_rows(server, "Ann", layer.digest, 3)
         assert [(r["status"], r["bytes"]) for r in rows] == [
