@@ -137,11 +137,10 @@ class CachedBlob:
 
 
 class _Writer:
-    """A fill's file writes and SHA-256, in a thread of its own: the event loop only hands each
-    piece over, and the hashing and the page-cache copy (about 0.7 CPU-s per GB here, measured:
-    docs/benchmarks.md) run on another core beside the stream instead of in its path. Both
-    release the GIL. At most ``WRITER_QUEUE_BYTES`` wait for it: beyond that the stream waits
-    (a slow disk slows the first pull rather than filling memory)."""
+    """A fill's file writes and SHA-256, in a thread of its own (both release the GIL): the
+    event loop only hands each piece over, so a slow or stalled disk slows this one stream
+    instead of every request the process serves. At most ``WRITER_QUEUE_BYTES`` wait for the
+    thread: beyond that the stream waits (rather than the blob piling up in memory)."""
 
     def __init__(self, fill: Fill, out, size: int):
         self.fill, self.out, self.size = fill, out, size

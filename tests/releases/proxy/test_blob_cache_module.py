@@ -331,3 +331,40 @@ def test_a_slow_disk_makes_the_stream_wait_rather_than_queue_the_blob_in_memory(
     asyncio.run(asyncio.wait_for(counted(), 10))
     assert files(cache, "blobs") == [digest_of(data).removeprefix("sha256:")]
     assert files(cache, "tmp") == []
+
+
+def test_a_stalled_disk_write_does_not_stall_the_event_loop(tmp_path, monkeypatch):
+    """The fill's writes happen in its writer thread: other requests' work goes on meanwhile."""
+    cache, data = BlobCache(tmp_path, 1 << 20), os.urandom(3000)
+    real_open = open
+
+    class Stalling:
+        def __init__(self, path, mode):
+            self.file = real_open(path, mode)
+
+        def write(self, chunk):
+            time.sleep(0.3)  # a disk that stalls on every write
+            return self.file.write(chunk)
+
+        def close(self):
+            self.file.close()
+
+    monkeypatch.setattr(blob_cache, "open", Stalling, raising=False)
+
+    async def run():
+        lags = []
+
+        async def ticker():  # another request's work: how late does the loop run it?
+            while True:
+                started = time.monotonic()
+                await asyncio.sleep(0.01)
+                lags.append(time.monotonic() - started - 0.01)
+
+        other = asyncio.ensure_future(ticker())
+        await fill(cache, data)  # three pieces: about 0.9 s of writes
+        other.cancel()
+        return lags
+
+    lags = asyncio.run(asyncio.wait_for(run(), 10))
+    assert len(lags) > 20 and max(lags) < 0.2
+    assert files(cache, "blobs") == [digest_of(data).removeprefix("sha256:")]
