@@ -42,9 +42,10 @@ class FlakyUpstream(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/v2/":
             self._answer(200, b"{}")
-        elif "/team/cut/manifests/" in self.path:
+        elif "/team/cut/" in self.path:  # a manifest or a blob cut short after its 200
             self.send_response(200)
-            self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json"
+                             if "/manifests/" in self.path else "application/octet-stream")
             self.send_header("Content-Length", "5000")
             self.end_headers()
             self.wfile.write(b'{"schemaVersion"')
@@ -181,10 +182,27 @@ def test_an_upstream_problem_is_an_oci_error_never_500(server, name, statuses, m
 
 
 def test_the_server_log_has_no_traceback_for_upstream_problems(server):
-    for name in ("256.1.1.1/team/app", "flaky.example.com/team/cut",
-                 "closer.example.com/team/app"):
+    for name in ("256.1.1.1/team/app", "flaky.example.com/team/fail",
+                 "closer.example.com/team/app"):  # a blob cut after its 200: the test below
         httpx.get(f"{server.url}/v2/proxy/{SLUG}/{name}/blobs/sha256:{'a' * 64}",
                   headers=headers(server), timeout=30)
+    assert "Traceback" not in server.log()
+
+
+def test_a_blob_the_upstream_cuts_after_its_200_is_cut_for_the_client_too(server):
+    """The head has gone to the client: the proxy cannot turn it into an error any more, so it
+    ends the connection early (the client sees fewer bytes than the Content-Length and retries),
+    logs 502, and writes no traceback."""
+    digest = f"sha256:{'b' * 64}"
+    url = f"{server.url}/v2/proxy/{SLUG}/flaky.example.com/team/cut/blobs/{digest}"
+    with httpx.Client(timeout=30) as client, client.stream("GET", url,
+                                                           headers=headers(server)) as response:
+        assert response.status_code == 200
+        assert response.headers["content-length"] == "5000"
+        with pytest.raises(httpx.RemoteProtocolError):
+            response.read()
+    rows = pull_log_rows(server, until=lambda rows: any(r["reference"] == digest for r in rows))
+    assert [r["status"] for r in rows if r["reference"] == digest] == [502]
     assert "Traceback" not in server.log()
 
 
