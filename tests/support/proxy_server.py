@@ -83,6 +83,27 @@ def start_proxy_server(directory: Path, *, extra: dict[str, str] | None = None,
                  web_args=("--log-level", "warning", *args)).start()
 
 
+def start_caching_proxy(directory: Path, *, upstream_host: str, username: str, password: str,
+                        apps: list[dict], cache_bytes: str | None = None) -> PortalStack:
+    """A proxy server whose blob cache is ``directory/blob-cache`` (``server.cache_dir``), with
+    one linked registry named ``upstream`` at ``upstream_host`` and ``apps`` seeded as ``seed``
+    takes them (``server.data``); ``cache_bytes`` sets PORTAL_BLOB_CACHE_BYTES."""
+    extra = {"PORTAL_BLOB_CACHE_DIR": str(directory / "blob-cache")}
+    if cache_bytes is not None:
+        extra["PORTAL_BLOB_CACHE_BYTES"] = cache_bytes
+    server = start_proxy_server(directory, extra=extra)
+    server.cache_dir = directory / "blob-cache"
+    try:
+        server.data = server.call("tests.support.proxy_server.seed", registries=[{
+            "endpoint": upstream_host, "provider": "other", "username": username,
+            "password": password, "name": "upstream", "insecure": True,
+        }], apps=apps)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
 # --- run inside the server's environment (manage.py shell) ------------------------------------
 
 def seed(*, apps: list[dict], registries: list[dict]) -> dict:

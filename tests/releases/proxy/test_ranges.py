@@ -20,7 +20,7 @@ import pytest
 from releases.proxy import ranges
 from tests.support import images
 from tests.support.faults import HOP, Proxy
-from tests.support.proxy_server import start_proxy_server
+from tests.support.proxy_server import start_caching_proxy
 from tests.support.registry import start_distribution
 from tests.support.servers import poll, require_binary
 
@@ -138,27 +138,15 @@ def upstream(tmp_path_factory):
 
 def start(tmp_path_factory, upstream, *, cache_bytes: str | None = None):
     counter, _ = upstream
-    directory = tmp_path_factory.mktemp("proxy")
-    extra = {"PORTAL_BLOB_CACHE_DIR": str(directory / "blob-cache")}
-    if cache_bytes is not None:
-        extra["PORTAL_BLOB_CACHE_BYTES"] = cache_bytes
-    server = start_proxy_server(directory, extra=extra)
-    server.cache_dir = directory / "blob-cache"
     host = counter.host
-    try:
-        server.data = server.call("tests.support.proxy_server.seed", registries=[{
-            "endpoint": host, "provider": "other", "username": "vendor",
-            "password": USERS["vendor"], "name": "upstream", "insecure": True,
-        }], apps=[
+    return start_caching_proxy(
+        tmp_path_factory.mktemp("proxy"), upstream_host=host, username="vendor",
+        password=USERS["vendor"], cache_bytes=cache_bytes, apps=[
             {"slug": "rangeapp", "pin": True, "customers": [{"name": "Ann"}],
              "releases": [[f"{host}/small:1.0"], [f"{host}/big:1.0"]]},
             {"slug": "otherapp", "pin": True, "customers": [{"name": "Bob"}],
              "releases": [[f"{host}/big:1.0"]]},
         ])
-    except BaseException:
-        server.stop()
-        raise
-    return server
 
 
 @pytest.fixture(scope="module")
