@@ -8,8 +8,8 @@ There are no per-process gauges: what is a level (registries by status, queue de
 from the database and the broker when scraped (``scrape_collectors``), so a dead process leaves
 only counter totals behind, which stay part of the sums as Prometheus counters should.
 
-No label holds a customer, a license ID or an image tag: views are URL pattern names, apps are
-slugs of apps that exist, refusals are OCI error codes.
+No label holds a customer, a license ID, a digest or an image tag: views are URL pattern names,
+apps are slugs of apps that exist, refusals are OCI error codes.
 """
 
 from __future__ import annotations
@@ -45,6 +45,21 @@ proxy_bytes = Counter(
 proxy_refusals = Counter(
     "portal_proxy_refusals", "Proxy registry requests refused, by app (when it exists) and reason.",
     ["app", "reason"])
+# The proxy's blob cache (releases/proxy/blob_cache.py): lookups where the view asks it, fills
+# where their writer thread settles them, removals where a file is unlinked.
+proxy_blob_cache_lookups = Counter(
+    "portal_proxy_blob_cache_lookups",
+    "Proxy blob GETs and HEADs the blob cache was asked about (cache on): hit (served from the "
+    "cache, or by the front server) or miss (went upstream).", ["app", "result"])
+proxy_blob_cache_fills = Counter(
+    "portal_proxy_blob_cache_fills",
+    "Blob cache fills that started writing, by how they ended: landed, cut (the stream ended "
+    "early), mismatch (digest or length wrong), disk_error (a write or rename failed).",
+    ["outcome"])
+proxy_blob_cache_removed = Counter(
+    "portal_proxy_blob_cache_removed",
+    "Blob cache files removed: evicted (least recently used) or corrupt (failed its check on a "
+    "hit).", ["reason"])
 task_runs = Counter(
     "portal_task_runs", "Celery task runs by task name and outcome.", ["task", "outcome"])
 task_duration = Histogram(

@@ -45,6 +45,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from portal.observability import metrics
+
 logger = logging.getLogger(__name__)
 
 READ_BYTES = 1 << 20  # a hit is read and sent in pieces of this size
@@ -60,6 +62,8 @@ MAX_MEMO = 100_000
 # A fill's pieces handed to its writer thread and not yet on disk: the stream waits above this.
 WRITER_QUEUE_BYTES = 8 << 20
 ABORT_WAIT_SECONDS = 0.05  # how long a cut stream waits for its writer thread to clean up
+# A scrape reads the size of at most this many entries (``BlobCache.usage``), so it stays cheap.
+USAGE_SCAN_ENTRIES = 200_000
 HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -82,11 +86,13 @@ def _try_lock(fd: int) -> bool:
         raise
 
 
-def _unlink(path: Path) -> None:
+def _unlink(path: Path) -> bool:
+    """Whether this call removed the file (another process's eviction may have been first)."""
     try:
         path.unlink()
+        return True
     except FileNotFoundError:
-        pass
+        return False
 
 
 def _hash_and_close(fd: int) -> str:
@@ -257,22 +263,29 @@ class Fill:
         """In the writer's thread, after its last write: the file into place if it is whole
         and its digest checks, the temporary file removed, the lock released."""
         tmp = self._tmp
+        outcome = "cut"
         try:
             out.close()
         except OSError as e:
             writer.error = writer.error or e
         try:
             if writer.error is not None:
+                outcome = "disk_error"
                 self.cache.failed("write", writer.error)  # a full disk fails the cache, not the pull
             elif complete and "sha256:" + writer.hash.hexdigest() == self.digest and (
                     not writer.size or writer.written == writer.size):
                 self.cache.landed(_hex(self.digest), tmp)
+                outcome = "landed"
             elif complete:
+                outcome = "mismatch"
                 logger.warning("proxy: the upstream's blob did not match its digest; not cached")
             _unlink(tmp)  # after a rename there is nothing here any more
         except OSError as e:
+            outcome = "disk_error"
             self.cache.failed("keep a blob", e)
-        self.release()
+        finally:
+            self.release()
+        metrics.proxy_blob_cache_fills.labels(outcome).inc()
 
     def release(self) -> None:
         if not self.released:
@@ -406,7 +419,8 @@ class BlobCache:
         except FileNotFoundError:
             return
         if (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) == key:  # not a newer fill
-            _unlink(path)
+            if _unlink(path):
+                metrics.proxy_blob_cache_removed.labels("corrupt").inc()
             logger.warning("proxy: a cached blob did not match its digest; removed, fetching it "
                            "again from upstream")
 
@@ -469,13 +483,34 @@ class BlobCache:
             for _, name, size in entries:
                 if total <= self.max_bytes:
                     break
-                _unlink(self.directory / "blobs" / name)
+                if _unlink(self.directory / "blobs" / name):
+                    metrics.proxy_blob_cache_removed.labels("evicted").inc()
                 total -= size
                 self._forget_lock(name)
             self._sweep_tmp()
             return total
         finally:
             self._evicting.release()
+
+    def usage(self) -> tuple[int, int] | None:
+        """(bytes, entries) of the files in blobs/, at most ``USAGE_SCAN_ENTRIES`` of them; None
+        when the cache is off or has no directory yet."""
+        if not self.enabled:
+            return None
+        size = entries = 0
+        try:
+            with os.scandir(self.directory / "blobs") as scan:
+                for entry in scan:
+                    if entries >= USAGE_SCAN_ENTRIES:
+                        break
+                    try:
+                        size += entry.stat(follow_symlinks=False).st_size
+                    except FileNotFoundError:  # evicted meanwhile
+                        continue
+                    entries += 1
+        except OSError:  # absent (nothing cached yet) or unreadable: no figure rather than a wrong one
+            return None
+        return size, entries
 
     def _forget_lock(self, name: str) -> None:
         """Remove an evicted entry's lock file unless a fill holds it."""

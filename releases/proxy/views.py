@@ -191,6 +191,13 @@ def _log(access: Access, reference: str, kind: str, method: str, status: int,
         logger.exception("pull log: could not queue a row")
 
 
+def _count_lookup(access: Access, result: str) -> None:
+    try:
+        metrics.proxy_blob_cache_lookups.labels(access.app.slug, result).inc()
+    except Exception:  # the metrics never fail a pull
+        logger.exception("metrics: could not count a blob cache lookup")
+
+
 def _upstream_failure(status: int, kind: str) -> tuple[int, str, str]:
     """(status, OCI code, message) for an upstream answer other than 200."""
     if status == 404:
@@ -402,7 +409,10 @@ async def _blob(request, access: Access, digest: str):
     method = request.method
     # Read only here, after every check a whole GET must pass; HEAD ignores Range.
     wanted = ranges.requested(request.headers, digest) if method == "GET" else None
-    cached = await blob_cache.store().claim(digest, method=method)
+    cache = blob_cache.store()
+    cached = await cache.claim(digest, method=method)
+    if cache.enabled:
+        _count_lookup(access, "hit" if isinstance(cached, blob_cache.CachedBlob) else "miss")
     if isinstance(cached, blob_cache.CachedBlob):
         return _cached_blob(access, digest, method, cached, wanted)
     path = f"{access.repository}/blobs/{digest}"

@@ -84,11 +84,13 @@ def start_proxy_server(directory: Path, *, extra: dict[str, str] | None = None,
 
 
 def start_caching_proxy(directory: Path, *, upstream_host: str, username: str, password: str,
-                        apps: list[dict], cache_bytes: str | None = None) -> PortalStack:
+                        apps: list[dict], cache_bytes: str | None = None,
+                        extra: dict[str, str] | None = None) -> PortalStack:
     """A proxy server whose blob cache is ``directory/blob-cache`` (``server.cache_dir``), with
     one linked registry named ``upstream`` at ``upstream_host`` and ``apps`` seeded as ``seed``
-    takes them (``server.data``); ``cache_bytes`` sets PORTAL_BLOB_CACHE_BYTES."""
-    extra = {"PORTAL_BLOB_CACHE_DIR": str(directory / "blob-cache")}
+    takes them (``server.data``); ``cache_bytes`` sets PORTAL_BLOB_CACHE_BYTES, ``extra`` more
+    of the server's environment."""
+    extra = {**(extra or {}), "PORTAL_BLOB_CACHE_DIR": str(directory / "blob-cache")}
     if cache_bytes is not None:
         extra["PORTAL_BLOB_CACHE_BYTES"] = cache_bytes
     server = start_proxy_server(directory, extra=extra)
