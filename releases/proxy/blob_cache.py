@@ -23,6 +23,11 @@ already hashed this exact file (inode, size, mtime and ctime: any write changes 
 file changed on disk is caught, removed and fetched again. Recency lives in the lock file's
 mtime, not the blob's, because touching the blob would change its ctime and cost a re-hash in
 every other process.
+
+Metrics (portal/observability/metrics.py): a fill is counted by how it ended where its writer
+thread settles it, a removed file where this process's unlink removed it (two processes evicting
+at once count it once); lookups are counted by the view, which knows the app; the size on disk
+is listed at scrape time (``usage``, releases/proxy/metrics.py).
 """
 
 from __future__ import annotations
