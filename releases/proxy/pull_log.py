@@ -13,6 +13,8 @@ import time
 from django.db import DatabaseError, IntegrityError, connection
 from django.utils import timezone
 
+from portal.observability import metrics
+
 from ..entitlements.models import PulledImage
 from .access import Access
 from .models import PullEvent
@@ -195,3 +197,19 @@ def log_pull(*, access: Access, reference: str, kind: str, method: str, status: 
     pull_log_writer.put(pull_event(access=access, reference=reference, kind=kind, method=method,
                                    status=status, size=size, release_id=release_id, note=note,
                                    pins=pins))
+
+
+def record_pull(access: Access, reference: str, kind: str, method: str, status: int, size: int,
+                *, sent: int | None = None, **extra) -> None:
+    """Count one proxy answer in the metrics and queue its pull log row (``log_pull``): the
+    bytes counted are ``sent`` when given (0 for a redirect: the proxy sent none), else
+    ``size``. Never fails the pull."""
+    try:
+        metrics.proxy_pulls.labels(access.app.slug, kind, str(status)).inc()
+        counted = size if sent is None else sent
+        if counted:
+            metrics.proxy_bytes.labels(access.app.slug, kind).inc(counted)
+        log_pull(access=access, reference=reference, kind=kind, method=method, status=status,
+                 size=size, **extra)
+    except Exception:  # the pull log and the metrics never fail a pull
+        logger.exception("pull log: could not queue a row")

@@ -26,11 +26,10 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 
 from django.http import HttpResponse
 
-from portal.observability import metrics
 from registries.oci.transport import STREAM_ERRORS
 
 from .access import Access
-from .pull_log import log_pull
+from .pull_log import record_pull
 
 logger = logging.getLogger(__name__)
 
@@ -124,10 +123,6 @@ def _passed_on(access: Access, digest: str, location: str) -> HttpResponse:
     # The address is a short-lived credential: no cache keeps it.
     response["Cache-Control"] = "no-store"
     size = access.entitlement.sizes.get(digest, 0)
-    try:  # the pull log and the metrics never fail a pull
-        metrics.proxy_pulls.labels(access.app.slug, "blob", "307").inc()
-        log_pull(access=access, reference=digest, kind="blob", method="GET", status=307,
-                 size=size, note=REDIRECTED_NOTE if size else UNKNOWN_SIZE_NOTE)
-    except Exception:
-        logger.exception("pull log: could not queue a row")
+    record_pull(access, digest, "blob", "GET", 307, size, sent=0,
+                note=REDIRECTED_NOTE if size else UNKNOWN_SIZE_NOTE)
     return response

@@ -12,7 +12,7 @@ The rules (license, entitlement, resolution, throttling) are sync ORM code in ``
 called through ``sync_db`` in one thread hop, and only when no recent decision is cached
 (``cached_access``); each reference is then checked against the decision's pins
 (``manifest_target``, ``blob_refusal``: lookups). The pull log is queued to one writer thread
-(``log_pull`` never blocks).
+(``record_pull`` never blocks).
 The upstream transfer is httpx.AsyncClient
 (``RegistryClient.aopen``). Manifests are read whole (at most 4 MB) and returned with their
 exact bytes, Content-Type and Docker-Content-Digest, and kept in memory by digest
@@ -54,7 +54,7 @@ from .access import (
     manifest_target,
 )
 from .decisions import authorize, cached_access, forget_decisions
-from .pull_log import log_pull, pull_log_writer
+from .pull_log import pull_log_writer, record_pull
 from .redirects import open_blob
 
 logger = logging.getLogger(__name__)
@@ -178,19 +178,6 @@ async def _existing_app(app_slug: str) -> str:
     return app_slug if await sync_db(App.objects.filter(slug=app_slug).exists)() else ""
 
 
-def _log(access: Access, reference: str, kind: str, method: str, status: int,
-         size: int, **extra) -> None:
-    # Queued for the writer thread: no database work and nothing to cancel on this path.
-    try:
-        metrics.proxy_pulls.labels(access.app.slug, kind, str(status)).inc()
-        if size:
-            metrics.proxy_bytes.labels(access.app.slug, kind).inc(size)
-        log_pull(access=access, reference=reference, kind=kind, method=method, status=status,
-                 size=size, **extra)
-    except Exception:  # the pull log and the metrics never fail a pull
-        logger.exception("pull log: could not queue a row")
-
-
 def _count_lookup(access: Access, result: str) -> None:
     try:
         metrics.proxy_blob_cache_lookups.labels(access.app.slug, result).inc()
@@ -251,7 +238,7 @@ async def _manifest(request, access: Access, asked: str, target: ManifestTarget)
         if method == "GET":
             verified = manifest_digest(body, reference=reference, claimed=digest)
             if verified is None:
-                _log(access, asked, "manifest", method, 502, 0, release_id=release_id)
+                record_pull(access, asked, "manifest", method, 502, 0, release_id=release_id)
                 return oci_error(502, "UNKNOWN", "The vendor's registry returned a manifest "
                                                  "that does not match its digest.")
             digest = verified
@@ -278,7 +265,7 @@ async def _manifest(request, access: Access, asked: str, target: ManifestTarget)
     if tag_check is not None:
         # Started with the GET, so usually done by now; the pull never waits long for it.
         await asyncio.wait({tag_check}, timeout=DRIFT_WAIT_SECONDS)
-    _log(access, asked, "manifest", method, 200, len(body), release_id=release_id,
+    record_pull(access, asked, "manifest", method, 200, len(body), release_id=release_id,
          note=_drift_note(access, target), pins=pins)
     return response
 
@@ -291,13 +278,13 @@ async def _fetch_manifest(access: Access, asked: str, method: str, path: str, ac
                                              headers={"Accept": accept})
     except RegistryError as e:
         response = _registry_error(e)
-        _log(access, asked, "manifest", method, response.status_code, 0, release_id=release_id)
+        record_pull(access, asked, "manifest", method, response.status_code, 0, release_id=release_id)
         return response
     try:
         if upstream.status_code != 200:
             await upstream.aread()
             status, code, message = _upstream_failure(upstream.status_code, "manifest")
-            _log(access, asked, "manifest", method, status, 0, release_id=release_id)
+            record_pull(access, asked, "manifest", method, status, 0, release_id=release_id)
             return oci_error(status, code, message)
         body = b""
         if method == "GET":
@@ -305,7 +292,7 @@ async def _fetch_manifest(access: Access, asked: str, method: str, path: str, ac
             async for chunk in upstream.aiter_bytes():
                 total += len(chunk)
                 if total > MAX_MANIFEST_BYTES:
-                    _log(access, asked, "manifest", method, 502, 0, release_id=release_id)
+                    record_pull(access, asked, "manifest", method, 502, 0, release_id=release_id)
                     return oci_error(502, "UNKNOWN", "The manifest is larger than 4 MB.")
                 chunks.append(chunk)
             body = b"".join(chunks)
@@ -314,7 +301,7 @@ async def _fetch_manifest(access: Access, asked: str, method: str, path: str, ac
         length = upstream.headers.get("content-length", "")
     except STREAM_ERRORS as e:
         response = _registry_error(e)
-        _log(access, asked, "manifest", method, response.status_code, 0, release_id=release_id)
+        record_pull(access, asked, "manifest", method, response.status_code, 0, release_id=release_id)
         return response
     finally:
         await upstream.aclose()
@@ -425,7 +412,7 @@ async def _blob(request, access: Access, digest: str):
         upstream = await open_blob(access, method, path, headers=asked)
     except RegistryError as e:
         response = _registry_error(e)
-        _log(access, digest, "blob", method, response.status_code, 0)
+        record_pull(access, digest, "blob", method, response.status_code, 0)
         return response
     if isinstance(upstream, HttpResponse):  # a redirect passed on to the client, logged
         return upstream
@@ -448,7 +435,7 @@ async def _blob(request, access: Access, digest: str):
             pass
         finally:
             await upstream.aclose()
-        _log(access, digest, "blob", method, refusal.status_code, 0)
+        record_pull(access, digest, "blob", method, refusal.status_code, 0)
         return refusal
     headers = {"Docker-Content-Digest": digest, "Docker-Distribution-API-Version": "registry/2.0",
                "ETag": f'"{digest}"'}
@@ -466,7 +453,7 @@ async def _blob(request, access: Access, digest: str):
     if method == "HEAD":
         await upstream.aclose()
         response = HttpResponse(b"", content_type=content_type, headers=headers)
-        _log(access, digest, "blob", method, 200, 0)
+        record_pull(access, digest, "blob", method, 200, 0)
         return response
     answered = upstream.status_code
 
@@ -502,7 +489,7 @@ async def _blob(request, access: Access, digest: str):
         finally:
             # After the stream, with the byte count; queued before anything else can be
             # interrupted, so it survives a cancellation.
-            _log(access, digest, "blob", method, status, sent)
+            record_pull(access, digest, "blob", method, status, sent)
             _streams.discard(token)
             await upstream.aclose()
 
@@ -542,7 +529,7 @@ def _cached_blob(access: Access, digest: str, method: str, blob: blob_cache.Cach
     span = wanted.resolve(blob.size) if wanted is not None else None
     if method == "HEAD":
         blob.close()
-        _log(access, digest, "blob", method, 200, 0, note="from cache")
+        record_pull(access, digest, "blob", method, 200, 0, note="from cache")
         return HttpResponse(b"", content_type="application/octet-stream", headers=headers)
     if settings.PORTAL_BLOB_CACHE_X_ACCEL:
         # The front server sends the verified file (deploy/Caddyfile), and answers the Range
@@ -552,14 +539,14 @@ def _cached_blob(access: Access, digest: str, method: str, blob: blob_cache.Cach
         status, size = 200, blob.size
         if wanted is not None:
             status, size = (206, span[1] - span[0] + 1) if span else (416, 0)
-        _log(access, digest, "blob", method, status, size, note="from cache, sent by the "
+        record_pull(access, digest, "blob", method, status, size, note="from cache, sent by the "
                                                                 "front server")
         del headers["Content-Length"]
         headers["X-Accel-Redirect"] = f"/blobs/{digest.removeprefix('sha256:')}"
         return HttpResponse(b"", content_type="application/octet-stream", headers=headers)
     if wanted is not None and span is None:
         blob.close()
-        _log(access, digest, "blob", method, 416, 0, note="from cache")
+        record_pull(access, digest, "blob", method, 416, 0, note="from cache")
         return _unsatisfiable(wanted, blob.size)
     answered = 200
     if span is not None:
@@ -582,7 +569,7 @@ def _cached_blob(access: Access, digest: str, method: str, blob: blob_cache.Cach
             logger.warning("proxy: reading a cached blob failed (%s)", type(e).__name__)
             raise
         finally:
-            _log(access, digest, "blob", method, status, sent, note="from cache")
+            record_pull(access, digest, "blob", method, status, sent, note="from cache")
             _streams.discard(token)
 
     return StreamingHttpResponse(body(), status=answered, content_type="application/octet-stream",
