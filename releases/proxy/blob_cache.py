@@ -196,12 +196,11 @@ class _Writer:
                 if isinstance(chunk, tuple):
                     complete = chunk[0]
                     break
-                if not self.aborted:
-                    if self.error is None:
-                        try:
-                            self.out.write(chunk)
-                        except OSError as e:
-                            self.error = e
+                if not self.aborted and self.error is None:  # after a failed write: drained only
+                    try:
+                        self.out.write(chunk)
+                    except OSError as e:
+                        self.error = e
                     self.hash.update(chunk)
                     self.written += len(chunk)
                 with self._lock:
@@ -209,7 +208,7 @@ class _Writer:
                 self._room.set()
         finally:
             try:
-                self.fill.settle(self.out, self, complete)
+                self.fill.settle(self, complete)
             finally:
                 self._room.set()
                 self.done.set_result(None)
@@ -264,13 +263,13 @@ class Fill:
         # for the blob finds it (shielded: a cancellation here leaves the landing to the thread).
         await asyncio.shield(asyncio.wrap_future(writer.done))
 
-    def settle(self, out, writer: _Writer, complete: bool) -> None:
+    def settle(self, writer: _Writer, complete: bool) -> None:
         """In the writer's thread, after its last write: the file into place if it is whole
         and its digest checks, the temporary file removed, the lock released."""
         tmp = self._tmp
         outcome = "cut"
         try:
-            out.close()
+            writer.out.close()
         except OSError as e:
             writer.error = writer.error or e
         try:
