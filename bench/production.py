@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from bench.proxy import pull_batch  # noqa: E402
 from tests.production.conftest import production_env  # noqa: E402
 from tests.support.caddy import postgres_database, start_caddy  # noqa: E402
 from tests.support.images import build_index, cleanup, push  # noqa: E402
@@ -71,22 +72,12 @@ def skopeo_pull(source: str, creds: str, cert_dir: Path, target: Path) -> float:
 
 
 def batch(n: int, source: str, creds: str, cert_dir: Path, tmp: Path) -> tuple[float, list]:
-    """N pulls at once: (wall seconds, failures)."""
+    """N pulls at once: (wall seconds, failures: the end of each failed skopeo's stderr)."""
     SKOPEO_CACHE.unlink(missing_ok=True)
-    failures = []
-
-    def one(i):
-        try:
-            skopeo_pull(source, creds, cert_dir, tmp / f"pull-{i}")
-        except subprocess.CalledProcessError as e:
-            failures.append(e.stderr.decode(errors="replace")[-300:])
-        finally:
-            shutil.rmtree(tmp / f"pull-{i}", ignore_errors=True)
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(n) as pool:
-        list(pool.map(one, range(n)))
-    return time.perf_counter() - started, failures
+    wall, failures = pull_batch(n, lambda target: skopeo_pull(source, creds, cert_dir, target),
+                                tmp)
+    return wall, [e.stderr.decode(errors="replace")[-300:]
+                  if isinstance(e, subprocess.CalledProcessError) else repr(e) for e in failures]
 
 
 def percentile(values: list[float], p: float) -> float:

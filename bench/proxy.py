@@ -63,6 +63,29 @@ def pull(source: str, creds: str, target: Path) -> float:
     return time.perf_counter() - started
 
 
+def pull_batch(n: int, pull_one, tmp: Path) -> tuple[float, list[BaseException]]:
+    """``n`` pulls at once, ``pull_one(target)`` each into a directory of its own under ``tmp``
+    (removed after): (wall seconds, what the failed ones raised)."""
+    failures: list[BaseException] = []
+
+    def one(i):
+        target = tmp / f"batch-{i}"
+        try:
+            pull_one(target)
+        except BaseException as e:  # noqa: BLE001 - reported by the caller
+            failures.append(e)
+        finally:
+            shutil.rmtree(target, ignore_errors=True)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started, failures
+
+
 class RssSampler:
     """Peak RSS of a process, sampled every 50 ms while running."""
 
@@ -167,26 +190,10 @@ def main() -> None:
         def batch(src=proxy_src, creds=proxy_creds):
             """N pulls at once, through the proxy unless told: (wall seconds, failures, peak RSS,
             RSS after, upstream bytes, portal CPU seconds)."""
-            results: list[float | BaseException] = [None] * args.concurrent
             sent, cpu = upstream_bytes(), server.web_cpu_seconds()
-
-            def one(i):
-                try:
-                    results[i] = pull(src, creds, tmp / f"c{i}")
-                except BaseException as e:  # noqa: BLE001 - reported below
-                    results[i] = e
-
             with RssSampler(server) as sampler:
-                started = time.perf_counter()
-                threads = [threading.Thread(target=one, args=(i,)) for i in range(args.concurrent)]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-                wall = time.perf_counter() - started
-            for i in range(args.concurrent):
-                shutil.rmtree(tmp / f"c{i}", ignore_errors=True)
-            failures = [r for r in results if isinstance(r, BaseException)]
+                wall, failures = pull_batch(args.concurrent,
+                                            lambda target: pull(src, creds, target), tmp)
             return (wall, failures, sampler.peak, server.web_rss_bytes() // 1024,
                     upstream_bytes() - sent, server.web_cpu_seconds() - cpu)
 

@@ -31,8 +31,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -68,7 +66,7 @@ def main() -> None:
     parser.add_argument("--granian-args", default="", help="more granian options, e.g. '--task-impl rust'")
     args = parser.parse_args()
 
-    from bench.proxy import BENCH_USERS, pull
+    from bench.proxy import BENCH_USERS, pull, pull_batch
     from bench.proxy_request import timed
     from tests.support.images import build_index, build_single, cleanup, push
     from tests.support.proxy_server import start_proxy_server
@@ -153,26 +151,12 @@ def main() -> None:
             rounds.append(row)
 
         def batch(name: str) -> dict:
-            results: list = [None] * args.concurrent
-
-            def one(k):
-                try:
-                    results[k] = pull(proxy_src(name), f"{lic[name]}:{lic[name]}", tmp / f"c{k}")
-                except BaseException as e:  # noqa: BLE001 - counted below
-                    results[k] = e
-
             before = servers[name].web_cpu_seconds()
-            started = time.perf_counter()
-            threads = [threading.Thread(target=one, args=(k,)) for k in range(args.concurrent)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            wall = time.perf_counter() - started
+            wall, failures = pull_batch(
+                args.concurrent, lambda target: pull(proxy_src(name), f"{lic[name]}:{lic[name]}",
+                                                     target), tmp)
             cpu = servers[name].web_cpu_seconds() - before
-            for k in range(args.concurrent):
-                shutil.rmtree(tmp / f"c{k}", ignore_errors=True)
-            return {"wall": wall, "cpu": cpu, "failed": sum(isinstance(r, BaseException) for r in results)}
+            return {"wall": wall, "cpu": cpu, "failed": len(failures)}
 
         batches = []
         for i in range(args.batches):
